@@ -1,0 +1,7 @@
+"""``python -m resumeguard``."""
+
+import sys
+
+from resumeguard.cli.main import main
+
+sys.exit(main())

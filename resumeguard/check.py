@@ -1,0 +1,27 @@
+"""Wire the pipeline: fingerprints -> compare -> policy -> report. No logic of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resumeguard.compare import compare
+from resumeguard.fingerprint import Fingerprint
+from resumeguard.policy import Policy, load_policy
+from resumeguard.report import Report, build
+
+
+def compare_fingerprints(
+    recorded: Fingerprint,
+    current: Fingerprint,
+    *,
+    run: str | None = None,
+    policy: Policy | str | None = None,
+    repo: str | Path | None = ".",
+) -> Report:
+    """Compare two fingerprints under a policy (a Policy, preset name, TOML path or None)."""
+    from resumeguard.collect.code import CodeRecord, open_history
+
+    root = current.code.root if isinstance(current.code, CodeRecord) else repo
+    resolved = policy if isinstance(policy, Policy) else load_policy(policy, repo=root)
+    history = open_history(root) if root is not None else None
+    return build(run, compare(recorded, current, history), resolved)

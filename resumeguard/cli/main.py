@@ -1,0 +1,75 @@
+"""The ``resumeguard`` command: subcommands, and the one handler mapping errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+import typer
+
+from resumeguard.errors import ISSUES_URL, ResumeGuardError
+
+
+def _app() -> typer.Typer:
+    from resumeguard.cli.diff import diff
+    from resumeguard.cli.fingerprint import fingerprint
+
+    app = typer.Typer(
+        name="resumeguard",
+        help="Make resuming a W&B run safe: block a resume that is no longer the same experiment.",
+        add_completion=False,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    for command in (fingerprint, diff):
+        app.command()(command)
+    for extra in _extra_commands():
+        app.command()(extra)
+    return app
+
+
+def _extra_commands() -> list[object]:
+    try:
+        from resumeguard.cli.runs import COMMANDS
+    except ImportError:
+        return []
+    return list(COMMANDS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code of DESIGN.md (0 ok, 1 blocked, 2 bad input, 3
+    unverifiable, 4 internal error)."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = _app()(args=args, prog_name="resumeguard", standalone_mode=False)
+    except ResumeGuardError as e:
+        _err(f"resumeguard: {e}")
+        return e.exit_code
+    except NoArgsIsHelpError as e:
+        _err(e.format_message())
+        return 2
+    except ClickException as e:
+        _err(f"resumeguard: {e.format_message()} (see resumeguard --help)")
+        return 2
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except typer.Abort:
+        _err("resumeguard: aborted")
+        return 2
+    except KeyboardInterrupt:
+        _err("resumeguard: interrupted")
+        return 130
+    except Exception:
+        traceback.print_exc()
+        _err(f"resumeguard: internal error (a bug): please report it with the trace above at "
+             f"{ISSUES_URL}")
+        return 4
+    return int(result or 0)
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(line.rstrip() + "\n")

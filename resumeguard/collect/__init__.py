@@ -1,0 +1,1 @@
+"""Collectors: one module per fingerprint source, each returning a frozen record or Unavailable."""

@@ -1,0 +1,57 @@
+"""Fingerprint the execution environment: devices and the distributed world. No secrets."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from resumeguard.record import Record
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvRecord(Record):
+    """Devices and world size: what changes the effective batch size or numerics."""
+
+    kind = "env"
+
+    device_type: str
+    """"cuda", "mps" or "cpu"."""
+    device_count: int
+    """Accelerators visible to this process (0 on CPU)."""
+    device_names: tuple[str, ...] = ()
+    """Accelerator model names, e.g. ("NVIDIA H200",)."""
+    world_size: int = 1
+    """torch.distributed world size when initialised, else 1."""
+    rank: int = 0
+    """This process's rank when torch.distributed is initialised, else 0."""
+
+
+def collect_env() -> EnvRecord:
+    """Describe this process's devices and distributed world (torch only if already imported)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        try:
+            import torch as _torch
+
+            torch = _torch
+        except ImportError:
+            return EnvRecord(device_type="cpu", device_count=0)
+    device_type, names = "cpu", ()
+    count = 0
+    if torch.cuda.is_available():
+        device_type = "cuda"
+        count = torch.cuda.device_count()
+        names = tuple(torch.cuda.get_device_name(i) for i in range(count))
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device_type, count, names = "mps", 1, ("mps",)
+    world_size, rank = 1, 0
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        world_size, rank = dist.get_world_size(), dist.get_rank()
+    return EnvRecord(
+        device_type=device_type,
+        device_count=count,
+        device_names=names,
+        world_size=world_size,
+        rank=rank,
+    )

@@ -1,0 +1,196 @@
+"""Compare a recorded fingerprint with the current one: pure, recorded + current -> findings.
+
+Nested records are diffed with deepdiff and each change is reported at a stable path whose depth
+is fixed per section (``deps.installed.<name>``, ``optimizer.groups.<i>.<hyper>`` ...). Code is
+compared per file: the effective content of each path is its working-tree blob where it was dirty or
+untracked, else its blob in the commit, so a policy can ignore docs while blocking sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+from deepdiff import DeepDiff
+
+from resumeguard.collect.code import DELETED, CodeRecord
+from resumeguard.findings import Finding
+from resumeguard.fingerprint import Fingerprint
+from resumeguard.hints import explain
+from resumeguard.record import Record, Unavailable
+
+_ABSENT = object()
+
+
+class History(Protocol):
+    """What file-level code comparison needs from the local repository."""
+
+    def has_commit(self, sha: str) -> bool:
+        """True when the commit is present locally."""
+        ...
+
+    def changed_between(self, a: str, b: str) -> set[str]:
+        """Paths that differ between two commits."""
+        ...
+
+    def blob(self, commit: str, path: str) -> str | None:
+        """Blob sha of a path at a commit, None when absent."""
+        ...
+
+
+def compare(
+    recorded: Fingerprint, current: Fingerprint, history: History | None = None
+) -> list[Finding]:
+    """Every divergence between ``recorded`` and ``current``, in a stable order."""
+    findings: list[Finding] = []
+    findings += _compare_code(recorded.code, current.code, history)
+    findings += _compare_section("deps", recorded.deps, current.deps, depth=2)
+    findings += _compare_section("env", recorded.env, current.env, depth=1, skip={"rank"})
+    findings += _compare_optimizer(recorded.optimizer, current.optimizer)
+    findings += _compare_section("model", recorded.model, current.model, depth=2, skip={"digest"})
+    findings += _diff_values("config", recorded.config, current.config, depth=1)
+    return findings
+
+
+def _compare_section(
+    name: str,
+    recorded: Record | Unavailable,
+    current: Record | Unavailable,
+    *,
+    depth: int,
+    skip: set[str] = frozenset(),  # type: ignore[assignment]
+) -> list[Finding]:
+    if isinstance(recorded, Unavailable) or isinstance(current, Unavailable):
+        # Only a part that was recorded and is now missing is a divergence; "not given" is not.
+        if isinstance(current, Unavailable) and isinstance(recorded, Record):
+            if current.reason != "not given":
+                return [explain(f"{name}.unavailable", recorded.kind, current.reason)]
+        return []
+    r = {k: v for k, v in recorded.to_json().items() if k not in skip}
+    c = {k: v for k, v in current.to_json().items() if k not in skip}
+    if name == "deps" and (r.get("cudnn") is None or c.get("cudnn") is None):
+        # cuDNN is only known once torch is imported; a missing reading is not drift.
+        r.pop("cudnn", None)
+        c.pop("cudnn", None)
+    return _diff_values(name, r, c, depth=depth)
+
+
+def _compare_optimizer(
+    recorded: Record | Unavailable, current: Record | Unavailable
+) -> list[Finding]:
+    # The state digest changes with every step; it identifies checkpoints, not the setup.
+    findings = _compare_section("optimizer", recorded, current, depth=3, skip={"state_digest"})
+    out = []
+    for f in findings:
+        parts = f.path.split(".")
+        # A fresh optimizer has no state yet: per-param state is compared at restore, not here.
+        if len(parts) >= 4 and parts[1] == "params" and parts[3] == "state":
+            continue
+        if f.path == "optimizer.cls":
+            f = explain("optimizer.class", f.recorded, f.current)
+        out.append(f)
+    return out
+
+
+def _diff_values(
+    prefix: str, recorded: Mapping[str, Any], current: Mapping[str, Any], *, depth: int
+) -> list[Finding]:
+    """deepdiff two JSON values and report each change at ``depth`` path components."""
+    tree = DeepDiff(dict(recorded), dict(current), view="tree", verbose_level=2)
+    seen: dict[tuple[Any, ...], None] = {}
+    for changes in tree.values():
+        for level in changes:
+            seen.setdefault(tuple(level.path(output_format="list")[:depth]), None)
+    findings = []
+    for key in sorted(seen, key=lambda k: [str(p) for p in k]):
+        r, c = _get(recorded, key), _get(current, key)
+        path = ".".join([prefix, *(str(k) for k in key)])
+        findings.append(explain(path, None if r is _ABSENT else r, None if c is _ABSENT else c))
+    return findings
+
+
+def _get(value: Any, key: tuple[Any, ...]) -> Any:
+    for k in key:
+        if isinstance(value, Mapping) and k in value:
+            value = value[k]
+        elif isinstance(value, list) and isinstance(k, int) and k < len(value):
+            value = value[k]
+        else:
+            return _ABSENT
+    return value
+
+
+def _compare_code(
+    recorded: CodeRecord | Unavailable, current: CodeRecord | Unavailable, history: History | None
+) -> list[Finding]:
+    if isinstance(recorded, Unavailable) or isinstance(current, Unavailable):
+        if isinstance(recorded, CodeRecord) and isinstance(current, Unavailable):
+            return [explain("code.repo", recorded.root, current.reason)]
+        return []
+    findings: list[Finding] = []
+    for field in ("branch", "remote", "root"):
+        r, c = getattr(recorded, field), getattr(current, field)
+        if r != c:
+            findings.append(explain(f"code.{field}", r, c))
+    findings += _diff_values("code.submodules", recorded.submodules, current.submodules, depth=1)
+    same_commit = recorded.commit == current.commit
+    resolved = same_commit or bool(
+        history
+        and recorded.commit
+        and current.commit
+        and history.has_commit(recorded.commit)
+        and history.has_commit(current.commit)
+    )
+    if not same_commit:
+        findings.append(
+            explain("code.commit", recorded.commit, current.commit, context=resolved)
+        )
+    if not resolved:
+        # Without the recorded commit locally, files can't be attributed: report the diff whole.
+        if recorded.diff_digest != current.diff_digest:
+            findings.append(explain("code.diff", recorded.diff_digest, current.diff_digest))
+        return findings
+    findings += _compare_files(recorded, current, history if not same_commit else None)
+    return findings
+
+
+def _compare_files(
+    recorded: CodeRecord, current: CodeRecord, history: History | None
+) -> Iterator[Finding]:
+    paths = set(recorded.changed) | set(current.changed)
+    paths |= set(recorded.untracked) | set(current.untracked)
+    if history is not None and recorded.commit and current.commit:
+        paths |= history.changed_between(recorded.commit, current.commit)
+    for path in sorted(paths):
+        r = _effective(recorded, current, path, history)
+        c = _effective(current, recorded, path, history)
+        if r == c:
+            continue
+        untracked_now = path in current.untracked and path not in recorded.changed
+        untracked_then = path in recorded.untracked and path not in current.changed
+        if (untracked_now or untracked_then) and _is_untracked_only(recorded, current, path):
+            yield explain(f"code.untracked.{path}", r, c)
+        else:
+            yield explain(f"code.files.{path}", r, c)
+
+
+def _is_untracked_only(recorded: CodeRecord, current: CodeRecord, path: str) -> bool:
+    tracked = path in recorded.changed or path in current.changed
+    return not tracked
+
+
+def _effective(
+    code: CodeRecord, other: CodeRecord, path: str, history: History | None
+) -> str | None:
+    """The blob of ``path`` as it was in that working tree; None when the file did not exist."""
+    if path in code.changed:
+        blob = code.changed[path]
+        return None if blob == DELETED else blob
+    if path in code.untracked:
+        return code.untracked[path]
+    if history is not None and code.commit:
+        return history.blob(code.commit, path)
+    if path in other.untracked:
+        return None  # untracked there at the same commit, so not in the commit: absent here
+    # Same commit on both sides and no history needed: the committed content is equal.
+    return f"committed@{code.commit}"

@@ -1,0 +1,55 @@
+"""The error hierarchy; each error carries the exit code the CLI maps it to.
+
+One base, :class:`ResumeGuardError`. Errors raised for a user's mistake or an unreachable store
+carry a single line of advice in ``str(error)``; the CLI prints that line and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from resumeguard.report import Report
+
+ISSUES_URL = "https://github.com/resumeguard/resumeguard/issues"
+
+
+class ResumeGuardError(Exception):
+    """Base of every error resumeguard raises on purpose."""
+
+    exit_code: int = 4
+
+
+class BadInput(ResumeGuardError):
+    """A usage error or unreadable input: a malformed fingerprint, a bad policy, a missing file."""
+
+    exit_code = 2
+
+
+class Unverifiable(ResumeGuardError):
+    """The resume cannot be checked: run not found, nothing recorded, or the store unreachable."""
+
+    exit_code = 3
+
+
+class ResumeBlocked(ResumeGuardError):
+    """The resume diverged at block severity; ``report`` says what and what to do."""
+
+    exit_code = 1
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        blocking = [f.path for f in report.blocking]
+        super().__init__(
+            f"resume of run {report.run or '?'} blocked: {', '.join(blocking) or 'see report'}"
+        )
+
+
+class CheckpointError(ResumeGuardError):
+    """A checkpoint is missing, corrupt, not the recorded one, or does not fit the model."""
+
+    exit_code = 1
+
+
+class StoreError(Unverifiable):
+    """The run store could not be reached or answered with an error."""

@@ -1,0 +1,88 @@
+"""Findings (what diverged), severities and verdicts: the values the pipeline passes along."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+
+class Severity(str, enum.Enum):
+    """How much a finding matters; ordered ignore < info < warn < block."""
+
+    IGNORE = "ignore"
+    INFO = "info"
+    WARN = "warn"
+    BLOCK = "block"
+
+    @property
+    def rank(self) -> int:
+        """Position in the order ignore < info < warn < block."""
+        return _RANK[self]
+
+
+_RANK = {Severity.IGNORE: 0, Severity.INFO: 1, Severity.WARN: 2, Severity.BLOCK: 3}
+
+
+class Verdict(str, enum.Enum):
+    """The outcome of a check."""
+
+    OK = "ok"
+    WARN = "warn"
+    BLOCK = "block"
+    UNVERIFIED = "unverified"
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI exit code of DESIGN.md for this verdict."""
+        match self:
+            case Verdict.OK | Verdict.WARN:
+                return 0
+            case Verdict.BLOCK:
+                return 1
+            case Verdict.UNVERIFIED:
+                return 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One divergence between the recorded and the current fingerprint."""
+
+    path: str
+    """Stable dotted path, e.g. "code.files.src/train.py"; policies match it with globs."""
+    recorded: Any
+    """The recorded value (JSON), None when absent then."""
+    current: Any
+    """The current value (JSON), None when absent now."""
+    message: str
+    """What differs, in a short sentence."""
+    hint: str
+    """What to do about it."""
+    context: bool = False
+    """True for findings that only explain others (e.g. the commit moved but every changed file
+    is listed): they are "info" unless a user rule names them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Judged:
+    """A finding with the severity the policy gave it, and the rule that decided."""
+
+    finding: Finding
+    """The divergence."""
+    severity: Severity
+    """Its severity under the policy."""
+    rule: str
+    """Which rule decided, e.g. 'block "code.*" (preset strict)'."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The finding object of the ``--json`` report."""
+        f = self.finding
+        return {
+            "path": f.path,
+            "severity": self.severity.value,
+            "recorded": f.recorded,
+            "current": f.current,
+            "message": f.message,
+            "hint": f.hint,
+            "rule": self.rule,
+        }

@@ -1,0 +1,161 @@
+"""The fingerprint record (versioned schema), its JSON file form, and the compact config form.
+
+Schema history (every version stays readable: ``fixtures/fingerprints/`` keeps one of each):
+- 1: code, deps, env, optimizer, model, config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from resumeguard._version import __version__
+from resumeguard.collect.code import CodeRecord
+from resumeguard.collect.deps import DepsRecord
+from resumeguard.collect.env import EnvRecord
+from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
+from resumeguard.errors import BadInput
+from resumeguard.hashing import digest_json
+from resumeguard.record import Record, Unavailable
+
+SCHEMA = 1
+NOT_GIVEN = Unavailable("not given")
+"""The optimizer or model part when none was passed: not compared."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprint(Record):
+    """Everything resumeguard compares before a resume."""
+
+    kind = "fingerprint"
+
+    code: CodeRecord | Unavailable
+    """The git working tree."""
+    deps: DepsRecord | Unavailable
+    """Interpreter, torch stack, requirements, installed distributions."""
+    env: EnvRecord | Unavailable
+    """Devices and the distributed world."""
+    optimizer: OptimizerRecord | Unavailable = NOT_GIVEN
+    """The optimizer at run start, when one was given."""
+    model: ModelRecord | Unavailable = NOT_GIVEN
+    """The model's parameters at run start, when a model was given."""
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The user's run config (resumeguard's own key excluded)."""
+    schema: int = SCHEMA
+    """Schema version of this record."""
+    created: str = ""
+    """ISO time the fingerprint was taken (context only, never compared)."""
+    tool: str = f"resumeguard {__version__}"
+    """The version that wrote it (context only)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON with ``schema`` first, for readable files."""
+        data = super().to_json()
+        return {"schema": data.pop("schema"), **data}
+
+    def digest(self) -> str:
+        """Digest of the comparable content (``created`` and ``tool`` left out)."""
+        data = self.to_json()
+        data.pop("created", None)
+        data.pop("tool", None)
+        return digest_json(data)
+
+
+def take(
+    *,
+    repo: str | Path | None = ".",
+    requirements: Sequence[str | Path] = (),
+    optimizer: Any = None,
+    model: Any = None,
+    config: Mapping[str, Any] | None = None,
+) -> Fingerprint:
+    """Collect a fingerprint of this process (torch is imported only for an optimizer or model)."""
+    from resumeguard.collect.code import collect_code
+    from resumeguard.collect.deps import collect_deps
+    from resumeguard.collect.env import collect_env
+
+    code = collect_code(repo) if repo is not None else Unavailable("no repository given")
+    root = code.root if isinstance(code, CodeRecord) else repo
+    opt_record: OptimizerRecord | Unavailable = NOT_GIVEN
+    model_record: ModelRecord | Unavailable = NOT_GIVEN
+    if optimizer is not None or model is not None:
+        from resumeguard.collect.optimizer import collect_model, collect_optimizer
+
+        if optimizer is not None:
+            opt_record = collect_optimizer(optimizer)
+        if model is not None:
+            model_record = collect_model(model)
+    return Fingerprint(
+        code=code,
+        deps=collect_deps(root, requirements),
+        env=collect_env(),
+        optimizer=opt_record,
+        model=model_record,
+        config=user_config(config or {}),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def user_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's config as JSON values, without resumeguard's key or wandb's private ones."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "resumeguard" or key.startswith("_"):
+            continue
+        if isinstance(value, Mapping) and set(value) <= {"value", "desc"} and "value" in value:
+            value = value["value"]  # wandb's config.yaml wraps every value
+        out[str(key)] = json.loads(json.dumps(value, default=str))
+    return out
+
+
+def from_json(data: Any, *, source: str = "fingerprint") -> Fingerprint:
+    """Read a fingerprint of any known schema; BadInput with one line when malformed."""
+    if not isinstance(data, Mapping):
+        raise BadInput(f"{source}: not a resumeguard fingerprint (expected a JSON object)")
+    if "fingerprint" in data and isinstance(data["fingerprint"], Mapping):
+        data = data["fingerprint"]  # a full run record (resumeguard.json) holds one
+    schema = data.get("schema")
+    if schema is None or "code" not in data or "deps" not in data:
+        raise BadInput(
+            f"{source}: not a resumeguard fingerprint (no schema/code/deps keys); "
+            "make one with `resumeguard fingerprint --json`"
+        )
+    if not isinstance(schema, int) or schema > SCHEMA:
+        raise BadInput(
+            f"{source}: fingerprint schema {schema!r} is newer than this resumeguard "
+            f"understands ({SCHEMA}); upgrade resumeguard"
+        )
+    try:
+        return Fingerprint.from_json(_migrate(dict(data)))
+    except (TypeError, KeyError, ValueError) as e:
+        raise BadInput(f"{source}: malformed fingerprint ({e})") from e
+
+
+def load(path: str | Path) -> Fingerprint:
+    """Read a fingerprint JSON file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise BadInput(f"cannot read {p}: {e.strerror or e}") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from e
+    return from_json(data, source=str(p))
+
+
+def dumps(fp: Fingerprint) -> str:
+    """The JSON file form."""
+    return json.dumps(fp.to_json(), indent=2, sort_keys=False)
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an old schema up to the current one (each step a pure function of the last)."""
+    # Schema 1 is the first; later versions add a step here and keep fixtures of each.
+    data["schema"] = SCHEMA
+    return data

@@ -1,0 +1,163 @@
+"""What each finding path means and what to do about it: one table, used by compare and fit."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+from resumeguard.findings import Finding
+
+Text = Callable[[str, Any, Any], str]
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    text = str(value)
+    if len(text) == 40 and all(ch in "0123456789abcdef" for ch in text):
+        return text[:12]  # a commit sha
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _leaf(path: str, depth: int) -> str:
+    return path.split(".", depth)[-1]
+
+
+def _file_change(path: str, r: Any, c: Any) -> str:
+    name = _leaf(path, 2)
+    if r is None:
+        return f"{name} was added since the run was recorded"
+    if c is None:
+        return f"{name} was deleted since the run was recorded"
+    return f"{name} was modified since the run was recorded"
+
+
+def _version_change(label: str) -> Text:
+    return lambda p, r, c: f"{label.format(leaf=_leaf(p, 2))}: {_short(r)} -> {_short(c)}"
+
+
+# (glob, message, hint) — the first matching row explains a finding.
+_TABLE: list[tuple[str, Text, Text]] = [
+    (
+        "code.repo",
+        lambda p, r, c: f"the run was recorded in the git repository {r}; now: {c}",
+        lambda p, r, c: "run the check inside the run's repository, or pass --repo",
+    ),
+    (
+        "code.commit",
+        lambda p, r, c: f"HEAD moved from {_short(r)} to {_short(c)}",
+        lambda p, r, c: f"check out {_short(r)} to resume the same code, or add code.commit "
+        "to warn (fetch the recorded commit to see which files differ)",
+    ),
+    (
+        "code.diff",
+        lambda p, r, c: "the uncommitted changes differ from those recorded",
+        lambda p, r, c: "restore the recorded working tree, or fetch the recorded commit "
+        "for a per-file report",
+    ),
+    (
+        "code.files.*",
+        _file_change,
+        lambda p, r, c: f"restore {_leaf(p, 2)} as it was, or match it with a rule "
+        f"(e.g. ignore = [\"{p}\"]) if it cannot change results",
+    ),
+    (
+        "code.untracked.*",
+        lambda p, r, c: f"untracked file {_leaf(p, 2)} "
+        + ("appeared" if r is None else "disappeared" if c is None else "changed"),
+        lambda p, r, c: "commit it, remove it, or add it to .gitignore",
+    ),
+    (
+        "code.submodules.*",
+        _version_change("submodule {leaf}"),
+        lambda p, r, c: f"run `git submodule update` to check out {_short(r)} again",
+    ),
+    (
+        "code.*",
+        lambda p, r, c: f"{_leaf(p, 1)} changed: {_short(r)} -> {_short(c)}",
+        lambda p, r, c: f"add {p} to warn or ignore if this is expected",
+    ),
+    (
+        "deps.requirements.*",
+        lambda p, r, c: f"requirement {_leaf(p, 2)}: {_short(r)} -> {_short(c)}",
+        lambda p, r, c: (
+            f"pin {r} again, or add {p} to warn" if r else f"remove it, or add {p} to warn"
+        ),
+    ),
+    (
+        "deps.installed.*",
+        _version_change("installed {leaf}"),
+        lambda p, r, c: (
+            f"pip install '{_leaf(p, 2)}=={r}' to match the run, or add {p} to ignore"
+            if r
+            else f"pip uninstall {_leaf(p, 2)}, or add {p} to ignore"
+        ),
+    ),
+    (
+        "deps.torch",
+        _version_change("torch"),
+        lambda p, r, c: f"pip install 'torch=={r}' again (numerics can change between versions)",
+    ),
+    (
+        "deps.*",
+        lambda p, r, c: f"{_leaf(p, 1)}: {_short(r)} -> {_short(c)}",
+        lambda p, r, c: f"resume in the recorded environment, or add {p} to warn",
+    ),
+    (
+        "optimizer.class",
+        lambda p, r, c: f"optimizer class changed: {_short(r)} -> {_short(c)}",
+        lambda p, r, c: f"build the optimizer as recorded ({_short(r)}), or start a new run",
+    ),
+    (
+        "optimizer.groups.*.*",
+        lambda p, r, c: f"param group {p.split('.')[2]} {_leaf(p, 3)}: {_short(r)} -> "
+        f"{_short(c)}",
+        lambda p, r, c: "the checkpoint's value overrides yours on load_state_dict: restore "
+        "the config, or set the value after loading and add this path to warn",
+    ),
+    (
+        "optimizer.params*",
+        lambda p, r, c: f"optimizer parameter {'.'.join(p.split('.')[2:]) or 'list'} changed: "
+        f"{_short(r)} -> {_short(c)}",
+        lambda p, r, c: "the model's parameters changed: the recorded optimizer state no "
+        "longer fits; start a new run",
+    ),
+    (
+        "model.*",
+        lambda p, r, c: f"model parameter {_leaf(p, 2)}: {_short(r)} -> {_short(c)}",
+        lambda p, r, c: "the model changed shape: checkpoints of this run no longer fit; "
+        "start a new run",
+    ),
+    (
+        "config.*",
+        lambda p, r, c: f"config {_leaf(p, 1)}: {_short(r)} -> {_short(c)}",
+        lambda p, r, c: f"resume with the recorded value, or add {p} to warn if intended",
+    ),
+    (
+        "env.*",
+        lambda p, r, c: f"{_leaf(p, 1).replace('_', ' ')}: {_short(r)} -> {_short(c)}",
+        lambda p, r, c: "resume on the recorded hardware, or adjust batch size and lr "
+        f"deliberately and add {p} to warn",
+    ),
+    (
+        "*",
+        lambda p, r, c: f"{p}: {_short(r)} -> {_short(c)}",
+        lambda p, r, c: f"add {p} to warn or ignore if this is expected",
+    ),
+]
+
+
+def explain(path: str, recorded: Any, current: Any, *, context: bool = False) -> Finding:
+    """A finding at ``path`` with the message and hint of the first matching row."""
+    for pattern, message, hint in _TABLE:
+        if fnmatch.fnmatchcase(path, pattern):
+            return Finding(
+                path=path,
+                recorded=recorded,
+                current=current,
+                message=message(path, recorded, current),
+                hint=hint(path, recorded, current),
+                context=context,
+            )
+    raise AssertionError("the last row matches every path")

@@ -1,0 +1,215 @@
+"""Policy: finding paths -> severities, from a preset plus the user's glob rules.
+
+How rules combine (documented in README, tested in tests/test_policy.py):
+1. A user rule (pyproject.toml ``[tool.resumeguard]`` or a ``--policy`` file) beats the preset.
+2. Among the rules of one level, the most specific pattern wins: the one with the most literal
+   (non-wildcard) characters; an exact path is the most specific of all.
+3. A tie in specificity goes to the stricter severity (block > warn > info > ignore).
+4. With no user rule, a context finding (one that only explains others) is info.
+5. With no rule at all, the preset's default applies (strict: block, lenient: warn).
+Patterns are fnmatch globs over the dotted path: ``*`` (and ``**``) match any run of characters,
+dots and slashes included, so ``code.files.*.md`` matches markdown files in any folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from resumeguard.errors import BadInput
+from resumeguard.findings import Finding, Judged, Severity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SECTIONS = ("code", "deps", "optimizer", "model", "checkpoint", "config", "env", "run")
+LEVELS = ("ignore", "info", "warn", "block")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A glob over finding paths and the severity it gives."""
+
+    pattern: str
+    """fnmatch glob over the dotted finding path."""
+    severity: Severity
+    """Severity for matching findings."""
+    source: str
+    """Where the rule comes from, e.g. "preset strict" or "pyproject.toml"."""
+
+    @property
+    def specificity(self) -> int:
+        """Literal characters in the pattern: more means more specific."""
+        return len(re.sub(r"[*?]|\[[^\]]*\]", "", self.pattern))
+
+    def matches(self, path: str) -> bool:
+        """True when the pattern matches the finding path."""
+        return fnmatch.fnmatchcase(path, self.pattern)
+
+    def __str__(self) -> str:
+        return f'{self.severity.value} "{self.pattern}" ({self.source})'
+
+
+def _preset(name: str, default: Severity, rules: Mapping[str, Severity]) -> Policy:
+    source = f"preset {name}"
+    return Policy(
+        name=name,
+        default=default,
+        preset=tuple(Rule(p, s, source) for p, s in rules.items()),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """A preset with the user's rules on top; pure and immutable."""
+
+    name: str
+    """Preset name."""
+    default: Severity
+    """Severity when no rule matches."""
+    preset: tuple[Rule, ...] = ()
+    """The preset's own rules."""
+    rules: tuple[Rule, ...] = ()
+    """The user's rules (they beat the preset)."""
+
+    def judge(self, finding: Finding) -> Judged:
+        """The severity of one finding and the rule that decided it."""
+        rule = _best(self.rules, finding.path)
+        if rule is None and finding.context:
+            return Judged(finding, Severity.INFO, "context (explained by other findings)")
+        rule = rule or _best(self.preset, finding.path)
+        if rule is None:
+            return Judged(finding, self.default, f"default of preset {self.name}")
+        return Judged(finding, rule.severity, str(rule))
+
+    def judge_all(self, findings: Iterable[Finding]) -> list[Judged]:
+        """Judge each finding; ignored ones are dropped."""
+        judged = (self.judge(f) for f in findings)
+        return [j for j in judged if j.severity is not Severity.IGNORE]
+
+    def with_rules(self, rules: Iterable[Rule]) -> Policy:
+        """This policy with more user rules."""
+        return dataclasses.replace(self, rules=(*self.rules, *rules))
+
+
+def _best(rules: Iterable[Rule], path: str) -> Rule | None:
+    matching = [r for r in rules if r.matches(path)]
+    if not matching:
+        return None
+    return max(matching, key=lambda r: (r.specificity, r.severity.rank))
+
+
+B, W, I = Severity.BLOCK, Severity.WARN, Severity.INFO
+
+PRESETS: dict[str, Policy] = {
+    # Anything that can change what the run computes blocks; context and noise do not.
+    "strict": _preset(
+        "strict",
+        B,
+        {
+            "code.root": I,
+            "code.remote": W,
+            "code.branch": W,
+            "code.submodules.*": B,
+            "deps.installed.*": W,
+            "deps.requirement_files.*": I,
+            "deps.platform": W,
+            "env.device_names": W,
+            "env.rank": I,
+            "checkpoint.step": W,
+        },
+    ),
+    # Block only what breaks training mechanically or loses data; warn about the rest.
+    "lenient": _preset(
+        "lenient",
+        W,
+        {
+            "code.root": I,
+            "deps.requirement_files.*": I,
+            "env.rank": I,
+            "optimizer.*": B,
+            "model.*": B,
+            "checkpoint.*": B,
+            "checkpoint.step": W,
+            "run.*": B,
+        },
+    ),
+}
+
+
+def preset(name: str) -> Policy:
+    """A preset by name; BadInput for an unknown one."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise BadInput(
+            f"unknown policy preset {name!r}: use one of {', '.join(PRESETS)} or a TOML file"
+        ) from None
+
+
+def load_policy(spec: str | None = None, *, repo: str | Path | None = None) -> Policy:
+    """The policy for a check.
+
+    ``spec`` is a preset name or a TOML file path. A file replaces the repo's pyproject rules;
+    a preset name keeps them (so ``--policy lenient`` still honours the team's ignores).
+    """
+    if spec and (spec.endswith(".toml") or Path(spec).is_file()):
+        return _from_table(_read_toml(Path(spec)), source=Path(spec).name, file_given=True)
+    table: Mapping[str, Any] = {}
+    if repo is not None:
+        pyproject = Path(repo) / "pyproject.toml"
+        if pyproject.is_file():
+            table = _read_toml(pyproject).get("tool", {}).get("resumeguard", {})
+            if not isinstance(table, Mapping):
+                raise BadInput(f"{pyproject}: [tool.resumeguard] must be a table")
+    policy = _from_table(table, source="pyproject.toml", file_given=False)
+    return preset(spec).with_rules(policy.rules) if spec else policy
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as e:
+        raise BadInput(f"cannot read policy file {path}: {e.strerror or e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise BadInput(f"{path}: invalid TOML ({e})") from e
+
+
+def _from_table(data: Mapping[str, Any], *, source: str, file_given: bool) -> Policy:
+    table = data
+    if file_given and "tool" in data:
+        table = data.get("tool", {}).get("resumeguard", {})
+    unknown = set(table) - {"preset", *LEVELS}
+    if unknown:
+        raise BadInput(
+            f"{source}: unknown policy key(s) {', '.join(sorted(unknown))}; "
+            f"allowed: preset, {', '.join(LEVELS)}"
+        )
+    base = preset(str(table.get("preset", "strict")))
+    rules: list[Rule] = []
+    for level in LEVELS:
+        patterns = table.get(level, [])
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise BadInput(f"{source}: '{level}' must be a list of glob strings")
+        for pattern in patterns:
+            _check_pattern(pattern, source)
+            rules.append(Rule(pattern, Severity(level), source))
+    return base.with_rules(rules)
+
+
+def _check_pattern(pattern: str, source: str) -> None:
+    head = pattern.split(".", 1)[0]
+    if head not in SECTIONS and not fnmatch.filter(SECTIONS, head):
+        raise BadInput(
+            f"{source}: rule {pattern!r} matches no finding path; paths start with "
+            f"{', '.join(SECTIONS)} (e.g. 'code.files.docs/**')"
+        )

@@ -1,0 +1,123 @@
+"""The report: judged findings and a verdict, rendered as a terminal table or the --json object."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import IO, Any
+
+from resumeguard.findings import Finding, Judged, Severity, Verdict
+from resumeguard.policy import Policy
+
+JSON_SCHEMA = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """The outcome of one check."""
+
+    run: str | None
+    """The run checked (or the file compared)."""
+    verdict: Verdict
+    """Worst severity: ok, warn or block; unverified when nothing could be compared."""
+    findings: tuple[Judged, ...] = ()
+    """Judged findings, most severe first; ignored ones are left out."""
+    reason: str = ""
+    """Why the check is unverified, when it is."""
+
+    @property
+    def blocking(self) -> list[Finding]:
+        """Findings at block severity."""
+        return [j.finding for j in self.findings if j.severity is Severity.BLOCK]
+
+    @property
+    def warnings(self) -> list[Judged]:
+        """Findings at warn severity."""
+        return [j for j in self.findings if j.severity is Severity.WARN]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of DESIGN.md."""
+        data: dict[str, Any] = {
+            "schema": JSON_SCHEMA,
+            "run": self.run,
+            "verdict": self.verdict.value,
+            "findings": [j.to_json() for j in self.findings],
+        }
+        if self.reason:
+            data["reason"] = self.reason
+        return data
+
+    def dumps(self) -> str:
+        """The ``--json`` text."""
+        return json.dumps(self.to_json(), indent=2, default=str)
+
+
+def build(run: str | None, findings: Iterable[Finding], policy: Policy) -> Report:
+    """Judge ``findings`` under ``policy`` and take the worst severity as the verdict."""
+    judged = sorted(
+        policy.judge_all(findings), key=lambda j: (-j.severity.rank, j.finding.path)
+    )
+    worst = max((j.severity.rank for j in judged), default=0)
+    verdict = (
+        Verdict.BLOCK
+        if worst >= Severity.BLOCK.rank
+        else Verdict.WARN
+        if worst >= Severity.WARN.rank
+        else Verdict.OK
+    )
+    return Report(run=run, verdict=verdict, findings=tuple(judged))
+
+
+def unverified(run: str | None, reason: str) -> Report:
+    """A report for a check that could not compare anything."""
+    return Report(run=run, verdict=Verdict.UNVERIFIED, reason=reason)
+
+
+_STYLE = {
+    Severity.BLOCK: "bold red",
+    Severity.WARN: "yellow",
+    Severity.INFO: "dim",
+    Severity.IGNORE: "dim",
+}
+_HEADLINE = {
+    Verdict.OK: ("[green]ok[/]: safe to resume", "nothing diverged"),
+    Verdict.WARN: ("[yellow]warn[/]: safe to resume, with warnings", ""),
+    Verdict.BLOCK: ("[bold red]blocked[/]: this is no longer the same experiment", ""),
+    Verdict.UNVERIFIED: ("[magenta]unverified[/]: cannot check this resume", ""),
+}
+
+
+def render(report: Report, file: IO[str] | None = None, *, width: int | None = None) -> None:
+    """Print the human report: a headline, then a table of what diverged and what to do."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file, width=width, highlight=False, soft_wrap=False)
+    headline, detail = _HEADLINE[report.verdict]
+    who = f"run {report.run}: " if report.run else ""
+    console.print(f"{who}{headline}")
+    if report.reason:
+        console.print(f"  {report.reason}", markup=False)
+    if not report.findings:
+        if detail:
+            console.print(f"  {detail}")
+        return
+    table = Table(show_lines=False, pad_edge=False, expand=False)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("what diverged", overflow="fold")
+    table.add_column("what to do", overflow="fold")
+    for j in report.findings:
+        f = j.finding
+        table.add_row(
+            f"[{_STYLE[j.severity]}]{j.severity.value}[/]",
+            f"[bold]{_escape(f.path)}[/]\n{_escape(f.message)}",
+            _escape(f.hint),
+        )
+    console.print(table)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

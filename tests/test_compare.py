@@ -1,0 +1,156 @@
+"""compare(): pure recorded + current -> findings, at stable paths with messages and hints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from resumeguard.collect.code import CodeRecord
+from resumeguard.collect.deps import DepsRecord
+from resumeguard.collect.env import EnvRecord
+from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord, ParamRecord
+from resumeguard.compare import compare
+from resumeguard.fingerprint import Fingerprint, from_json
+from resumeguard.policy import preset
+from resumeguard.record import Unavailable
+from resumeguard.report import build
+
+SHA = "a" * 40
+
+
+def base() -> Fingerprint:
+    return Fingerprint(
+        code=CodeRecord(root="/src/proj", commit=SHA, branch="main"),
+        deps=DepsRecord(
+            python="3.11.7",
+            implementation="CPython",
+            platform="Linux-x86_64",
+            torch="2.13.0",
+            requirements={"torch": "torch==2.13.0"},
+            installed={"torch": "2.13.0", "numpy": "2.0.0"},
+        ),
+        env=EnvRecord(device_type="cuda", device_count=8, world_size=8),
+        optimizer=OptimizerRecord(
+            cls="torch.optim.adamw.AdamW",
+            groups=[{"lr": 0.001, "betas": [0.9, 0.999], "params": 2}],
+            params=[ParamRecord((4, 2), "float32"), ParamRecord((4,), "float32")],
+            state_digest="blake3:x",
+        ),
+        model=ModelRecord(
+            params={"fc.weight": {"shape": [4, 2], "dtype": "float32"}}, digest="blake3:m"
+        ),
+        config={"lr": 0.001, "batch_size": 32},
+    )
+
+
+def paths(recorded: Fingerprint, current: Fingerprint) -> list[str]:
+    return [f.path for f in compare(recorded, current)]
+
+
+def test_identical_fingerprints_have_no_findings() -> None:
+    assert compare(base(), base()) == []
+    assert build("r", [], preset("strict")).verdict.value == "ok"
+
+
+def test_json_round_trip_is_lossless() -> None:
+    fp = base()
+    again = from_json(fp.to_json())
+    assert again == fp
+    assert compare(fp, again) == []
+
+
+def test_requirement_pin_change() -> None:
+    current = dataclasses.replace(
+        base(),
+        deps=dataclasses.replace(base().deps, requirements={"torch": "torch==2.14.0"}),  # type: ignore[arg-type]
+    )
+    [f] = compare(base(), current)
+    assert f.path == "deps.requirements.torch"
+    assert (f.recorded, f.current) == ("torch==2.13.0", "torch==2.14.0")
+    assert "pin torch==2.13.0 again" in f.hint
+
+
+def test_installed_version_change_and_new_package() -> None:
+    deps = base().deps
+    assert isinstance(deps, DepsRecord)
+    current = dataclasses.replace(
+        base(),
+        deps=dataclasses.replace(deps, installed={"torch": "2.13.0", "numpy": "2.1.0", "rich": "1"}),
+    )
+    findings = {f.path: f for f in compare(base(), current)}
+    assert set(findings) == {"deps.installed.numpy", "deps.installed.rich"}
+    assert findings["deps.installed.rich"].recorded is None
+    assert "pip install 'numpy==2.0.0'" in findings["deps.installed.numpy"].hint
+
+
+def test_changed_lr_layer_shape_and_class() -> None:
+    opt = base().optimizer
+    assert isinstance(opt, OptimizerRecord)
+    current = dataclasses.replace(
+        base(),
+        optimizer=dataclasses.replace(
+            opt,
+            cls="torch.optim.sgd.SGD",
+            groups=[{"lr": 0.0005, "betas": [0.9, 0.999], "params": 2}],
+            params=[ParamRecord((2, 4), "float32"), ParamRecord((4,), "float32")],
+        ),
+    )
+    assert paths(base(), current) == [
+        "optimizer.class",
+        "optimizer.groups.0.lr",
+        "optimizer.params.0.shape",
+    ]
+
+
+def test_state_digest_is_not_compared_at_setup() -> None:
+    opt = base().optimizer
+    assert isinstance(opt, OptimizerRecord)
+    current = dataclasses.replace(base(), optimizer=dataclasses.replace(opt, state_digest="y"))
+    assert compare(base(), current) == []
+
+
+def test_optimizer_not_given_now_is_not_a_divergence() -> None:
+    current = dataclasses.replace(base(), optimizer=Unavailable("not given"))
+    assert compare(base(), current) == []
+
+
+def test_env_and_config_changes() -> None:
+    current = dataclasses.replace(
+        base(),
+        env=EnvRecord(device_type="cuda", device_count=4, world_size=4),
+        config={"lr": 0.001, "batch_size": 64, "seed": 1},
+    )
+    assert paths(base(), current) == [
+        "env.device_count",
+        "env.world_size",
+        "config.batch_size",
+        "config.seed",
+    ]
+
+
+def test_code_unavailable_now_is_reported() -> None:
+    current = dataclasses.replace(base(), code=Unavailable("not a git repository: /x"))
+    [f] = compare(base(), current)
+    assert f.path == "code.repo"
+
+
+def test_dirty_edit_at_same_commit_is_per_file() -> None:
+    code = base().code
+    assert isinstance(code, CodeRecord)
+    current = dataclasses.replace(
+        base(),
+        code=dataclasses.replace(
+            code, changed={"train.py": "b" * 40}, untracked={"new.py": "c" * 40}, diff_digest="d"
+        ),
+    )
+    findings = {f.path: f for f in compare(base(), current)}
+    assert set(findings) == {"code.files.train.py", "code.untracked.new.py"}
+    assert findings["code.untracked.new.py"].recorded is None
+    assert "modified" in findings["code.files.train.py"].message
+
+
+def test_new_commit_without_history_reports_the_commit_whole() -> None:
+    code = base().code
+    assert isinstance(code, CodeRecord)
+    current = dataclasses.replace(base(), code=dataclasses.replace(code, commit="b" * 40))
+    [f] = compare(base(), current)
+    assert f.path == "code.commit" and not f.context

@@ -1,0 +1,129 @@
+"""Policy: presets, user rules from pyproject.toml and --policy files, and how rules combine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resumeguard.errors import BadInput
+from resumeguard.findings import Finding, Severity
+from resumeguard.policy import Rule, load_policy, preset
+
+
+def finding(path: str, *, context: bool = False) -> Finding:
+    return Finding(path, "a", "b", "m", "h", context=context)
+
+
+def severity(policy_spec: str | None, path: str, repo: Path | None = None, **kw: bool) -> Severity:
+    return load_policy(policy_spec, repo=repo).judge(finding(path, **kw)).severity
+
+
+def test_strict_blocks_code_and_requirements_warns_installed() -> None:
+    assert severity("strict", "code.files.src/train.py") is Severity.BLOCK
+    assert severity("strict", "deps.requirements.torch") is Severity.BLOCK
+    assert severity("strict", "deps.installed.numpy") is Severity.WARN
+    assert severity("strict", "optimizer.groups.0.lr") is Severity.BLOCK
+    assert severity("strict", "code.root") is Severity.INFO
+
+
+def test_default_preset_is_strict() -> None:
+    assert severity(None, "config.lr") is Severity.BLOCK
+
+
+def test_lenient_warns_code_but_blocks_optimizer() -> None:
+    assert severity("lenient", "code.files.src/train.py") is Severity.WARN
+    assert severity("lenient", "optimizer.params.3.shape") is Severity.BLOCK
+    assert severity("lenient", "checkpoint.digest") is Severity.BLOCK
+    assert severity("lenient", "checkpoint.step") is Severity.WARN
+
+
+def test_user_rule_beats_preset(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.resumeguard]\nignore = ["code.files.docs/**"]\n'
+    )
+    assert severity(None, "code.files.docs/guide/intro.md", tmp_path) is Severity.IGNORE
+    assert severity(None, "code.files.src/train.py", tmp_path) is Severity.BLOCK
+
+
+def test_most_specific_user_rule_wins(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.resumeguard]\n"
+        'warn = ["deps.installed.*"]\n'
+        'block = ["deps.installed.numpy"]\n'
+        'ignore = ["code.files.*.md"]\n'
+    )
+    assert severity(None, "deps.installed.numpy", tmp_path) is Severity.BLOCK
+    assert severity(None, "deps.installed.rich", tmp_path) is Severity.WARN
+    # '*' crosses dots and slashes: markdown anywhere.
+    assert severity(None, "code.files.docs/a/b.md", tmp_path) is Severity.IGNORE
+
+
+def test_tie_goes_to_the_stricter_severity(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.resumeguard]\nignore = ["config.*"]\nblock = ["config.*"]\n'
+    )
+    assert severity(None, "config.lr", tmp_path) is Severity.BLOCK
+
+
+def test_context_findings_are_info_unless_a_user_rule_names_them(tmp_path: Path) -> None:
+    assert severity(None, "code.commit", context=True) is Severity.INFO
+    (tmp_path / "pyproject.toml").write_text('[tool.resumeguard]\nblock = ["code.commit"]\n')
+    assert severity(None, "code.commit", tmp_path, context=True) is Severity.BLOCK
+
+
+def test_unmatched_path_takes_the_preset_default() -> None:
+    policy = preset("lenient")
+    judged = policy.judge(finding("config.batch_size"))
+    assert judged.severity is Severity.WARN
+    assert "default" in judged.rule
+
+
+def test_policy_file_replaces_pyproject_and_sets_preset(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.resumeguard]\nignore = ["config.*"]\n')
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text('preset = "lenient"\nblock = ["config.lr"]\n')
+    policy = load_policy(str(policy_file), repo=tmp_path)
+    assert policy.name == "lenient"
+    assert policy.judge(finding("config.lr")).severity is Severity.BLOCK
+    assert policy.judge(finding("config.seed")).severity is Severity.WARN  # pyproject not used
+
+
+def test_policy_file_may_use_the_tool_table(tmp_path: Path) -> None:
+    policy_file = tmp_path / "p.toml"
+    policy_file.write_text('[tool.resumeguard]\nwarn = ["code.*"]\n')
+    assert severity(str(policy_file), "code.files.a.py") is Severity.WARN
+
+
+def test_preset_name_keeps_pyproject_rules(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.resumeguard]\nignore = ["config.seed"]\n')
+    assert severity("lenient", "config.seed", tmp_path) is Severity.IGNORE
+
+
+def test_ignored_findings_are_dropped() -> None:
+    policy = preset("strict").with_rules([Rule("config.*", Severity.IGNORE, "test")])
+    assert policy.judge_all([finding("config.lr"), finding("code.commit")])[0].finding.path == (
+        "code.commit"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('bogus = ["x"]\n', "unknown policy key"),
+        ('ignore = "cod.files.x"\n', "matches no finding path"),
+        ("ignore = [1]\n", "must be a list of glob strings"),
+        ('preset = "loose"\n', "unknown policy preset"),
+        ("ignore = [\n", "invalid TOML"),
+    ],
+)
+def test_bad_policy_files_are_bad_input(tmp_path: Path, text: str, needle: str) -> None:
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(text)
+    with pytest.raises(BadInput, match=needle):
+        load_policy(str(policy_file))
+
+
+def test_unknown_preset_name() -> None:
+    with pytest.raises(BadInput, match="unknown policy preset"):
+        load_policy("paranoid")
