@@ -69,9 +69,9 @@ def _dump(value: Any) -> JSON:
 
 def _load(hint: Any, value: JSON) -> Any:
     """Rebuild nested records from a type hint such as ``CodeRecord | Unavailable``."""
+    if is_unavailable(value):
+        return Unavailable(value["unavailable"])
     for arg in typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,):
-        if arg is Unavailable and is_unavailable(value):
-            return Unavailable(value["unavailable"])
         if isinstance(arg, type) and issubclass(arg, Record) and isinstance(value, Mapping):
             return arg.from_json(value)
         if typing.get_origin(arg) is not None and typing.get_origin(hint) in _UNIONS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 
 from resumeguard.record import Record
 
@@ -31,7 +32,9 @@ def collect_env() -> EnvRecord:
     torch = sys.modules.get("torch")
     if torch is None:
         try:
-            import torch as _torch
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. "Failed to initialize NumPy" on lean installs
+                import torch as _torch
 
             torch = _torch
         except ImportError:

@@ -1,0 +1,295 @@
+"""Checkpoints: atomic save with a recorded digest, and a verified, fit-checked restore."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from resumeguard.errors import CheckpointError, ResumeBlocked
+from resumeguard.findings import Severity
+from resumeguard.hashing import digest_file
+from resumeguard.record import Unavailable
+from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now
+
+log = logging.getLogger("resumeguard")
+
+
+def find_optimizer_state(state: Any) -> Mapping[str, Any] | None:
+    """The first optimizer state dict inside ``state`` (a dict with "state" and "param_groups")."""
+    if isinstance(state, Mapping):
+        if "state" in state and "param_groups" in state:
+            return state
+        for key in ("optimizer", "optimizer_state_dict", "optim", "opt"):
+            found = find_optimizer_state(state.get(key))
+            if found is not None:
+                return found
+        for value in state.values():
+            if isinstance(value, Mapping):
+                found = find_optimizer_state(value)
+                if found is not None:
+                    return found
+    return None
+
+
+def find_model_state(state: Any) -> Mapping[str, Any] | None:
+    """The model state dict inside ``state`` under a usual key, if any."""
+    if isinstance(state, Mapping):
+        for key in ("model", "model_state_dict", "state_dict", "module"):
+            value = state.get(key)
+            if isinstance(value, Mapping):
+                return value
+    return None
+
+
+def _step_of(state: Any, step: int | None, run: Any) -> int | None:
+    if step is not None:
+        return step
+    if isinstance(state, Mapping):
+        for key in ("step", "global_step", "iteration"):
+            value = state.get(key)
+            if isinstance(value, int):
+                return value
+    run_step = getattr(run, "step", None)
+    return run_step if isinstance(run_step, int) else None
+
+
+def write_checkpoint(state: Any, path: Path) -> tuple[str, int]:
+    """``torch.save`` to a temp file beside ``path``, fsync, rename; returns digest and size."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        digest, size = digest_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest, size
+
+
+def save_checkpoint(
+    run: Any,
+    state: Any,
+    name: str | os.PathLike[str],
+    *,
+    step: int | None = None,
+    optimizer: Any = None,
+    model: Any = None,
+) -> CheckpointRecord:
+    """Write ``state`` atomically to ``name``, keep the run's own copy of those exact bytes, and
+    record digest, size, step and the optimizer and model fingerprints under ``name``."""
+    from resumeguard import runfiles
+    from resumeguard.collect.optimizer import collect_model, collect_optimizer
+    from resumeguard.guard import ensure_recorded
+
+    record = ensure_recorded(run)
+    user_path = Path(name)
+    digest, size = write_checkpoint(state, user_path)
+    key = user_path.as_posix()
+    rel = f"{CHECKPOINT_DIR}/{key.lstrip('/').replace('..', '__')}"
+    run_copy = Path(run.dir) / rel
+    _snapshot(user_path, run_copy)
+    runfiles.save_run_file(run, run_copy)
+    opt_state = find_optimizer_state(state)
+    opt_record: Any = Unavailable("no optimizer state in the checkpoint")
+    if optimizer is not None:
+        opt_record = collect_optimizer(optimizer)
+    elif opt_state is not None:
+        opt_record = collect_optimizer(opt_state)
+    model_record: Any = collect_model(model) if model is not None else Unavailable("not given")
+    checkpoint = CheckpointRecord(
+        file=rel,
+        digest=digest,
+        size=size,
+        step=_step_of(state, step, run),
+        saved_at=now(),
+        source=str(user_path.resolve()),
+        optimizer=opt_record,
+        model=model_record,
+    )
+    runfiles.publish(run, record.with_checkpoint(key, checkpoint))
+    runfiles.write_state(run, step=checkpoint.step)
+    return checkpoint
+
+
+def _snapshot(source: Path, dest: Path) -> None:
+    """The run's copy: a hard link where possible (the user's next save replaces the inode, so
+    the link keeps these bytes), else a copy. An edit in place is caught by the digest."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() or dest.is_symlink():
+        dest.unlink()
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+def verify_file(path: Path, checkpoint: CheckpointRecord, *, name: str) -> None:
+    """Raise CheckpointError unless ``path`` holds exactly the recorded bytes."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {name} is missing: {path} does not exist")
+    digest, size = digest_file(path)
+    if size != checkpoint.size:
+        what = "truncated" if size < checkpoint.size else "longer than recorded"
+        raise CheckpointError(
+            f"checkpoint {name} is {what}: {size} of {checkpoint.size} bytes; nothing was loaded "
+            "(restore an intact copy, or save a new checkpoint)"
+        )
+    if digest != checkpoint.digest:
+        raise CheckpointError(
+            f"checkpoint {name} does not match its record (digest {digest[:19]}..., recorded "
+            f"{checkpoint.digest[:19]}...): it was changed or corrupted after it was saved; "
+            "nothing was loaded"
+        )
+
+
+def load_verified(path: Path, *, name: str, map_location: Any = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True``; arbitrary pickled objects are refused."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load checkpoint {name}: it holds pickled objects other than tensors "
+            f"and plain containers ({str(e).splitlines()[0][:160]}); save plain state dicts"
+        ) from e
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {name} cannot be read by torch: {e}") from e
+
+
+def fetch(run: Any, record: RunRecord, name: str, dest: Path | None = None) -> tuple[Path, CheckpointRecord]:
+    """Locate the run's copy of checkpoint ``name`` (download it online) without trusting it."""
+    from resumeguard.stores.interface import RunRef, open_store
+
+    checkpoint = lookup(record, name, run_label=str(getattr(run, "id", run)))
+    local = Path(run.dir) / checkpoint.file if hasattr(run, "dir") else None
+    if local is not None and local.is_file():
+        return local, checkpoint
+    offline = bool(getattr(run, "offline", False))
+    store = open_store(offline=offline or None)
+    target = dest or Path(tempfile.mkdtemp(prefix="resumeguard-"))
+    ref = RunRef(run.id, getattr(run, "project", None), getattr(run, "entity", None))
+    return store.fetch_file(ref, checkpoint.file, target), checkpoint
+
+
+def lookup(record: RunRecord, name: str | os.PathLike[str], *, run_label: str) -> CheckpointRecord:
+    """The record of checkpoint ``name``; CheckpointError listing the recorded names if absent."""
+    key = Path(name).as_posix()
+    checkpoint = record.checkpoints.get(key)
+    if checkpoint is None:
+        known = ", ".join(sorted(record.checkpoints)) or "none"
+        raise CheckpointError(
+            f"no checkpoint named {key!r} is recorded in run {run_label} (recorded: {known})"
+        )
+    return checkpoint
+
+
+def restore_checkpoint(
+    run: Any,
+    name: str | os.PathLike[str],
+    *,
+    model: Any = None,
+    optimizer: Any = None,
+    map_location: Any = "cpu",
+    policy: Any = None,
+) -> Any:
+    """Fetch checkpoint ``name``, verify its digest, load it with ``weights_only=True``, check that
+    its optimizer state fits ``optimizer`` and ``model`` BEFORE loading, warn about
+    hyperparameters it will override, then load into them and return the state."""
+    from resumeguard.guard import ensure_recorded
+
+    record = ensure_recorded(run)
+    path, checkpoint = fetch(run, record, str(Path(name).as_posix()))
+    label = Path(name).as_posix()
+    verify_file(path, checkpoint, name=label)
+    state = load_verified(path, name=label, map_location=map_location)
+    apply_state(state, checkpoint, model=model, optimizer=optimizer, name=label)
+    _check_step(run, record, checkpoint, label, policy)
+    return state
+
+
+def apply_state(
+    state: Any, checkpoint: CheckpointRecord, *, model: Any, optimizer: Any, name: str
+) -> None:
+    """Fit-check, then load the model and optimizer state (nothing is loaded on a misfit)."""
+    from resumeguard.fit import check_fit, hyper_overrides
+
+    opt_state = find_optimizer_state(state)
+    model_state = find_model_state(state)
+    if optimizer is not None:
+        if opt_state is None:
+            raise CheckpointError(f"checkpoint {name} holds no optimizer state to restore")
+        saved_class = getattr(checkpoint.optimizer, "cls", None)
+        problems = check_fit(
+            opt_state, optimizer, model=model, saved_model_state=model_state, saved_class=saved_class
+        )
+        if problems:
+            lines = "; ".join(f"{p.path}: {p.message}" for p in problems[:5])
+            more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise CheckpointError(
+                f"checkpoint {name} does not fit the current model/optimizer, nothing was loaded: "
+                f"{lines}{more}. {problems[0].hint}"
+            )
+        for override in hyper_overrides(opt_state, optimizer):
+            log.warning("resumeguard: %s (%s)", override.message, override.path)
+    if model is not None and model_state is not None:
+        model.load_state_dict(model_state)
+    if optimizer is not None and opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+
+
+def _check_step(run: Any, record: RunRecord, checkpoint: CheckpointRecord, name: str, policy: Any) -> None:
+    """A checkpoint older than the run's last step: W&B drops every log below that step."""
+    from resumeguard.hints import explain
+    from resumeguard.policy import Policy, load_policy
+    from resumeguard.report import build
+
+    last = _last_step(run)
+    if checkpoint.step is None or last is None or checkpoint.step >= last:
+        return
+    newer = [n for n, c in record.checkpoints.items() if c.step is not None and c.step > checkpoint.step]
+    finding = explain("run.step", last, checkpoint.step)
+    finding = type(finding)(
+        path="run.step",
+        recorded=last,
+        current=checkpoint.step,
+        message=f"checkpoint {name} is at step {checkpoint.step} but the run already logged up "
+        f"to step {last}: W&B drops every log call below {last}",
+        hint=(f"restore the newer checkpoint {newer[-1]}" if newer else
+              "start a new run (or fork it) to keep those metrics")
+        + ", or add run.step to warn",
+    )
+    resolved = policy if isinstance(policy, Policy) else load_policy(policy)
+    report = build(str(getattr(run, "id", "")), [finding], resolved)
+    if report.findings and report.findings[0].severity is Severity.BLOCK:
+        raise ResumeBlocked(report)
+    for j in report.warnings:
+        log.warning("resumeguard: %s (%s)", j.finding.message, j.finding.path)
+
+
+def _last_step(run: Any) -> int | None:
+    """The run's last logged step, from wandb's view of a resumed run or the stored state."""
+    if getattr(run, "resumed", False) and isinstance(getattr(run, "starting_step", None), int):
+        return max(run.starting_step - 1, 0)
+    try:
+        from resumeguard.stores.interface import RunRef, open_store
+
+        stored = open_store(offline=bool(getattr(run, "offline", False)) or None).fetch(
+            RunRef(run.id, getattr(run, "project", None), getattr(run, "entity", None))
+        )
+    except Exception:  # the step check is advisory when the store can't say
+        return None
+    return stored.last_step

@@ -1,0 +1,209 @@
+"""The subcommands that work on W&B runs: check, record, show, restore, digest, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from resumeguard.cli._common import (
+    EntityOpt,
+    JsonOpt,
+    OfflineOpt,
+    PolicyOpt,
+    ProjectOpt,
+    RepoOpt,
+    RequirementsOpt,
+    RunIdOpt,
+    WandbDirOpt,
+    emit_report,
+)
+
+
+def _store_and_ref(
+    run_id: str, project: str | None, entity: str | None, offline: bool, wandb_dir: Path | None
+) -> tuple[Any, Any]:
+    from resumeguard.stores.interface import RunRef, open_store
+
+    ref = RunRef.parse(run_id, project=project, entity=entity)
+    store = open_store(offline=True if offline else None, wandb_dir=str(wandb_dir) if wandb_dir else None)
+    return store, ref
+
+
+def check(
+    run_id: RunIdOpt,
+    project: ProjectOpt = None,
+    entity: EntityOpt = None,
+    offline: OfflineOpt = False,
+    wandb_dir: WandbDirOpt = None,
+    repo: RepoOpt = Path("."),
+    requirements: RequirementsOpt = None,
+    policy: PolicyOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Check that resuming the run now is the same experiment (exit 0 ok, 1 blocked, 3 unverifiable)."""
+    from resumeguard.errors import Unverifiable
+    from resumeguard.guard import ResumeIntent, check_resume
+    from resumeguard.report import unverified
+
+    try:
+        report, _, _ = check_resume(
+            ResumeIntent(run_id=run_id, mode="must"),
+            project=project,
+            entity=entity,
+            offline=True if offline else None,
+            wandb_dir=wandb_dir,
+            repo=repo,
+            requirements=requirements or (),
+            policy=policy,
+        )
+    except Unverifiable as e:
+        if as_json:
+            emit_report(unverified(run_id, str(e)), True)
+            return e.exit_code
+        raise
+    return emit_report(report, as_json)
+
+
+def record(
+    run_id: RunIdOpt,
+    project: ProjectOpt = None,
+    entity: EntityOpt = None,
+    offline: OfflineOpt = False,
+    wandb_dir: WandbDirOpt = None,
+    repo: RepoOpt = Path("."),
+    requirements: RequirementsOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing record.")] = False,
+) -> int:
+    """Record this environment's fingerprint for an existing run that has none (adopt it)."""
+    from resumeguard.errors import BadInput
+    from resumeguard.fingerprint import take
+    from resumeguard.runrecord import new_record
+
+    store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
+    stored = store.fetch(ref)
+    if stored.record is not None and not force:
+        raise BadInput(
+            f"run {ref} already has a resumeguard record; `resumeguard show --run-id {ref}` "
+            "shows it (pass --force to replace it with this environment's)"
+        )
+    fp = take(repo=repo, requirements=requirements or (), config=stored.config)
+    rec = new_record(fp)
+    store.write_record(ref, rec.to_json(), rec.compact())
+    sys.stdout.write(f"recorded run {ref}: commit {rec.compact()['commit'] or '(none)'}, "
+                     f"fingerprint {fp.digest()[:19]}...\n")
+    return 0
+
+
+def show(
+    run_id: RunIdOpt,
+    project: ProjectOpt = None,
+    entity: EntityOpt = None,
+    offline: OfflineOpt = False,
+    wandb_dir: WandbDirOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Show what is recorded for a run: fingerprint summary, checkpoints, resumes."""
+    from resumeguard.errors import Unverifiable
+    from resumeguard.runrecord import record_from_json
+
+    store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
+    stored = store.fetch(ref)
+    if stored.record is None:
+        raise Unverifiable(
+            f"run {ref} has no resumeguard record; adopt it with `resumeguard record --run-id {ref}`"
+        )
+    rec = record_from_json(stored.record, source=f"record of run {ref}")
+    if as_json:
+        sys.stdout.write(json.dumps(rec.to_json(), indent=2) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    compact = rec.compact()
+    console.print(f"[bold]run {ref}[/] ({stored.location})")
+    for key in ("commit", "dirty", "python", "torch", "cuda"):
+        console.print(f"  {key}: {compact[key]}")
+    console.print(f"  last step: {stored.last_step}, state: {stored.state}")
+    table = Table(title="checkpoints", title_justify="left")
+    for col in ("name", "step", "size", "digest", "saved"):
+        table.add_column(col)
+    for name, c in rec.checkpoints.items():
+        table.add_row(name, str(c.step), str(c.size), c.digest[:23] + "...", c.saved_at)
+    console.print(table)
+    console.print(f"  resumes: {len(rec.resumes)}")
+    for entry in rec.resumes:
+        console.print(f"    {entry.at} {entry.host} {entry.verdict} allowed: {', '.join(entry.allowed) or '-'}")
+    return 0
+
+
+def restore(
+    run_id: RunIdOpt,
+    name: Annotated[str, typer.Argument(help="The checkpoint name as saved.")],
+    dest: Annotated[Path, typer.Option("--dest", help="Directory to restore into.")] = Path("."),
+    project: ProjectOpt = None,
+    entity: EntityOpt = None,
+    offline: OfflineOpt = False,
+    wandb_dir: WandbDirOpt = None,
+) -> int:
+    """Fetch a recorded checkpoint, verify its digest, and write it to --dest (never overwriting)."""
+    import shutil
+    import tempfile
+
+    from resumeguard.checkpoint import lookup, verify_file
+    from resumeguard.errors import BadInput, Unverifiable
+    from resumeguard.runrecord import record_from_json
+
+    store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
+    stored = store.fetch(ref)
+    if stored.record is None:
+        raise Unverifiable(f"run {ref} has no resumeguard record: nothing to verify against")
+    rec = record_from_json(stored.record, source=f"record of run {ref}")
+    checkpoint = lookup(rec, name, run_label=str(ref))
+    target = dest / Path(name).name
+    if target.exists():
+        raise BadInput(f"{target} already exists; pass another --dest (nothing is overwritten)")
+    with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
+        path = store.fetch_file(ref, checkpoint.file, Path(tmp))
+        verify_file(path, checkpoint, name=name)
+        dest.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(path, partial)
+        verify_file(partial, checkpoint, name=name)
+        partial.replace(target)
+    sys.stdout.write(f"restored {name} (step {checkpoint.step}, {checkpoint.size} bytes, "
+                     f"digest verified) to {target}\n")
+    return 0
+
+
+def digest(
+    file: Annotated[Path, typer.Argument(help="A checkpoint file.")], as_json: JsonOpt = False
+) -> int:
+    """Print the digest resumeguard records for a checkpoint file."""
+    from resumeguard.errors import BadInput
+    from resumeguard.hashing import digest_file
+
+    if not file.is_file():
+        raise BadInput(f"no such file: {file}")
+    value, size = digest_file(file)
+    if as_json:
+        sys.stdout.write(json.dumps({"file": str(file), "digest": value, "size": size}) + "\n")
+    else:
+        sys.stdout.write(f"{value}  {size}  {file}\n")
+    return 0
+
+
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the demo folder afterwards.")] = False,
+) -> int:
+    """A guided end-to-end run in a temporary folder, offline, no account needed."""
+    from resumeguard.demo import run_demo
+
+    return run_demo(keep=keep)
+
+
+COMMANDS = (check, record, show, restore, digest, demo)

@@ -1,0 +1,136 @@
+"""Writing resumeguard's files into a live W&B run (its files directory) and its config key.
+
+The only writer of run state; nothing here touches the user's config keys or files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from resumeguard.errors import BadInput
+from resumeguard.runrecord import CONFIG_KEY, RECORD_FILE, STATE_FILE, RunRecord, now
+
+HEARTBEAT_SECONDS = 30.0
+"""How often a guarded run refreshes its heartbeat (a live copy is one with a fresh heartbeat)."""
+
+_records: dict[str, RunRecord] = {}
+_heartbeats: dict[str, threading.Event] = {}
+_lock = threading.Lock()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def current_record(run: Any) -> RunRecord | None:
+    """The record this process holds for a live run, if any."""
+    with _lock:
+        return _records.get(run.id)
+
+
+def publish(run: Any, record: RunRecord) -> None:
+    """Store ``record`` as the run file and mirror its compact form in ``run.config``."""
+    existing = run.config.get(CONFIG_KEY) if hasattr(run.config, "get") else None
+    if existing is not None and not (isinstance(existing, dict) and "record_digest" in existing):
+        raise BadInput(
+            f"run.config[{CONFIG_KEY!r}] is already used by your code; rename that config key "
+            "(resumeguard owns this one key and never overwrites yours)"
+        )
+    path = Path(run.dir) / RECORD_FILE
+    write_atomic(path, json.dumps(record.to_json(), indent=2).encode())
+    run.save(str(path), base_path=run.dir, policy="now")
+    run.config.update({CONFIG_KEY: record.compact()}, allow_val_change=True)
+    with _lock:
+        _records[run.id] = record
+
+
+def save_run_file(run: Any, path: Path) -> None:
+    """Hand a file that lies inside the run's files directory to W&B for upload."""
+    run.save(str(path), base_path=run.dir, policy="now")
+
+
+def write_state(run: Any, *, step: int | None = None, state: str = "running") -> None:
+    """Refresh ``resumeguard-state.json``: last step, heartbeat, and who holds the run."""
+    path = Path(run.dir) / STATE_FILE
+    previous: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError):
+            previous = {}
+    last = previous.get("step")
+    if step is not None and (not isinstance(last, int) or step > last):
+        last = step
+    if isinstance(getattr(run, "step", None), int) and (last is None or run.step > last):
+        last = run.step
+    body = {
+        "step": last,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "heartbeat": now(),
+        "state": state,
+    }
+    write_atomic(path, json.dumps(body).encode())
+
+
+def start_heartbeat(run: Any) -> None:
+    """Keep the state file's heartbeat fresh while the run lives; mark it finished at the end."""
+    stop = threading.Event()
+    with _lock:
+        old = _heartbeats.pop(run.id, None)
+        _heartbeats[run.id] = stop
+    if old is not None:
+        old.set()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                write_state(run)
+            except OSError:
+                return  # the run directory went away: the run is over
+
+    threading.Thread(target=beat, name="resumeguard-heartbeat", daemon=True).start()
+    _hook_finish(run)
+
+
+def _hook_finish(run: Any) -> None:
+    """Wrap ``run.finish`` so the state file says "finished" and the heartbeat stops."""
+    original = run.finish
+    if getattr(original, "_resumeguard", False):
+        return
+
+    def finish(*args: Any, **kwargs: Any) -> Any:
+        stop_heartbeat(run, state="finished")
+        return original(*args, **kwargs)
+
+    finish._resumeguard = True  # type: ignore[attr-defined]
+    run.finish = finish
+
+
+def stop_heartbeat(run: Any, *, state: str) -> None:
+    """Stop the heartbeat and write the final state."""
+    with _lock:
+        stop = _heartbeats.pop(run.id, None)
+    if stop is not None:
+        stop.set()
+    try:
+        write_state(run, state=state)
+    except OSError:
+        pass  # the files directory is already gone; nothing to mark

@@ -1,0 +1,62 @@
+"""Shared test helpers: real git repositories and running the CLI in-process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resumeguard.cli.main import main
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` (identity pinned by conftest) and return stdout."""
+    out = subprocess.run(
+        ["git", "-c", "init.defaultBranch=main", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    """A git repository at ``root`` with ``files`` committed."""
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q")
+    write(root, files)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "initial")
+    return root
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    """Write files below ``root``, making folders."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def commit_all(root: Path, message: str = "change") -> None:
+    """Stage everything and commit."""
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", message)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process: exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
+    """Run the CLI with --json and parse stdout as one JSON object."""
+    code, out, _ = cli(capsys, *args, "--json")
+    return code, json.loads(out)
