@@ -118,7 +118,7 @@ def save_checkpoint(
         model=model_record,
     )
     runfiles.publish(run, record.with_checkpoint(key, checkpoint))
-    runfiles.write_state(run, step=checkpoint.step)
+    runfiles.write_state(run)  # the logged step, not the checkpoint's: W&B drops logs below it
     return checkpoint
 
 
@@ -170,7 +170,9 @@ def load_verified(path: Path, *, name: str, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"checkpoint {name} cannot be read by torch: {e}") from e
 
 
-def fetch(run: Any, record: RunRecord, name: str, dest: Path | None = None) -> tuple[Path, CheckpointRecord]:
+def fetch(
+    run: Any, record: RunRecord, name: str, dest: Path | None = None
+) -> tuple[Path, CheckpointRecord]:
     """Locate the run's copy of checkpoint ``name`` (download it online) without trusting it."""
     from resumeguard.stores.interface import RunRef, open_store
 
@@ -234,7 +236,11 @@ def apply_state(
             raise CheckpointError(f"checkpoint {name} holds no optimizer state to restore")
         saved_class = getattr(checkpoint.optimizer, "cls", None)
         problems = check_fit(
-            opt_state, optimizer, model=model, saved_model_state=model_state, saved_class=saved_class
+            opt_state,
+            optimizer,
+            model=model,
+            saved_model_state=model_state,
+            saved_class=saved_class,
         )
         if problems:
             lines = "; ".join(f"{p.path}: {p.message}" for p in problems[:5])
@@ -251,7 +257,9 @@ def apply_state(
         optimizer.load_state_dict(opt_state)
 
 
-def _check_step(run: Any, record: RunRecord, checkpoint: CheckpointRecord, name: str, policy: Any) -> None:
+def _check_step(
+    run: Any, record: RunRecord, checkpoint: CheckpointRecord, name: str, policy: Any
+) -> None:
     """A checkpoint older than the run's last step: W&B drops every log below that step."""
     from resumeguard.hints import explain
     from resumeguard.policy import Policy, load_policy
@@ -260,7 +268,9 @@ def _check_step(run: Any, record: RunRecord, checkpoint: CheckpointRecord, name:
     last = _last_step(run)
     if checkpoint.step is None or last is None or checkpoint.step >= last:
         return
-    newer = [n for n, c in record.checkpoints.items() if c.step is not None and c.step > checkpoint.step]
+    newer = [
+        n for n, c in record.checkpoints.items() if c.step is not None and c.step > checkpoint.step
+    ]
     finding = explain("run.step", last, checkpoint.step)
     finding = type(finding)(
         path="run.step",
@@ -268,8 +278,11 @@ def _check_step(run: Any, record: RunRecord, checkpoint: CheckpointRecord, name:
         current=checkpoint.step,
         message=f"checkpoint {name} is at step {checkpoint.step} but the run already logged up "
         f"to step {last}: W&B drops every log call below {last}",
-        hint=(f"restore the newer checkpoint {newer[-1]}" if newer else
-              "start a new run (or fork it) to keep those metrics")
+        hint=(
+            f"restore the newer checkpoint {newer[-1]}"
+            if newer
+            else "start a new run (or fork it) to keep those metrics"
+        )
         + ", or add run.step to warn",
     )
     resolved = policy if isinstance(policy, Policy) else load_policy(policy)
@@ -283,7 +296,8 @@ def _check_step(run: Any, record: RunRecord, checkpoint: CheckpointRecord, name:
 def _last_step(run: Any) -> int | None:
     """The run's last logged step, from wandb's view of a resumed run or the stored state."""
     if getattr(run, "resumed", False) and isinstance(getattr(run, "starting_step", None), int):
-        return max(run.starting_step - 1, 0)
+        starting: int = run.starting_step
+        return max(starting - 1, 0)
     try:
         from resumeguard.stores.interface import RunRef, open_store
 
@@ -292,4 +306,5 @@ def _last_step(run: Any) -> int | None:
         )
     except Exception:  # the step check is advisory when the store can't say
         return None
-    return stored.last_step
+    last: int | None = stored.last_step
+    return last

@@ -62,9 +62,12 @@ def _compare_section(
 ) -> list[Finding]:
     if isinstance(recorded, Unavailable) or isinstance(current, Unavailable):
         # Only a part that was recorded and is now missing is a divergence; "not given" is not.
-        if isinstance(current, Unavailable) and isinstance(recorded, Record):
-            if current.reason != "not given":
-                return [explain(f"{name}.unavailable", recorded.kind, current.reason)]
+        if (
+            isinstance(current, Unavailable)
+            and isinstance(recorded, Record)
+            and current.reason != "not given"
+        ):
+            return [explain(f"{name}.unavailable", recorded.kind, current.reason)]
         return []
     r = {k: v for k, v in recorded.to_json().items() if k not in skip}
     c = {k: v for k, v in current.to_json().items() if k not in skip}
@@ -111,9 +114,9 @@ def _diff_values(
 
 def _get(value: Any, key: tuple[Any, ...]) -> Any:
     for k in key:
-        if isinstance(value, Mapping) and k in value:
-            value = value[k]
-        elif isinstance(value, list) and isinstance(k, int) and k < len(value):
+        in_map = isinstance(value, Mapping) and k in value
+        in_list = isinstance(value, list) and isinstance(k, int) and k < len(value)
+        if in_map or in_list:
             value = value[k]
         else:
             return _ABSENT
@@ -142,9 +145,7 @@ def _compare_code(
         and history.has_commit(current.commit)
     )
     if not same_commit:
-        findings.append(
-            explain("code.commit", recorded.commit, current.commit, context=resolved)
-        )
+        findings.append(explain("code.commit", recorded.commit, current.commit, context=resolved))
     if not resolved:
         # Without the recorded commit locally, files can't be attributed: report the diff whole.
         if recorded.diff_digest != current.diff_digest:

@@ -26,10 +26,16 @@ HIDDEN = 16
 def main() -> None:
     resume = "--resume" in sys.argv
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1)
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    run = resumeguard.init(project="resumeguard-demo", id="{run_id}",
-                           resume="must" if resume else "never", config={{"lr": 1e-3, "hidden": HIDDEN}})
+    run = resumeguard.init(
+        project="resumeguard-demo",
+        id="{run_id}",
+        resume="must" if resume else "never",
+        config={{"lr": 1e-3, "hidden": HIDDEN}},
+    )
     start = 0
     if resume:
         state = resumeguard.restore_checkpoint(run, "checkpoint.pt", model=model, optimizer=opt)
@@ -133,8 +139,10 @@ def run_demo(*, keep: bool = False) -> int:
         for what, got, want in wrong:
             sys.stderr.write(f"resumeguard demo: step {what} exited {got}, expected {want}\n")
         return 4
-    sys.stdout.write(textwrap.dedent("""
+    sys.stdout.write(
+        textwrap.dedent("""
         Done: the changed-code resume was blocked (exit 1) before any training ran, and the
         resume on the recorded code went ahead with a verified checkpoint.
-        """))
+        """)
+    )
     return 0

@@ -1,7 +1,8 @@
 """The error hierarchy; each error carries the exit code the CLI maps it to.
 
 One base, :class:`ResumeGuardError`. Errors raised for a user's mistake or an unreachable store
-carry a single line of advice in ``str(error)``; the CLI prints that line and exits with ``exit_code``.
+carry a single line of advice in ``str(error)``; the CLI prints that line and exits with
+``exit_code``.
 """
 
 from __future__ import annotations

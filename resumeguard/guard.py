@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import os
-import functools
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -94,8 +94,9 @@ def check_resume(
     except Unverifiable as e:
         if intent.mode == "must":
             raise
-        current = take(repo=repo, requirements=requirements, optimizer=optimizer, model=model,
-                       config=config)
+        current = take(
+            repo=repo, requirements=requirements, optimizer=optimizer, model=model, config=config
+        )
         return Report(run=str(ref), verdict=Verdict.OK, reason=f"new run ({e})"), None, current
     if stored.record is None:
         raise Unverifiable(
@@ -198,17 +199,21 @@ def init(
         )
     run = wandb.init(**wandb_kwargs)
     if stored is not None and report is not None:
-        allowed = [j.finding.path for j in report.findings if j.severity is not Severity.BLOCK]
-        policy_name = (
-            policy.name if isinstance(policy, Policy) else load_policy(policy, repo=_root(current)).name
-        )
-        record = stored.with_resume(
-            resume_entry(current, report.verdict.value, allowed, policy_name)
-        )
+        record = resumed_record(stored, report, current, policy)
     else:
         record = new_record(current)
     attach(run, record)
     return run
+
+
+def resumed_record(
+    stored: RunRecord, report: Report, current: Fingerprint, policy: Policy | str | None
+) -> RunRecord:
+    """The stored record with this resume (and what it allowed) added to the audit trail."""
+    allowed = [j.finding.path for j in report.findings if j.severity is not Severity.BLOCK]
+    resolved = policy if isinstance(policy, Policy) else load_policy(policy, repo=_root(current))
+    entry = resume_entry(current, report.verdict.value, allowed, resolved.name)
+    return stored.with_resume(entry)
 
 
 def attach(run: Any, record: RunRecord) -> None:
@@ -220,7 +225,9 @@ def attach(run: Any, record: RunRecord) -> None:
     runfiles.start_heartbeat(run)
 
 
-def ensure_recorded(run: Any, *, repo: str | Path = ".", requirements: Sequence[str] = ()) -> RunRecord:
+def ensure_recorded(
+    run: Any, *, repo: str | Path = ".", requirements: Sequence[str] = ()
+) -> RunRecord:
     """The record of a live run, recording a fresh fingerprint first if it has none yet
     (runs started by the user's own wandb.init or a framework's logger)."""
     from resumeguard import runfiles
@@ -286,8 +293,13 @@ def guard(
             if intent.resumes:
                 try:
                     checked = check_resume(
-                        intent, project=project, entity=entity, offline=offline,
-                        wandb_dir=wandb_dir, repo=repo, requirements=requirements,
+                        intent,
+                        project=project,
+                        entity=entity,
+                        offline=offline,
+                        wandb_dir=wandb_dir,
+                        repo=repo,
+                        requirements=requirements,
                         policy=policy,
                     )
                 except Unverifiable as e:
@@ -333,11 +345,9 @@ def recording_new_runs(
 
         if run is None or runfiles.current_record(run) is not None:
             return run  # resumeguard.init inside the body has recorded it already
-        if checked is not None and checked[1] is not None:
-            report, stored, current = checked
-            allowed = [j.finding.path for j in report.findings if j.severity is not Severity.BLOCK]
-            name = policy.name if isinstance(policy, Policy) else load_policy(policy, repo=_root(current)).name
-            attach(run, stored.with_resume(resume_entry(current, report.verdict.value, allowed, name)))
+        stored = checked[1] if checked is not None else None
+        if checked is not None and stored is not None:
+            attach(run, resumed_record(stored, checked[0], checked[2], policy))
         else:
             ensure_recorded(run, repo=repo, requirements=[str(r) for r in requirements])
         return run

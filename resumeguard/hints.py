@@ -47,25 +47,32 @@ _TABLE: list[tuple[str, Text, Text]] = [
     (
         "code.commit",
         lambda p, r, c: f"HEAD moved from {_short(r)} to {_short(c)}",
-        lambda p, r, c: f"check out {_short(r)} to resume the same code, or add code.commit "
-        "to warn (fetch the recorded commit to see which files differ)",
+        lambda p, r, c: (
+            f"check out {_short(r)} to resume the same code, or add code.commit "
+            "to warn (fetch the recorded commit to see which files differ)"
+        ),
     ),
     (
         "code.diff",
         lambda p, r, c: "the uncommitted changes differ from those recorded",
-        lambda p, r, c: "restore the recorded working tree, or fetch the recorded commit "
-        "for a per-file report",
+        lambda p, r, c: (
+            "restore the recorded working tree, or fetch the recorded commit for a per-file report"
+        ),
     ),
     (
         "code.files.*",
         _file_change,
-        lambda p, r, c: f"restore {_leaf(p, 2)} as it was, or match it with a rule "
-        f"(e.g. ignore = [\"{p}\"]) if it cannot change results",
+        lambda p, r, c: (
+            f"restore {_leaf(p, 2)} as it was, or match it with a rule "
+            f'(e.g. ignore = ["{p}"]) if it cannot change results'
+        ),
     ),
     (
         "code.untracked.*",
-        lambda p, r, c: f"untracked file {_leaf(p, 2)} "
-        + ("appeared" if r is None else "disappeared" if c is None else "changed"),
+        lambda p, r, c: (
+            f"untracked file {_leaf(p, 2)} "
+            + ("appeared" if r is None else "disappeared" if c is None else "changed")
+        ),
         lambda p, r, c: "commit it, remove it, or add it to .gitignore",
     ),
     (
@@ -111,23 +118,29 @@ _TABLE: list[tuple[str, Text, Text]] = [
     ),
     (
         "optimizer.groups.*.*",
-        lambda p, r, c: f"param group {p.split('.')[2]} {_leaf(p, 3)}: {_short(r)} -> "
-        f"{_short(c)}",
-        lambda p, r, c: "the checkpoint's value overrides yours on load_state_dict: restore "
-        "the config, or set the value after loading and add this path to warn",
+        lambda p, r, c: f"param group {p.split('.')[2]} {_leaf(p, 3)}: {_short(r)} -> {_short(c)}",
+        lambda p, r, c: (
+            "the checkpoint's value overrides yours on load_state_dict: restore "
+            "the config, or set the value after loading and add this path to warn"
+        ),
     ),
     (
         "optimizer.params*",
-        lambda p, r, c: f"optimizer parameter {'.'.join(p.split('.')[2:]) or 'list'} changed: "
-        f"{_short(r)} -> {_short(c)}",
-        lambda p, r, c: "the model's parameters changed: the recorded optimizer state no "
-        "longer fits; start a new run",
+        lambda p, r, c: (
+            f"optimizer parameter {'.'.join(p.split('.')[2:]) or 'list'} changed: "
+            f"{_short(r)} -> {_short(c)}"
+        ),
+        lambda p, r, c: (
+            "the model's parameters changed: the recorded optimizer state no "
+            "longer fits; start a new run"
+        ),
     ),
     (
         "model.*",
         lambda p, r, c: f"model parameter {_leaf(p, 2)}: {_short(r)} -> {_short(c)}",
-        lambda p, r, c: "the model changed shape: checkpoints of this run no longer fit; "
-        "start a new run",
+        lambda p, r, c: (
+            "the model changed shape: checkpoints of this run no longer fit; start a new run"
+        ),
     ),
     (
         "config.*",
@@ -137,8 +150,10 @@ _TABLE: list[tuple[str, Text, Text]] = [
     (
         "env.*",
         lambda p, r, c: f"{_leaf(p, 1).replace('_', ' ')}: {_short(r)} -> {_short(c)}",
-        lambda p, r, c: "resume on the recorded hardware, or adjust batch size and lr "
-        f"deliberately and add {p} to warn",
+        lambda p, r, c: (
+            "resume on the recorded hardware, or adjust batch size and lr "
+            f"deliberately and add {p} to warn"
+        ),
     ),
     (
         "*",
@@ -157,7 +172,9 @@ def explain(path: str, recorded: Any, current: Any, *, context: bool = False) ->
                 recorded=recorded,
                 current=current,
                 message=message(path, recorded, current),
-                hint=hint(path, recorded, current),
+                hint="nothing to do for this line: the findings listed with it say what changed"
+                if context
+                else hint(path, recorded, current),
                 context=context,
             )
     raise AssertionError("the last row matches every path")

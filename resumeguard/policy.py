@@ -106,7 +106,7 @@ def _best(rules: Iterable[Rule], path: str) -> Rule | None:
     return max(matching, key=lambda r: (r.specificity, r.severity.rank))
 
 
-B, W, I = Severity.BLOCK, Severity.WARN, Severity.INFO
+B, W, INFO = Severity.BLOCK, Severity.WARN, Severity.INFO
 
 PRESETS: dict[str, Policy] = {
     # Anything that can change what the run computes blocks; context and noise do not.
@@ -114,15 +114,15 @@ PRESETS: dict[str, Policy] = {
         "strict",
         B,
         {
-            "code.root": I,
+            "code.root": INFO,
             "code.remote": W,
             "code.branch": W,
             "code.submodules.*": B,
             "deps.installed.*": W,
-            "deps.requirement_files.*": I,
+            "deps.requirement_files.*": INFO,
             "deps.platform": W,
             "env.device_names": W,
-            "env.rank": I,
+            "env.rank": INFO,
             "checkpoint.step": W,
         },
     ),
@@ -131,9 +131,9 @@ PRESETS: dict[str, Policy] = {
         "lenient",
         W,
         {
-            "code.root": I,
-            "deps.requirement_files.*": I,
-            "env.rank": I,
+            "code.root": INFO,
+            "deps.requirement_files.*": INFO,
+            "env.rank": INFO,
             "optimizer.*": B,
             "model.*": B,
             "checkpoint.*": B,

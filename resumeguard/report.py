@@ -55,9 +55,7 @@ class Report:
 
 def build(run: str | None, findings: Iterable[Finding], policy: Policy) -> Report:
     """Judge ``findings`` under ``policy`` and take the worst severity as the verdict."""
-    judged = sorted(
-        policy.judge_all(findings), key=lambda j: (-j.severity.rank, j.finding.path)
-    )
+    judged = sorted(policy.judge_all(findings), key=lambda j: (-j.severity.rank, j.finding.path))
     worst = max((j.severity.rank for j in judged), default=0)
     verdict = (
         Verdict.BLOCK

@@ -5,6 +5,7 @@ The only writer of run state; nothing here touches the user's config keys or fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -130,7 +131,5 @@ def stop_heartbeat(run: Any, *, state: str) -> None:
         stop = _heartbeats.pop(run.id, None)
     if stop is not None:
         stop.set()
-    try:
+    with contextlib.suppress(OSError):  # the files directory is already gone: nothing to mark
         write_state(run, state=state)
-    except OSError:
-        pass  # the files directory is already gone; nothing to mark

@@ -117,7 +117,9 @@ class RunRecord(Record):
             "requirements_digest": digest_json(deps.requirements)
             if isinstance(deps, DepsRecord)
             else None,
-            "installed_digest": digest_json(deps.installed) if isinstance(deps, DepsRecord) else None,
+            "installed_digest": digest_json(deps.installed)
+            if isinstance(deps, DepsRecord)
+            else None,
             "checkpoints": {
                 name: {"digest": c.digest, "size": c.size, "step": c.step}
                 for name, c in self.checkpoints.items()

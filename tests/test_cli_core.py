@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import cli, cli_json, commit_all, make_repo, write
+
 from resumeguard.check import compare_fingerprints
 from resumeguard.fingerprint import take
 

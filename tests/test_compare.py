@@ -74,7 +74,9 @@ def test_installed_version_change_and_new_package() -> None:
     assert isinstance(deps, DepsRecord)
     current = dataclasses.replace(
         base(),
-        deps=dataclasses.replace(deps, installed={"torch": "2.13.0", "numpy": "2.1.0", "rich": "1"}),
+        deps=dataclasses.replace(
+            deps, installed={"torch": "2.13.0", "numpy": "2.1.0", "rich": "1"}
+        ),
     )
     findings = {f.path: f for f in compare(base(), current)}
     assert set(findings) == {"deps.installed.numpy", "deps.installed.rich"}

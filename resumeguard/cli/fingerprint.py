@@ -49,8 +49,11 @@ def _render(fp: object) -> None:
     if isinstance(deps, DepsRecord):
         table.add_row("python", f"{deps.implementation} {deps.python} on {deps.platform}")
         table.add_row("torch", f"{deps.torch or '(not installed)'} (CUDA {deps.cuda or 'none'})")
-        table.add_row("requirements", f"{len(deps.requirements)} from "
-                      f"{', '.join(deps.requirement_files) or 'no requirements file'}")
+        table.add_row(
+            "requirements",
+            f"{len(deps.requirements)} from "
+            f"{', '.join(deps.requirement_files) or 'no requirements file'}",
+        )
         table.add_row("installed", f"{len(deps.installed)} distributions")
     table.add_row("env", str(fp.env.to_json()))
     table.add_row("digest", fp.digest())

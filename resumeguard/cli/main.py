@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 import typer
 
@@ -30,7 +31,7 @@ def _app() -> typer.Typer:
     return app
 
 
-def _extra_commands() -> list[object]:
+def _extra_commands() -> list[Any]:
     try:
         from resumeguard.cli.runs import COMMANDS
     except ImportError:
@@ -65,8 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception:
         traceback.print_exc()
-        _err(f"resumeguard: internal error (a bug): please report it with the trace above at "
-             f"{ISSUES_URL}")
+        _err(
+            f"resumeguard: internal error (a bug): please report it with the trace above at "
+            f"{ISSUES_URL}"
+        )
         return 4
     return int(result or 0)
 

@@ -29,7 +29,9 @@ def _store_and_ref(
     from resumeguard.stores.interface import RunRef, open_store
 
     ref = RunRef.parse(run_id, project=project, entity=entity)
-    store = open_store(offline=True if offline else None, wandb_dir=str(wandb_dir) if wandb_dir else None)
+    store = open_store(
+        offline=True if offline else None, wandb_dir=str(wandb_dir) if wandb_dir else None
+    )
     return store, ref
 
 
@@ -44,7 +46,7 @@ def check(
     policy: PolicyOpt = None,
     as_json: JsonOpt = False,
 ) -> int:
-    """Check that resuming the run now is the same experiment (exit 0 ok, 1 blocked, 3 unverifiable)."""
+    """Check that resuming the run now is the same experiment (0 ok, 1 blocked, 3 unverifiable)."""
     from resumeguard.errors import Unverifiable
     from resumeguard.guard import ResumeIntent, check_resume
     from resumeguard.report import unverified
@@ -93,8 +95,10 @@ def record(
     fp = take(repo=repo, requirements=requirements or (), config=stored.config)
     rec = new_record(fp)
     store.write_record(ref, rec.to_json(), rec.compact())
-    sys.stdout.write(f"recorded run {ref}: commit {rec.compact()['commit'] or '(none)'}, "
-                     f"fingerprint {fp.digest()[:19]}...\n")
+    sys.stdout.write(
+        f"recorded run {ref}: commit {rec.compact()['commit'] or '(none)'}, "
+        f"fingerprint {fp.digest()[:19]}...\n"
+    )
     return 0
 
 
@@ -114,7 +118,8 @@ def show(
     stored = store.fetch(ref)
     if stored.record is None:
         raise Unverifiable(
-            f"run {ref} has no resumeguard record; adopt it with `resumeguard record --run-id {ref}`"
+            f"run {ref} has no resumeguard record; "
+            f"adopt it with `resumeguard record --run-id {ref}`"
         )
     rec = record_from_json(stored.record, source=f"record of run {ref}")
     if as_json:
@@ -137,7 +142,10 @@ def show(
     console.print(table)
     console.print(f"  resumes: {len(rec.resumes)}")
     for entry in rec.resumes:
-        console.print(f"    {entry.at} {entry.host} {entry.verdict} allowed: {', '.join(entry.allowed) or '-'}")
+        console.print(
+            f"    {entry.at} {entry.host} {entry.verdict} "
+            f"allowed: {', '.join(entry.allowed) or '-'}"
+        )
     return 0
 
 
@@ -150,7 +158,7 @@ def restore(
     offline: OfflineOpt = False,
     wandb_dir: WandbDirOpt = None,
 ) -> int:
-    """Fetch a recorded checkpoint, verify its digest, and write it to --dest (never overwriting)."""
+    """Fetch a recorded checkpoint, verify its digest, write it to --dest (never overwriting)."""
     import shutil
     import tempfile
 
@@ -175,8 +183,10 @@ def restore(
         shutil.copyfile(path, partial)
         verify_file(partial, checkpoint, name=name)
         partial.replace(target)
-    sys.stdout.write(f"restored {name} (step {checkpoint.step}, {checkpoint.size} bytes, "
-                     f"digest verified) to {target}\n")
+    sys.stdout.write(
+        f"restored {name} (step {checkpoint.step}, {checkpoint.size} bytes, "
+        f"digest verified) to {target}\n"
+    )
     return 0
 
 

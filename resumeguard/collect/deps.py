@@ -42,7 +42,7 @@ class DepsRecord(Record):
     cudnn: str | None = None
     """cuDNN version torch reports (only when torch is already imported), else None."""
     requirements: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Canonical name (or "url:<link>" for unnamed lines) -> the requirement as one canonical line."""
+    """Canonical name (or "url:<link>" for unnamed lines) -> the requirement as one line."""
     requirement_files: dict[str, str] = dataclasses.field(default_factory=dict)
     """Requirement file (relative to the repo root where possible) -> its digest."""
     installed: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -57,7 +57,7 @@ def canonical_name(name: str) -> str:
 def collect_deps(
     root: str | Path | None = None, requirements: Sequence[str | Path] = ()
 ) -> DepsRecord:
-    """Fingerprint the dependencies; ``requirements`` defaults to ``requirements*.txt`` in ``root``."""
+    """Fingerprint the dependencies; ``requirements`` defaults to requirements*.txt in ``root``."""
     files = _requirement_files(root, requirements)
     reqs, digests = _parse_requirements(files, root)
     torch_version, cuda, cudnn = _torch_versions()

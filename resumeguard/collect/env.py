@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import warnings
+from typing import cast
 
 from resumeguard.record import Record
 
@@ -33,13 +34,15 @@ def collect_env() -> EnvRecord:
     if torch is None:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # e.g. "Failed to initialize NumPy" on lean installs
+                warnings.simplefilter(
+                    "ignore"
+                )  # e.g. "Failed to initialize NumPy" on lean installs
                 import torch as _torch
 
             torch = _torch
         except ImportError:
             return EnvRecord(device_type="cpu", device_count=0)
-    device_type, names = "cpu", ()
+    device_type, names = "cpu", cast("tuple[str, ...]", ())
     count = 0
     if torch.cuda.is_available():
         device_type = "cuda"

@@ -1,0 +1,135 @@
+"""Digests: blake3 over files, bytes and tensor memory. Every digest reads "blake3:<hex>"."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+if TYPE_CHECKING:
+    import torch
+
+PREFIX = "blake3:"
+CHUNK = 8 << 20
+
+
+def new_hasher() -> blake3.blake3:
+    """A blake3 hasher that uses every core for large updates."""
+    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+
+def finish(hasher: blake3.blake3) -> str:
+    """The prefixed hex digest of ``hasher``."""
+    return PREFIX + hasher.hexdigest()
+
+
+def digest_bytes(data: bytes) -> str:
+    """Digest of a byte string."""
+    return PREFIX + blake3.blake3(data).hexdigest()
+
+
+def digest_json(value: Any) -> str:
+    """Digest of a JSON value in canonical form (sorted keys, no spaces)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return digest_bytes(text.encode())
+
+
+def digest_file(path: str | Path) -> tuple[str, int]:
+    """Digest and size in bytes of a file, streamed in chunks (memory-mapped by blake3)."""
+    p = Path(path)
+    hasher = new_hasher()
+    hasher.update_mmap(str(p))
+    return finish(hasher), p.stat().st_size
+
+
+# --- Tensors ------------------------------------------------------------------------------------
+
+TENSOR_CHUNK = 64 << 20
+"""Bytes copied at a time from a non-CPU or non-contiguous tensor, so memory never doubles."""
+
+
+def digest_tensors(items: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """Digest of named tensors (names, dtypes, shapes, bytes), streamed without copying CPU memory.
+
+    Each tensor contributes a length-prefixed header (name, dtype, shape, byte count) before its
+    bytes, so renaming, reordering, reshaping or retyping changes the digest even when the bytes
+    do not. Equal content gives an equal digest whatever the device or memory layout.
+    """
+    hasher = new_hasher()
+    for name, tensor in items:
+        t = _plain(tensor)
+        nbytes = t.numel() * t.element_size()
+        header = json.dumps(
+            [name, _dtype_name(t), list(t.shape), nbytes], separators=(",", ":")
+        ).encode()
+        hasher.update(len(header).to_bytes(8, "little"))
+        hasher.update(header)
+        for chunk in _byte_chunks(t):
+            hasher.update(chunk)
+    return finish(hasher)
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """A dense, strided tensor with the same values (the conj/neg bits and sparsity resolved)."""
+    import torch
+
+    if type(t).__name__ == "DTensor":
+        # A sharded DTensor: this rank holds (and can digest) only its local shard.
+        t = t.to_local()  # type: ignore[attr-defined]
+    if t.is_meta:
+        raise ValueError("cannot digest a tensor on the meta device: it holds no data")
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    # The conj and neg bits are lazy views: the memory holds the unconjugated values.
+    if t.is_conj():
+        t = t.resolve_conj()
+    if t.is_neg():
+        t = t.resolve_neg()
+    return t.detach()
+
+
+def _byte_chunks(t: torch.Tensor) -> Iterator[memoryview]:
+    """The tensor's bytes in row-major order; zero-copy for contiguous CPU tensors."""
+    if t.numel() == 0:
+        return
+    if not t.is_contiguous():
+        # Row blocks of about TENSOR_CHUNK bytes: each block's contiguous copy is bounded,
+        # and concatenated row-major blocks are exactly the bytes of ``t.contiguous()``.
+        rows = t.shape[0]
+        row_bytes = max(1, t[0].numel() * t.element_size())
+        step = max(1, TENSOR_CHUNK // row_bytes)
+        for start in range(0, rows, step):
+            yield from _byte_chunks(t[start : start + step].contiguous())
+        return
+    nbytes = t.numel() * t.element_size()
+    if t.device.type == "cpu":
+        # A view straight onto the tensor's memory; ``t`` stays referenced (alive) while the
+        # caller consumes the view, since this generator frame holds it.
+        buffer = (ctypes.c_char * nbytes).from_address(t.data_ptr())
+        yield memoryview(buffer).cast("B")
+        return
+    yield from _staged_chunks(t)
+
+
+def _staged_chunks(t: torch.Tensor) -> Iterator[memoryview]:
+    """A contiguous tensor's bytes copied to the CPU through one reused TENSOR_CHUNK buffer.
+
+    Each view is valid only until the next one is produced: the buffer is overwritten.
+    """
+    import torch
+
+    flat = t.reshape(-1).view(torch.uint8)
+    nbytes = flat.numel()
+    staging = torch.empty(min(nbytes, TENSOR_CHUNK), dtype=torch.uint8)
+    for start in range(0, nbytes, TENSOR_CHUNK):
+        n = min(TENSOR_CHUNK, nbytes - start)
+        staging[:n].copy_(flat[start : start + n])
+        yield from _byte_chunks(staging[:n])

@@ -1,0 +1,182 @@
+"""Where W&B and resumeguard put a run's files on disk, and the small helpers to read them.
+
+What wandb 0.31 (wandb-core) leaves on disk in OFFLINE mode, verified with real runs:
+
+- One directory per ``wandb.init`` call: ``<root>/wandb/offline-run-<YYYYMMDD_HHMMSS>-<id>``
+  (``<root>/.wandb/`` instead when that folder exists; ``<root>`` is ``dir=``/``WANDB_DIR``/cwd).
+  The timestamp is the run's start time in LOCAL time, to the second. When that directory already
+  exists (a second init of the same id within the same second), ``wandb.init`` appends ``-1``,
+  ``-2``, ... (``Settings.x_sync_dir_suffix``, ``_WandbInit.set_sync_dir_suffix``).
+- Inside: ``run-<id>.wandb`` (the binary transaction log; the run id in its name is exact, which
+  settles ids that themselves end in ``-<digits>``), ``logs/``, ``tmp/code/`` and ``files/``
+  (``run.dir``). ``files/`` holds ``requirements.txt`` from init, ``output.log`` once something is
+  printed, and what the user or ``wandb.save`` put there.
+- NOT written offline, neither during the run nor at ``finish()``: ``files/config.yaml``,
+  ``files/wandb-summary.json``, ``files/wandb-metadata.json``. wandb-core writes those from its
+  sender, which does not run offline; config, summary and history exist only inside the ``.wandb``
+  log, which is flushed every 15 s (``x_transaction_log_flush_interval``) and at finish: a
+  SIGKILLed process leaves a 7-byte header. Older wandb versions and online-mode directories do
+  have ``config.yaml``/``wandb-summary.json``, so they are still read when present.
+- ``wandb.init(id=X, resume="must"|"allow"|None)`` offline creates a NEW directory for X every
+  time, with ``run.resumed`` False, ``run.step`` 0 and only the config passed to that init.
+- ``wandb.save(path)`` offline symlinks ``files/<name>`` to ``path``; a file already inside
+  ``files/`` is left in place (no link), which is why resumeguard saves real copies there.
+
+Because config is not on disk offline, resumeguard writes its own small files next to W&B's:
+``resumeguard.json`` (the full record), ``resumeguard-config.json`` (``{"schema": 1, "config":
+{...}}``: the run config as resumeguard saw it, ``"resumeguard"`` key included) and
+``resumeguard-state.json`` (liveness: step, pid, host, heartbeat, state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from resumeguard.errors import BadInput
+
+RECORD_FILE = "resumeguard.json"
+"""The full record, a run file."""
+CONFIG_SIDECAR = "resumeguard-config.json"
+"""Offline only: ``{"schema": 1, "config": {...}}``, the run config W&B keeps only in its log."""
+STATE_FILE = "resumeguard-state.json"
+"""``{"step", "pid", "host", "heartbeat", "state"}``, written by a live resumeguard run."""
+CONFIG_KEY = "resumeguard"
+"""resumeguard's key in ``run.config``."""
+WANDB_CONFIG_FILE = "config.yaml"
+WANDB_SUMMARY_FILE = "wandb-summary.json"
+INTERNAL_CONFIG_KEYS = frozenset({"_wandb", "wandb_version"})
+"""Keys W&B adds to a run's config that the user never set (as wandb's public API drops them)."""
+
+_DIR_RE = re.compile(r"^offline-run-(?P<time>\d{8}_\d{6})-(?P<rest>.+)$")
+
+
+def search_roots(base: Path) -> list[Path]:
+    """The folders that may hold offline-run directories: ``base/wandb``, ``base/.wandb``, ``base``.
+
+    Users pass either the ``dir=`` given to ``wandb.init`` or the ``wandb/`` folder inside it.
+    """
+    roots: list[Path] = []
+    seen: set[Path] = set()
+    for candidate in (base / "wandb", base / ".wandb", base):
+        try:
+            key = candidate.resolve()
+        except OSError:
+            continue
+        if key not in seen and candidate.is_dir():
+            seen.add(key)
+            roots.append(candidate)
+    return roots
+
+
+def offline_run_dirs(roots: Iterable[Path], run_id: str) -> list[Path]:
+    """Every ``offline-run-*-<run_id>[-N]`` directory under ``roots``, oldest first.
+
+    Ordered by start time, then suffix (none < 1 < 2 < ... < 10). The ``run-<id>.wandb`` file,
+    when present, decides which run a directory belongs to: "offline-run-T-ab-1" is run "ab-1"
+    if it holds ``run-ab-1.wandb``, else a second directory of run "ab".
+    """
+    found: dict[Path, tuple[str, int, str]] = {}
+    for root in roots:
+        try:
+            entries = list(root.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            match = _DIR_RE.match(entry.name)
+            if not match or not entry.is_dir():
+                continue
+            suffix = _suffix_for(match["rest"], run_id)
+            if suffix is None or not _belongs_to(entry, run_id):
+                continue
+            with contextlib.suppress(OSError):
+                found.setdefault(entry.resolve(), (match["time"], suffix, str(entry)))
+    return [Path(key[2]) for key in sorted(found.values())]
+
+
+def _suffix_for(rest: str, run_id: str) -> int | None:
+    """0 for "<id>", N for "<id>-N", None when ``rest`` names another run."""
+    if rest == run_id:
+        return 0
+    head, sep, tail = rest.rpartition("-")
+    if sep and head == run_id and tail.isdigit():
+        return int(tail)
+    return None
+
+
+def _belongs_to(directory: Path, run_id: str) -> bool:
+    try:
+        logs = [p.name for p in directory.glob("run-*.wandb")]
+    except OSError:
+        return True
+    return not logs or f"run-{run_id}.wandb" in logs
+
+
+def check_run_file_name(name: str) -> PurePosixPath:
+    """A run file's path relative to the run files dir; BadInput if it could escape that dir."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if not name or path.is_absolute() or ".." in path.parts or str(path) in ("", "."):
+        raise BadInput(f"bad run file name {name!r}: give a path relative to the run's files")
+    return path
+
+
+def unwrap_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's config from W&B's stored form: ``{"lr": {"value": 0.1, "desc": None}}``.
+
+    W&B's own keys (``_wandb``, ``wandb_version``) are dropped, as ``wandb.Api().run().config``
+    does. Only entries of exactly the stored shape are unwrapped.
+    """
+    config: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in INTERNAL_CONFIG_KEYS:
+            continue
+        if isinstance(value, Mapping) and "value" in value and set(value) <= {"value", "desc"}:
+            value = value["value"]
+        config[str(key)] = value
+    return config
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when absent, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON to ``path`` through a temp file and ``os.replace``: readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=2, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """An aware UTC datetime from ISO-8601 text; naive times are UTC, as W&B writes them."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)

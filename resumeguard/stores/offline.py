@@ -1,0 +1,255 @@
+"""The offline store: W&B offline run directories on disk, no account and no network.
+
+A run's data may be spread over several ``offline-run-*-<id>[-N]`` directories, one per
+``wandb.init`` of that id (see :mod:`resumeguard.stores._wandb_layout` for what wandb 0.31
+writes where, and when). This store never parses W&B's ``.wandb`` transaction log: it reads the
+JSON/YAML files W&B or resumeguard leave next to it, newest directory first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from resumeguard.errors import BadInput, CheckpointError, Unverifiable
+from resumeguard.stores import _wandb_layout as layout
+from resumeguard.stores.interface import RunRef, RunState, RunStore, StoredRun
+
+STALE_AFTER_S = 600.0
+"""A "running" state file whose heartbeat is older than this means the process is gone."""
+
+
+class OfflineStore(RunStore):
+    """Runs under ``wandb_dir`` (else ``WANDB_DIR``, else the current directory)."""
+
+    def __init__(
+        self,
+        wandb_dir: str | Path | None = None,
+        *,
+        stale_after_s: float = STALE_AFTER_S,
+        now: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.base = Path(wandb_dir or os.environ.get("WANDB_DIR") or os.getcwd()).expanduser()
+        self.stale_after_s = stale_after_s
+        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    @property
+    def name(self) -> str:
+        """Always "offline"."""
+        return "offline"
+
+    def dirs(self, ref: RunRef) -> list[Path]:
+        """Every offline-run directory of the run, oldest first; Unverifiable when none."""
+        dirs = layout.offline_run_dirs(layout.search_roots(self.base), ref.id)
+        if not dirs:
+            raise Unverifiable(
+                f"no offline W&B run with id {ref.id} under {self.base} "
+                "(is WANDB_DIR right? pass --wandb-dir)"
+            )
+        return dirs
+
+    def fetch(self, ref: RunRef) -> StoredRun:
+        """Read the run's newest record, config, step and liveness from all its directories."""
+        dirs = self.dirs(ref)
+        record = self._newest_record(dirs)
+        return StoredRun(
+            ref=ref,
+            config=_config(dirs),
+            record=record,
+            last_step=_last_step(dirs),
+            state=self._state(dirs),
+            heartbeat=_heartbeat(dirs),
+            location=str(dirs[-1]),
+            directories=tuple(str(d) for d in dirs),
+        )
+
+    def fetch_file(self, ref: RunRef, name: str, dest: Path) -> Path:
+        """Copy the newest ``files/<name>`` of the run to ``dest / name`` (symlinks followed)."""
+        rel = layout.check_run_file_name(name)
+        dirs = self.dirs(ref)
+        broken: list[str] = []
+        for directory in reversed(dirs):
+            source = directory / "files" / rel
+            if source.is_file():
+                return _copy(source, Path(dest) / rel)
+            if source.is_symlink():  # wandb.save's link to a file that has since gone
+                broken.append(str(source))
+        note = f"; broken link: {', '.join(broken)}" if broken else ""
+        raise CheckpointError(
+            f"{name} not found in run {ref} (looked in {len(dirs)} offline "
+            f"director{'y' if len(dirs) == 1 else 'ies'} under {self.base}{note})"
+        )
+
+    def write_record(self, ref: RunRef, record: dict[str, Any], compact: dict[str, Any]) -> None:
+        """Write ``resumeguard.json`` and the config sidecar into the newest directory.
+
+        W&B's own files are left alone: offline, W&B keeps the config only in its ``.wandb`` log
+        (``config.yaml`` is not written), and editing that log is not ours to do, so the compact
+        goes into ``resumeguard-config.json``, which :meth:`fetch` reads.
+        """
+        dirs = self.dirs(ref)
+        files = dirs[-1] / "files"
+        # The run's config as known, else the one being recorded; never an older record's.
+        config = _config(dirs, record)
+        config[layout.CONFIG_KEY] = compact
+        layout.write_json_atomic(files / layout.RECORD_FILE, record)
+        layout.write_json_atomic(files / layout.CONFIG_SIDECAR, {"schema": 1, "config": config})
+
+    def _newest_record(self, dirs: list[Path]) -> dict[str, Any] | None:
+        """The record in the newest directory that has one; BadInput when that one is corrupt."""
+        for directory in reversed(dirs):
+            path = directory / "files" / layout.RECORD_FILE
+            if not path.exists():
+                continue
+            record = layout.read_json_object(path)
+            if record is None:
+                # Written atomically by resumeguard, so this is damage, not a race: say so
+                # rather than silently using an older record.
+                raise BadInput(f"{path} is not a readable JSON object; restore or delete it")
+            return record
+        return None
+
+    def _state(self, dirs: list[Path]) -> RunState:
+        """Running when any directory's state file shows a live process, else the newest's."""
+        newest: RunState = "unknown"
+        for i, directory in enumerate(dirs):
+            state = layout.read_json_object(directory / "files" / layout.STATE_FILE)
+            verdict = self._judge(state) if state is not None else "unknown"
+            if verdict == "running":
+                return "running"
+            if i == len(dirs) - 1:
+                newest = verdict
+        return newest
+
+    def _judge(self, state: Mapping[str, Any]) -> RunState:
+        said = state.get("state")
+        if said == "finished":
+            return "finished"
+        if said != "running":
+            return "unknown"
+        beat = layout.parse_time(state.get("heartbeat"))
+        if beat is None:
+            return "unknown"
+        if (self._now() - beat).total_seconds() > self.stale_after_s:
+            return "crashed"  # said running, then stopped beating without saying finished
+        if _dead_here(state.get("host"), state.get("pid")):
+            return "crashed"
+        return "running"
+
+
+def _config(dirs: list[Path], record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The run config from the newest directory that tells it.
+
+    Per directory: resumeguard's sidecar, else ``config.yaml`` (old wandb, online-mode dirs),
+    else (without ``record``) that directory's ``resumeguard.json`` fingerprint config. Then
+    ``record``'s fingerprint config, then {}.
+    """
+    for directory in reversed(dirs):
+        files = directory / "files"
+        sidecar = layout.read_json_object(files / layout.CONFIG_SIDECAR)
+        if sidecar is not None and isinstance(sidecar.get("config"), dict):
+            return dict(sidecar["config"])
+        from_yaml = _read_config_yaml(files / layout.WANDB_CONFIG_FILE)
+        if from_yaml is not None:
+            return from_yaml
+        if record is None:
+            recorded = _record_config(layout.read_json_object(files / layout.RECORD_FILE))
+            if recorded is not None:
+                return recorded
+    return _record_config(record) or {}
+
+
+def _record_config(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    fingerprint = (record or {}).get("fingerprint")
+    if isinstance(fingerprint, dict) and isinstance(fingerprint.get("config"), dict):
+        return dict(fingerprint["config"])
+    return None
+
+
+def _read_config_yaml(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    import yaml  # only for runs that have one: old wandb versions, online-mode directories
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return layout.unwrap_config(raw) if isinstance(raw, dict) else None
+
+
+def _last_step(dirs: list[Path]) -> int | None:
+    """Max over directories of ``wandb-summary.json`` ``_step`` and the state file's step."""
+    steps: list[int] = []
+    for directory in dirs:
+        files = directory / "files"
+        for name, key in ((layout.WANDB_SUMMARY_FILE, "_step"), (layout.STATE_FILE, "step")):
+            data = layout.read_json_object(files / name)
+            value = data.get(key) if data else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                steps.append(int(value))
+    return max(steps, default=None)
+
+
+def _heartbeat(dirs: list[Path]) -> str | None:
+    """The latest of: state-file heartbeats, and when W&B last wrote a run's log or output."""
+    times: list[dt.datetime] = []
+    for directory in dirs:
+        state = layout.read_json_object(directory / "files" / layout.STATE_FILE)
+        beat = layout.parse_time(state.get("heartbeat")) if state else None
+        if beat is not None:
+            times.append(beat)
+        # wandb-core appends to these while the process lives (the log every 15 s).
+        for path in [*directory.glob("run-*.wandb"), directory / "files" / "output.log"]:
+            with contextlib.suppress(OSError):
+                times.append(dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc))
+    return max(times).isoformat() if times else None
+
+
+def write_config_sidecar(run_dir: str | Path, config: Mapping[str, Any]) -> Path:
+    """Save a live run's config (``dict(run.config)``) where :class:`OfflineStore` reads it.
+
+    For resumeguard's own front doors: offline, wandb keeps the config only in its ``.wandb``
+    log, so without this file an offline check sees just the record's copy of the config.
+    """
+    path = Path(run_dir) / layout.CONFIG_SIDECAR
+    layout.write_json_atomic(path, {"schema": 1, "config": dict(config)})
+    return path
+
+
+def _dead_here(host: object, pid: object) -> bool:
+    """True only when the state file's process was on this host and no longer exists."""
+    if os.name != "posix" or host != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False  # on Windows os.kill(pid, 0) would terminate the process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, owned by someone else
+        return False
+    return False
+
+
+def _copy(source: Path, target: Path) -> Path:
+    """Copy ``source`` to ``target`` atomically (temp file + replace); no-op onto itself."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        if target.exists() and os.path.samefile(source, target):
+            return target
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target

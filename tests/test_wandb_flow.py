@@ -1,0 +1,319 @@
+"""The W&B flow on real offline runs: record at start, check before resume, verified checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import wandb
+from helpers import cli, cli_json, commit_all, make_repo, write
+
+import resumeguard
+from resumeguard.runrecord import CONFIG_KEY, RECORD_FILE
+
+FILES = {
+    "train.py": "HIDDEN = 8\n",
+    "requirements.txt": "torch>=2.1\nrich==13.7.0\n",
+    ".gitignore": "*.pt\n",
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    repo = make_repo(tmp_path / "proj", FILES)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    (tmp_path / "wb").mkdir()
+    return repo
+
+
+def model_and_opt(hidden: int = 8, lr: float = 1e-3):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
+    return model, torch.optim.AdamW(model.parameters(), lr=lr)
+
+
+def train_steps(model, opt, n: int = 2) -> None:
+    for _ in range(n):
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def start(run_id: str, project: Path, **kw):
+    kw.setdefault("config", {"lr": 1e-3, "batch_size": 32})
+    return resumeguard.init(project="p", id=run_id, repo=project, **kw)
+
+
+def run_dirs(run_id: str) -> list[Path]:
+    return sorted(Path(os.environ["WANDB_DIR"]).glob(f"wandb/offline-run-*-{run_id}*"))
+
+
+def digest_tree(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        # W&B's service appends to logs/ on its own schedule; everything else must stay put.
+        if p.is_file() and ".git/" not in str(p) and "logs" not in p.relative_to(root).parts
+    }
+
+
+def check(capsys, run_id: str, project: Path) -> tuple[int, dict]:
+    return cli_json(capsys, "check", "--run-id", run_id, "--repo", str(project))
+
+
+def test_fresh_init_records_without_touching_user_config(project: Path) -> None:
+    run = start("fresh1", project, config={"lr": 1e-3, "nested": {"a": 1}})
+    compact = dict(run.config[CONFIG_KEY])
+    assert compact["record_digest"].startswith("blake3:")
+    assert compact["commit"] and compact["torch"] == torch.__version__
+    assert run.config["lr"] == 1e-3 and run.config["nested"] == {"a": 1}
+    assert len(compact) < 30, "the config key stays compact"
+    record = json.loads((Path(run.dir) / RECORD_FILE).read_text())
+    assert record["fingerprint"]["config"] == {"lr": 1e-3, "nested": {"a": 1}}
+    assert "installed" in record["fingerprint"]["deps"]
+    run.finish()
+
+
+def test_check_passes_on_unchanged_repo_and_blocks_on_changes(capsys, project: Path) -> None:
+    start("chk1", project).finish()
+    code, report = check(capsys, "chk1", project)
+    assert (code, report["verdict"], report["findings"]) == (0, "ok", []), report.get("reason")
+
+    write(project, {"train.py": "HIDDEN = 16\n"})  # dirty edit
+    code, report = check(capsys, "chk1", project)
+    assert code == 1 and [f["path"] for f in report["findings"]] == ["code.files.train.py"]
+
+    commit_all(project, "wider")  # the same change, committed
+    code, report = check(capsys, "chk1", project)
+    assert code == 1
+    assert {f["path"]: f["severity"] for f in report["findings"]} == {
+        "code.files.train.py": "block",
+        "code.commit": "info",
+    }
+
+
+def test_requirement_bump_blocks(capsys, project: Path) -> None:
+    start("req1", project).finish()
+    write(project, {"requirements.txt": "torch>=2.1\nrich==14.0.0\n"})
+    code, report = check(capsys, "req1", project)
+    assert code == 1
+    paths = {f["path"] for f in report["findings"]}
+    assert "deps.requirements.rich" in paths
+
+
+def test_blocked_resume_raises_before_wandb_init_and_leaves_run_untouched(project: Path) -> None:
+    start("blk1", project).finish()
+    before = {d: digest_tree(d) for d in run_dirs("blk1")}
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        start("blk1", project, resume="must")
+    assert [f.path for f in info.value.report.blocking] == ["code.files.train.py"]
+    assert wandb.run is None
+    assert {d: digest_tree(d) for d in run_dirs("blk1")} == before
+
+
+def test_optimizer_rebuilt_for_changed_layer_blocks(project: Path) -> None:
+    model, opt = model_and_opt(hidden=8)
+    start("opt1", project, optimizer=opt, model=model).finish()
+    model, opt = model_and_opt(hidden=16)
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        start("opt1", project, resume="must", optimizer=opt, model=model)
+    paths = {f.path for f in info.value.report.blocking}
+    assert "optimizer.params.0.shape" in paths
+
+
+def test_allowed_resume_appends_audit_trail(capsys, project: Path) -> None:
+    (project / "pyproject.toml").write_text('[tool.resumeguard]\nwarn = ["config.batch_size"]\n')
+    commit_all(project, "policy")
+    start("aud1", project).finish()
+    run = start("aud1", project, resume="must", config={"lr": 1e-3, "batch_size": 64})
+    run.finish()
+    code, shown = cli_json(capsys, "show", "--run-id", "aud1")
+    assert code == 0
+    [entry] = shown["resumes"]
+    assert entry["verdict"] == "warn" and entry["allowed"] == ["config.batch_size"]
+
+
+def test_nothing_recorded_exits_3_with_advice(capsys, project: Path) -> None:
+    wandb.init(project="p", id="plain1", config={"lr": 1}).finish()
+    code, _, err = cli(capsys, "check", "--run-id", "plain1", "--repo", str(project))
+    assert code == 3 and "resumeguard record" in err
+    code, _, err = cli(capsys, "check", "--run-id", "nosuchrun", "--repo", str(project))
+    assert code == 3 and "nosuchrun" in err
+    with pytest.raises(resumeguard.Unverifiable):
+        start("plain1", project, resume="must")
+
+
+def test_record_adopts_an_old_run_without_touching_user_keys(capsys, project: Path) -> None:
+    run = wandb.init(project="p", id="adopt1", config={"lr": 1})
+    config_yaml = Path(run.dir) / "config.yaml"
+    run.finish()
+    before = config_yaml.read_bytes() if config_yaml.exists() else None
+    code, out, _ = cli(capsys, "record", "--run-id", "adopt1", "--repo", str(project))
+    assert code == 0 and "recorded run adopt1" in out
+    assert (config_yaml.read_bytes() if config_yaml.exists() else None) == before
+    code, report = check(capsys, "adopt1", project)
+    assert (code, report["verdict"]) == (0, "ok")
+    code, _, err = cli(capsys, "record", "--run-id", "adopt1", "--repo", str(project))
+    assert code == 2 and "--force" in err
+
+
+@pytest.fixture
+def saved(project: Path):
+    model, opt = model_and_opt()
+    run = start("ckpt1", project)
+    train_steps(model, opt)
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 2}
+    record = resumeguard.save_checkpoint(run, state, "checkpoint.pt")
+    return run, record, model, opt
+
+
+def test_save_records_digest_and_keeps_the_saved_bytes(saved, project: Path) -> None:
+    run, record, model, opt = saved
+    assert record.step == 2 and record.size == (project / "checkpoint.pt").stat().st_size
+    assert record.optimizer.cls == "torch.optim.adamw.AdamW"
+    run_copy = Path(run.dir) / record.file
+    original = run_copy.read_bytes()
+    # The user's next save replaces their file; the run's copy still holds the recorded bytes.
+    resumeguard.save_checkpoint(run, {"step": 3}, "other.pt")
+    torch.save({"step": 99}, project / "checkpoint.pt.tmp")
+    os.replace(project / "checkpoint.pt.tmp", project / "checkpoint.pt")
+    assert run_copy.read_bytes() == original
+    fresh_model, fresh_opt = model_and_opt()
+    state = resumeguard.restore_checkpoint(
+        run, "checkpoint.pt", model=fresh_model, optimizer=fresh_opt
+    )
+    assert state["step"] == 2
+    assert torch.equal(fresh_model[0].weight, model[0].weight)
+    assert fresh_opt.state_dict()["state"][0]["exp_avg"].equal(
+        opt.state_dict()["state"][0]["exp_avg"]
+    )
+    run.finish()
+
+
+def test_flipped_byte_and_truncation_are_refused(capsys, saved, project: Path) -> None:
+    run, record, _, _ = saved
+    run.finish()
+    run_copy = next(
+        d / "files" / record.file for d in run_dirs("ckpt1") if (d / "files" / record.file).exists()
+    )
+    data = bytearray(run_copy.read_bytes())
+    run_copy.unlink()  # break the hard link: the user's own file stays intact
+    data[len(data) // 2] ^= 0x01
+    run_copy.write_bytes(bytes(data))
+    resumed = start("ckpt1", project, resume="must")
+    model, opt = model_and_opt()
+    weight_before = model[0].weight.detach().clone()
+    with pytest.raises(resumeguard.CheckpointError, match="does not match its record"):
+        resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
+    assert torch.equal(model[0].weight, weight_before), "nothing was loaded"
+    code, _, err = cli(
+        capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(project / "restored")
+    )
+    assert code == 1 and "does not match its record" in err
+    assert not (project / "restored" / "checkpoint.pt").exists()
+
+    run_copy.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(resumeguard.CheckpointError, match="truncated"):
+        resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
+    code, _, err = cli(
+        capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(project / "restored")
+    )
+    assert code == 1 and "truncated" in err
+    resumed.finish()
+
+
+def test_cli_restore_writes_a_verified_copy_and_never_overwrites(
+    capsys, saved, project: Path
+) -> None:
+    run, record, _, _ = saved
+    run.finish()
+    dest = project / "restored"
+    code, out, _ = cli(capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(dest))
+    assert code == 0 and "digest verified" in out
+    assert (dest / "checkpoint.pt").read_bytes() == (project / "checkpoint.pt").read_bytes()
+    code, _, err = cli(capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(dest))
+    assert code == 2 and "already exists" in err
+    code, out, _ = cli(capsys, "digest", str(dest / "checkpoint.pt"))
+    assert code == 0 and out.startswith(record.digest)
+
+
+class Arbitrary:
+    """Not a tensor or plain container: weights_only loading must refuse it."""
+
+    def __init__(self) -> None:
+        self.payload = "anything"
+
+
+def test_pickled_arbitrary_object_is_refused(project: Path) -> None:
+    run = start("pkl1", project)
+    resumeguard.save_checkpoint(run, {"step": 1, "extra": Arbitrary()}, "evil.pt")
+    with pytest.raises(resumeguard.CheckpointError, match="refusing to load"):
+        resumeguard.restore_checkpoint(run, "evil.pt")
+    run.finish()
+
+
+def test_state_that_does_not_fit_is_refused_before_load_state_dict(saved) -> None:
+    run, _, _, _ = saved
+    model, opt = model_and_opt(hidden=16)
+    opt_state_before = opt.state_dict()
+    weight_before = model[0].weight.detach().clone()
+    with pytest.raises(resumeguard.CheckpointError, match="does not fit"):
+        resumeguard.restore_checkpoint(run, "checkpoint.pt", model=model, optimizer=opt)
+    assert torch.equal(model[0].weight, weight_before)
+    assert opt.state_dict() == opt_state_before
+    run.finish()
+
+
+def test_hyperparameter_override_is_warned(saved, caplog) -> None:
+    run, _, _, _ = saved
+    model, opt = model_and_opt(lr=5e-4)
+    with caplog.at_level("WARNING", logger="resumeguard"):
+        resumeguard.restore_checkpoint(run, "checkpoint.pt", model=model, optimizer=opt)
+    assert any("lr" in r.getMessage() and "0.0005" in r.getMessage() for r in caplog.records)
+    run.finish()
+
+
+def test_step_regression_blocks_under_strict(saved, project: Path) -> None:
+    run, _, model, opt = saved
+    for step in range(3, 10):
+        run.log({"loss": 1.0}, step=step)
+    resumeguard.save_checkpoint(
+        run, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 9}, "late.pt"
+    )
+    run.finish()
+    resumed = start("ckpt1", project, resume="must")
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
+    [finding] = info.value.report.blocking
+    assert finding.path == "run.step" and "late.pt" in finding.hint
+    resumed.finish()
+
+
+def test_user_files_unchanged_by_commands(capsys, project: Path) -> None:
+    start("keep1", project, config={"lr": 1e-3}).finish()
+    tree_before = digest_tree(project)
+    wandb_before = {
+        str(p): p.read_bytes() for d in run_dirs("keep1") for p in (d / "files").glob("config.yaml")
+    }
+    for args in (
+        ["check", "--run-id", "keep1", "--repo", str(project)],
+        ["show", "--run-id", "keep1"],
+        ["fingerprint", "--repo", str(project)],
+    ):
+        cli(capsys, *args)
+    assert digest_tree(project) == tree_before
+    assert {
+        str(p): p.read_bytes() for d in run_dirs("keep1") for p in (d / "files").glob("config.yaml")
+    } == wandb_before
+
+
+def test_config_key_collision_is_bad_input(project: Path) -> None:
+    with pytest.raises(resumeguard.BadInput, match="rename it"):
+        start("coll1", project, config={"resumeguard": 1})
