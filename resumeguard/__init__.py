@@ -23,12 +23,12 @@ if TYPE_CHECKING:
     from resumeguard.checkpoint import restore_checkpoint, save_checkpoint
     from resumeguard.findings import Finding, Severity, Verdict
     from resumeguard.fingerprint import Fingerprint
-    from resumeguard.guard import guard, init
+    from resumeguard.entry import guard, init
     from resumeguard.report import Report
 
 _LAZY = {
-    "init": "resumeguard.guard",
-    "guard": "resumeguard.guard",
+    "init": "resumeguard.entry",
+    "guard": "resumeguard.entry",
     "save_checkpoint": "resumeguard.checkpoint",
     "restore_checkpoint": "resumeguard.checkpoint",
     "Fingerprint": "resumeguard.fingerprint",

@@ -90,7 +90,7 @@ def save_checkpoint(
     record digest, size, step and the optimizer and model fingerprints under ``name``."""
     from resumeguard import runfiles
     from resumeguard.collect.optimizer import collect_model, collect_optimizer
-    from resumeguard.guard import ensure_recorded
+    from resumeguard.entry import ensure_recorded
 
     record = ensure_recorded(run)
     user_path = Path(name)
@@ -211,7 +211,7 @@ def restore_checkpoint(
     """Fetch checkpoint ``name``, verify its digest, load it with ``weights_only=True``, check that
     its optimizer state fits ``optimizer`` and ``model`` BEFORE loading, warn about
     hyperparameters it will override, then load into them and return the state."""
-    from resumeguard.guard import ensure_recorded
+    from resumeguard.entry import ensure_recorded
 
     record = ensure_recorded(run)
     path, checkpoint = fetch(run, record, str(Path(name).as_posix()))

@@ -20,9 +20,14 @@ from resumeguard.runrecord import CONFIG_KEY, RECORD_FILE, STATE_FILE, RunRecord
 HEARTBEAT_SECONDS = 30.0
 """How often a guarded run refreshes its heartbeat (a live copy is one with a fresh heartbeat)."""
 
-_records: dict[str, RunRecord] = {}
-_heartbeats: dict[str, threading.Event] = {}
+_records: dict[tuple[str, str], RunRecord] = {}
+_heartbeats: dict[tuple[str, str], threading.Event] = {}
 _lock = threading.Lock()
+
+
+def _key(run: Any) -> tuple[str, str]:
+    """One wandb.init: the id alone repeats across resumes in one process, the directory not."""
+    return (str(run.id), str(run.dir))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -43,7 +48,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 def current_record(run: Any) -> RunRecord | None:
     """The record this process holds for a live run, if any."""
     with _lock:
-        return _records.get(run.id)
+        return _records.get(_key(run))
 
 
 def publish(run: Any, record: RunRecord) -> None:
@@ -59,7 +64,7 @@ def publish(run: Any, record: RunRecord) -> None:
     run.save(str(path), base_path=run.dir, policy="now")
     run.config.update({CONFIG_KEY: record.compact()}, allow_val_change=True)
     with _lock:
-        _records[run.id] = record
+        _records[_key(run)] = record
 
 
 def save_run_file(run: Any, path: Path) -> None:
@@ -95,8 +100,8 @@ def start_heartbeat(run: Any) -> None:
     """Keep the state file's heartbeat fresh while the run lives; mark it finished at the end."""
     stop = threading.Event()
     with _lock:
-        old = _heartbeats.pop(run.id, None)
-        _heartbeats[run.id] = stop
+        old = _heartbeats.pop(_key(run), None)
+        _heartbeats[_key(run)] = stop
     if old is not None:
         old.set()
 
@@ -128,7 +133,7 @@ def _hook_finish(run: Any) -> None:
 def stop_heartbeat(run: Any, *, state: str) -> None:
     """Stop the heartbeat and write the final state."""
     with _lock:
-        stop = _heartbeats.pop(run.id, None)
+        stop = _heartbeats.pop(_key(run), None)
     if stop is not None:
         stop.set()
     with contextlib.suppress(OSError):  # the files directory is already gone: nothing to mark

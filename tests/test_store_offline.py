@@ -321,17 +321,15 @@ def test_directory_order_and_ids_ending_in_digits(tmp_path: Path) -> None:
     ]
 
 
-def test_sidecar_beats_config_yaml_and_record(tmp_path: Path) -> None:
+def test_sidecar_beats_config_yaml_beats_record_in_a_dir(tmp_path: Path) -> None:
     sidecar = {"schema": 1, "config": {"lr": 1, "resumeguard": {"schema": 1}}}
-    make_dir(
-        tmp_path,
-        "offline-run-20240501_120000-r1",
-        "r1",
-        **{"config.yaml": "lr:\n  value: 2\n", layout.CONFIG_SIDECAR: sidecar},
-    )
-    make_dir(tmp_path, "offline-run-20240501_120005-r1", "r1", **{layout.RECORD_FILE: record(1)})
+    yaml_text = "lr:\n  value: 2\n"
+    files = {"config.yaml": yaml_text, layout.RECORD_FILE: record(1, config={"lr": 3})}
+    make_dir(tmp_path, "offline-run-20240501_120000-r1", "r1", **files)
+    assert OfflineStore(tmp_path).fetch(RunRef("r1")).config == {"lr": 2}
+    make_dir(tmp_path, "offline-run-20240501_120005-r1", "r1", **{layout.CONFIG_SIDECAR: sidecar})
     run = OfflineStore(tmp_path).fetch(RunRef("r1"))
-    assert run.config == sidecar["config"] and run.record == record(1)
+    assert run.config == sidecar["config"] and run.record == record(1, config={"lr": 3})
 
 
 def test_newer_record_beats_older_sidecar(tmp_path: Path) -> None:

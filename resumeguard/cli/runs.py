@@ -48,7 +48,7 @@ def check(
 ) -> int:
     """Check that resuming the run now is the same experiment (0 ok, 1 blocked, 3 unverifiable)."""
     from resumeguard.errors import Unverifiable
-    from resumeguard.guard import ResumeIntent, check_resume
+    from resumeguard.entry import ResumeIntent, check_resume
     from resumeguard.report import unverified
 
     try:
