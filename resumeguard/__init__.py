@@ -21,9 +21,9 @@ from resumeguard.errors import (
 
 if TYPE_CHECKING:
     from resumeguard.checkpoint import restore_checkpoint, save_checkpoint
+    from resumeguard.entry import guard, init
     from resumeguard.findings import Finding, Severity, Verdict
     from resumeguard.fingerprint import Fingerprint
-    from resumeguard.entry import guard, init
     from resumeguard.report import Report
 
 _LAZY = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -174,16 +175,14 @@ def fetch(
     run: Any, record: RunRecord, name: str, dest: Path | None = None
 ) -> tuple[Path, CheckpointRecord]:
     """Locate the run's copy of checkpoint ``name`` (download it online) without trusting it."""
-    from resumeguard.stores.interface import RunRef, open_store
+    from resumeguard.stores.interface import store_for_run
 
     checkpoint = lookup(record, name, run_label=str(getattr(run, "id", run)))
     local = Path(run.dir) / checkpoint.file if hasattr(run, "dir") else None
     if local is not None and local.is_file():
         return local, checkpoint
-    offline = bool(getattr(run, "offline", False))
-    store = open_store(offline=offline or None)
+    store, ref = store_for_run(run)
     target = dest or Path(tempfile.mkdtemp(prefix="resumeguard-"))
-    ref = RunRef(run.id, getattr(run, "project", None), getattr(run, "entity", None))
     return store.fetch_file(ref, checkpoint.file, target), checkpoint
 
 
@@ -265,26 +264,19 @@ def _check_step(
     from resumeguard.policy import Policy, load_policy
     from resumeguard.report import build
 
-    last = _last_step(run)
-    if checkpoint.step is None or last is None or checkpoint.step >= last:
+    accepted = _first_accepted_step(run)
+    if checkpoint.step is None or accepted is None or checkpoint.step >= accepted:
         return
-    newer = [
-        n for n, c in record.checkpoints.items() if c.step is not None and c.step > checkpoint.step
-    ]
-    finding = explain("run.step", last, checkpoint.step)
-    finding = type(finding)(
-        path="run.step",
-        recorded=last,
-        current=checkpoint.step,
-        message=f"checkpoint {name} is at step {checkpoint.step} but the run already logged up "
-        f"to step {last}: W&B drops every log call below {last}",
-        hint=(
-            f"restore the newer checkpoint {newer[-1]}"
-            if newer
-            else "start a new run (or fork it) to keep those metrics"
-        )
-        + ", or add run.step to warn",
+    newer = sorted(
+        (c.step, n)
+        for n, c in record.checkpoints.items()
+        if c.step is not None and c.step >= accepted
     )
+    finding = explain("run.step", accepted - 1, checkpoint.step)
+    if newer:
+        finding = dataclasses.replace(
+            finding, hint=f"restore {newer[-1][1]} (step {newer[-1][0]}) instead; " + finding.hint
+        )
     resolved = policy if isinstance(policy, Policy) else load_policy(policy)
     report = build(str(getattr(run, "id", "")), [finding], resolved)
     if report.findings and report.findings[0].severity is Severity.BLOCK:
@@ -293,18 +285,17 @@ def _check_step(
         log.warning("resumeguard: %s (%s)", j.finding.message, j.finding.path)
 
 
-def _last_step(run: Any) -> int | None:
-    """The run's last logged step, from wandb's view of a resumed run or the stored state."""
+def _first_accepted_step(run: Any) -> int | None:
+    """The lowest step W&B still accepts for this run (it drops log calls below it)."""
     if getattr(run, "resumed", False) and isinstance(getattr(run, "starting_step", None), int):
-        starting: int = run.starting_step
-        return max(starting - 1, 0)
+        starting: int = run.starting_step  # online resume: the run's last _step + 1
+        return starting
     try:
-        from resumeguard.stores.interface import RunRef, open_store
+        from resumeguard.stores.interface import store_for_run
 
-        stored = open_store(offline=bool(getattr(run, "offline", False)) or None).fetch(
-            RunRef(run.id, getattr(run, "project", None), getattr(run, "entity", None))
-        )
+        store, ref = store_for_run(run)
+        stored = store.fetch(ref)
     except Exception:  # the step check is advisory when the store can't say
         return None
-    last: int | None = stored.last_step
-    return last
+    last = stored.last_step
+    return None if last is None else int(last) + 1

@@ -238,11 +238,10 @@ def ensure_recorded(
     existing = run.config.get(CONFIG_KEY) if hasattr(run.config, "get") else None
     if isinstance(existing, Mapping) and getattr(run, "resumed", False):
         # A resumed run whose record lives in the store: load it rather than re-record.
-        from resumeguard.stores.interface import RunRef, open_store
+        from resumeguard.stores.interface import store_for_run
 
-        stored = open_store(offline=bool(getattr(run, "offline", False))).fetch(
-            RunRef(run.id, run.project, run.entity)
-        )
+        store, ref = store_for_run(run)
+        stored = store.fetch(ref)
         if stored.record is not None:
             record = record_from_json(stored.record)
             attach(run, record)

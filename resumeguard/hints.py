@@ -156,6 +156,25 @@ _TABLE: list[tuple[str, Text, Text]] = [
         ),
     ),
     (
+        "run.step",
+        lambda p, r, c: (
+            f"the checkpoint is at step {c} but the run already logged up to step "
+            f"{r}: W&B drops every log call below {int(r) + 1}, so those metrics would be lost"
+        ),
+        lambda p, r, c: (
+            "resume from a newer checkpoint, or start a new run (fork) to keep the "
+            "metrics; add run.step to warn to accept the gap"
+        ),
+    ),
+    (
+        "run.live",
+        lambda p, r, c: f"another copy of this run looks alive: {r}",
+        lambda p, r, c: (
+            "stop the other job first (or wait for its heartbeat to go stale); "
+            "two writers corrupt the run"
+        ),
+    ),
+    (
         "*",
         lambda p, r, c: f"{p}: {_short(r)} -> {_short(c)}",
         lambda p, r, c: f"add {p} to warn or ignore if this is expected",

@@ -63,6 +63,11 @@ def publish(run: Any, record: RunRecord) -> None:
     write_atomic(path, json.dumps(record.to_json(), indent=2).encode())
     run.save(str(path), base_path=run.dir, policy="now")
     run.config.update({CONFIG_KEY: record.compact()}, allow_val_change=True)
+    if getattr(run, "offline", False):
+        # Offline, W&B keeps the config only inside its binary log: leave a readable copy.
+        from resumeguard.stores.offline import write_config_sidecar
+
+        write_config_sidecar(run.dir, {k: v for k, v in run.config.items() if k != "_wandb"})
     with _lock:
         _records[_key(run)] = record
 
@@ -72,7 +77,7 @@ def save_run_file(run: Any, path: Path) -> None:
     run.save(str(path), base_path=run.dir, policy="now")
 
 
-def write_state(run: Any, *, step: int | None = None, state: str = "running") -> None:
+def write_state(run: Any, *, state: str = "running") -> None:
     """Refresh ``resumeguard-state.json``: last step, heartbeat, and who holds the run."""
     path = Path(run.dir) / STATE_FILE
     previous: dict[str, Any] = {}
@@ -82,10 +87,11 @@ def write_state(run: Any, *, step: int | None = None, state: str = "running") ->
         except (OSError, ValueError):
             previous = {}
     last = previous.get("step")
-    if step is not None and (not isinstance(last, int) or step > last):
-        last = step
-    if isinstance(getattr(run, "step", None), int) and (last is None or run.step > last):
-        last = run.step
+    # run.step is the step W&B is at: logs at it are still accepted, so the last one that
+    # counts as logged is one below.
+    current = getattr(run, "step", None)
+    if isinstance(current, int) and current > 0 and (last is None or current - 1 > last):
+        last = current - 1
     body = {
         "step": last,
         "pid": os.getpid(),

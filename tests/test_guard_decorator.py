@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import wandb
+from helpers import make_repo, write
 
 import resumeguard
-from helpers import make_repo, write
 from resumeguard.runrecord import CONFIG_KEY, RECORD_FILE
 
 

@@ -47,8 +47,8 @@ def check(
     as_json: JsonOpt = False,
 ) -> int:
     """Check that resuming the run now is the same experiment (0 ok, 1 blocked, 3 unverifiable)."""
-    from resumeguard.errors import Unverifiable
     from resumeguard.entry import ResumeIntent, check_resume
+    from resumeguard.errors import Unverifiable
     from resumeguard.report import unverified
 
     try:
@@ -87,6 +87,11 @@ def record(
 
     store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
     stored = store.fetch(ref)
+    if stored.state == "running":
+        raise BadInput(
+            f"run {ref} is running; adopt it once it has stopped (recording now could lose the "
+            "live run's config updates)"
+        )
     if stored.record is not None and not force:
         raise BadInput(
             f"run {ref} already has a resumeguard record; `resumeguard show --run-id {ref}` "

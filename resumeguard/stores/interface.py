@@ -207,3 +207,13 @@ def credentials_configured(settings: Any = None) -> bool:
         return read_netrc_auth(host=base_url) is not None
     except Exception:
         return True
+
+
+def store_for_run(run: Any) -> tuple[RunStore, RunRef]:
+    """The store a live ``wandb.Run`` is read back from (its offline root included), and its ref."""
+    offline = bool(getattr(run, "offline", False))
+    settings = getattr(run, "settings", None)
+    root = getattr(settings, "root_dir", None) if offline else None
+    store = open_store(offline=True if offline else None, wandb_dir=str(root) if root else None)
+    ref = RunRef(str(run.id), getattr(run, "project", None), getattr(run, "entity", None))
+    return store, ref
