@@ -88,39 +88,84 @@ def save_checkpoint(
     model: Any = None,
 ) -> CheckpointRecord:
     """Write ``state`` atomically to ``name``, keep the run's own copy of those exact bytes, and
-    record digest, size, step and the optimizer and model fingerprints under ``name``."""
+    record digest, size, step and the optimizer and model fingerprints under ``name``.
+
+    Under torch.distributed every rank calls it (``run`` may be None off rank 0): with
+    ``{rank}`` in ``name`` each rank writes and fingerprints its own shard, without it rank 0
+    writes the (replicated) state; rank 0 records every shard."""
     from resumeguard import runfiles
-    from resumeguard.collect.optimizer import collect_model, collect_optimizer
+    from resumeguard.distributed import all_ranks, rank_and_world
     from resumeguard.entry import ensure_recorded
 
+    rank, world = rank_and_world()
+    template = Path(name).as_posix()
+    per_rank = "{rank}" in template
+    shard: CheckpointRecord | None = None
+    if rank == 0 or per_rank:
+        path = Path(template.replace("{rank}", str(rank)))
+        shard = _write_shard(state, path, step=step, run=run, optimizer=optimizer, model=model)
+        if world > 1:
+            shard = dataclasses.replace(shard, rank=rank)
+    gathered = all_ranks(shard.to_json() if shard is not None else None)
+    if rank != 0:
+        assert shard is not None or not per_rank
+        return shard if shard is not None else CheckpointRecord.from_json(gathered[0])
+    if run is None:
+        from resumeguard.errors import BadInput
+
+        raise BadInput("save_checkpoint needs the W&B run on rank 0 (pass the run there)")
     record = ensure_recorded(run)
-    user_path = Path(name)
-    digest, size = write_checkpoint(state, user_path)
-    key = user_path.as_posix()
-    rel = f"{CHECKPOINT_DIR}/{key.lstrip('/').replace('..', '__')}"
-    run_copy = Path(run.dir) / rel
-    _snapshot(user_path, run_copy)
-    runfiles.save_run_file(run, run_copy)
+    shards = [_keep_in_run(run, CheckpointRecord.from_json(g)) for g in gathered if g is not None]
+    main = shards[0]
+    if len(shards) > 1:
+        main = dataclasses.replace(main, shards=tuple(shards))
+    runfiles.publish(run, record.with_checkpoint(template, main))
+    runfiles.write_state(run)  # the logged step, not the checkpoint's: W&B drops logs below it
+    return main
+
+
+def _write_shard(
+    state: Any, path: Path, *, step: int | None, run: Any, optimizer: Any, model: Any
+) -> CheckpointRecord:
+    """Write one file and describe it: digest, size, step, optimizer and model fingerprints."""
+    from resumeguard.collect.optimizer import collect_model, collect_optimizer
+
+    digest, size = write_checkpoint(state, path)
     opt_state = find_optimizer_state(state)
     opt_record: Any = Unavailable("no optimizer state in the checkpoint")
     if optimizer is not None:
         opt_record = collect_optimizer(optimizer)
     elif opt_state is not None:
         opt_record = collect_optimizer(opt_state)
-    model_record: Any = collect_model(model) if model is not None else Unavailable("not given")
-    checkpoint = CheckpointRecord(
-        file=rel,
+    return CheckpointRecord(
+        file="",
         digest=digest,
         size=size,
         step=_step_of(state, step, run),
         saved_at=now(),
-        source=str(user_path.resolve()),
+        source=str(path.resolve()),
         optimizer=opt_record,
-        model=model_record,
+        model=collect_model(model) if model is not None else Unavailable("not given"),
     )
-    runfiles.publish(run, record.with_checkpoint(key, checkpoint))
-    runfiles.write_state(run)  # the logged step, not the checkpoint's: W&B drops logs below it
-    return checkpoint
+
+
+def _keep_in_run(run: Any, shard: CheckpointRecord) -> CheckpointRecord:
+    """Put the run's own copy of a shard's bytes in its files directory (when this host can
+    read the file) and hand it to W&B; the record then points at that copy."""
+    from resumeguard import runfiles
+
+    source = Path(shard.source)
+    if not source.is_file():
+        return shard  # another node's local disk: the rank verifies its own file at restore
+    rel = (
+        f"{CHECKPOINT_DIR}/{source.name}"
+        if shard.rank is None
+        else (f"{CHECKPOINT_DIR}/rank{shard.rank}/{source.name}")
+    )
+    run_copy = Path(run.dir) / rel
+    _snapshot(source, run_copy)
+    runfiles.save_run_file(run, run_copy)
+    return dataclasses.replace(shard, file=rel)
 
 
 def _snapshot(source: Path, dest: Path) -> None:
@@ -171,21 +216,6 @@ def load_verified(path: Path, *, name: str, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"checkpoint {name} cannot be read by torch: {e}") from e
 
 
-def fetch(
-    run: Any, record: RunRecord, name: str, dest: Path | None = None
-) -> tuple[Path, CheckpointRecord]:
-    """Locate the run's copy of checkpoint ``name`` (download it online) without trusting it."""
-    from resumeguard.stores.interface import store_for_run
-
-    checkpoint = lookup(record, name, run_label=str(getattr(run, "id", run)))
-    local = Path(run.dir) / checkpoint.file if hasattr(run, "dir") else None
-    if local is not None and local.is_file():
-        return local, checkpoint
-    store, ref = store_for_run(run)
-    target = dest or Path(tempfile.mkdtemp(prefix="resumeguard-"))
-    return store.fetch_file(ref, checkpoint.file, target), checkpoint
-
-
 def lookup(record: RunRecord, name: str | os.PathLike[str], *, run_label: str) -> CheckpointRecord:
     """The record of checkpoint ``name``; CheckpointError listing the recorded names if absent."""
     key = Path(name).as_posix()
@@ -209,47 +239,95 @@ def restore_checkpoint(
 ) -> Any:
     """Fetch checkpoint ``name``, verify its digest, load it with ``weights_only=True``, check that
     its optimizer state fits ``optimizer`` and ``model`` BEFORE loading, warn about
-    hyperparameters it will override, then load into them and return the state."""
+    hyperparameters it will override, then load into them and return the state.
+
+    Under torch.distributed every rank calls it (``run`` may be None off rank 0); each rank
+    verifies and fit-checks its own shard, and unless every rank passes, none loads."""
+    from resumeguard.distributed import agree, all_ranks, rank_and_world
     from resumeguard.entry import ensure_recorded
 
-    record = ensure_recorded(run)
-    path, checkpoint = fetch(run, record, str(Path(name).as_posix()))
     label = Path(name).as_posix()
-    verify_file(path, checkpoint, name=label)
-    state = load_verified(path, name=label, map_location=map_location)
-    apply_state(state, checkpoint, model=model, optimizer=optimizer, name=label)
-    _check_step(run, record, checkpoint, label, policy)
+    rank, world = rank_and_world()
+
+    def recorded() -> dict[str, Any]:
+        record = ensure_recorded(run)
+        checkpoint = lookup(record, label, run_label=str(getattr(run, "id", run)))
+        _check_step(run, record, checkpoint, label, policy)
+        return checkpoint.to_json()
+
+    checkpoint = CheckpointRecord.from_json(agree(recorded, tag="restore"))
+    shards = checkpoint.shards or (checkpoint,)
+    error = ""
+    state: Any = None
+    try:
+        if len(shards) > 1 and len(shards) != world:
+            raise CheckpointError(
+                f"checkpoint {label} was saved by {len(shards)} ranks; this world has {world}"
+            )
+        mine = shards[rank] if len(shards) > 1 else shards[0]
+        path = _locate(run, mine, rank=rank)
+        verify_file(path, mine, name=label)
+        state = load_verified(path, name=label, map_location=map_location)
+        check_state(state, mine, model=model, optimizer=optimizer, name=label)
+    except CheckpointError as e:
+        if world <= 1:
+            raise
+        error = f"rank {rank}: {e}"
+    errors = [e for e in all_ranks(error) if e]
+    if errors:
+        raise CheckpointError("; ".join(errors))
+    load_state(state, model=model, optimizer=optimizer)
     return state
 
 
-def apply_state(
+def _locate(run: Any, shard: CheckpointRecord, *, rank: int) -> Path:
+    """The file to verify: the run's copy where this process holds the run, else the rank's own."""
+    if run is not None and shard.file:
+        local = Path(run.dir) / shard.file if hasattr(run, "dir") else None
+        if local is not None and local.is_file():
+            return local
+        from resumeguard.stores.interface import store_for_run
+
+        store, ref = store_for_run(run)
+        return store.fetch_file(ref, shard.file, Path(tempfile.mkdtemp(prefix="resumeguard-")))
+    if shard.source:
+        return Path(shard.source)
+    raise CheckpointError(f"rank {rank} has no copy of its checkpoint shard to verify")
+
+
+def check_state(
     state: Any, checkpoint: CheckpointRecord, *, model: Any, optimizer: Any, name: str
 ) -> None:
-    """Fit-check, then load the model and optimizer state (nothing is loaded on a misfit)."""
+    """Raise CheckpointError when the optimizer state does not fit; warn about overrides."""
     from resumeguard.fit import check_fit, hyper_overrides
 
+    if optimizer is None:
+        return
     opt_state = find_optimizer_state(state)
-    model_state = find_model_state(state)
-    if optimizer is not None:
-        if opt_state is None:
-            raise CheckpointError(f"checkpoint {name} holds no optimizer state to restore")
-        saved_class = getattr(checkpoint.optimizer, "cls", None)
-        problems = check_fit(
-            opt_state,
-            optimizer,
-            model=model,
-            saved_model_state=model_state,
-            saved_class=saved_class,
+    if opt_state is None:
+        raise CheckpointError(f"checkpoint {name} holds no optimizer state to restore")
+    problems = check_fit(
+        opt_state,
+        optimizer,
+        model=model,
+        saved_model_state=find_model_state(state),
+        saved_class=getattr(checkpoint.optimizer, "cls", None),
+    )
+    if problems:
+        lines = "; ".join(f"{p.path}: {p.message}" for p in problems[:5])
+        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise CheckpointError(
+            f"checkpoint {name} does not fit the current model/optimizer, nothing was loaded: "
+            f"{lines}{more}. {problems[0].hint}"
         )
-        if problems:
-            lines = "; ".join(f"{p.path}: {p.message}" for p in problems[:5])
-            more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-            raise CheckpointError(
-                f"checkpoint {name} does not fit the current model/optimizer, nothing was loaded: "
-                f"{lines}{more}. {problems[0].hint}"
-            )
-        for override in hyper_overrides(opt_state, optimizer):
-            log.warning("resumeguard: %s (%s)", override.message, override.path)
+    for override in hyper_overrides(opt_state, optimizer):
+        log.warning("resumeguard: %s (%s)", override.message, override.path)
+
+
+def load_state(state: Any, *, model: Any, optimizer: Any) -> None:
+    """Load a checked state into the model and optimizer."""
+    model_state = find_model_state(state)
+    opt_state = find_optimizer_state(state)
     if model is not None and model_state is not None:
         model.load_state_dict(model_state)
     if optimizer is not None and opt_state is not None:

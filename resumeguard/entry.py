@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from resumeguard.check import compare_fingerprints
+from resumeguard.distributed import agree, rank_and_world
 from resumeguard.errors import ResumeBlocked, Unverifiable
 from resumeguard.findings import Finding, Severity, Verdict
 from resumeguard.fingerprint import Fingerprint, take
@@ -290,32 +291,44 @@ def guard(
             intent = resume_intent(run_id, resume)
             checked: tuple[Report, RunRecord | None, Fingerprint] | None = None
             if intent.resumes:
-                try:
-                    checked = check_resume(
-                        intent,
-                        project=project,
-                        entity=entity,
-                        offline=offline,
-                        wandb_dir=wandb_dir,
-                        repo=repo,
-                        requirements=requirements,
-                        policy=policy,
+                kept: list[tuple[Report, RunRecord | None, Fingerprint]] = []
+
+                def decide() -> dict[str, Any]:
+                    kept.append(
+                        check_resume(
+                            intent,
+                            project=project,
+                            entity=entity,
+                            offline=offline,
+                            wandb_dir=wandb_dir,
+                            repo=repo,
+                            requirements=requirements,
+                            policy=policy,
+                        )
                     )
+                    return kept[-1][0].to_json()
+
+                try:
+                    # Rank 0 checks, every rank gets its verdict: all stop or go together.
+                    report = Report.from_json(agree(decide, tag="check"))
                 except Unverifiable as e:
                     if raise_on_block:
                         raise
                     sys.stderr.write(f"resumeguard: {e}\n")
                     sys.exit(e.exit_code)
-                report = checked[0]
+                checked = kept[-1] if kept else None
                 if report.verdict is Verdict.BLOCK:
                     if raise_on_block:
                         raise ResumeBlocked(report)
-                    from resumeguard.report import render
+                    if rank_and_world()[0] == 0:
+                        from resumeguard.report import render
 
-                    render(report, file=sys.stderr)
+                        render(report, file=sys.stderr)
                     sys.exit(ResumeBlocked.exit_code)
                 for judged in report.warnings:
                     log.warning("resumeguard: %s (%s)", judged.finding.message, judged.finding.path)
+                if checked is None:
+                    return fn(*args, **kwargs)  # another rank holds the run's record
             with recording_new_runs(checked, policy=policy, repo=repo, requirements=requirements):
                 return fn(*args, **kwargs)
 

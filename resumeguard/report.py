@@ -48,6 +48,30 @@ class Report:
             data["reason"] = self.reason
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """Rebuild a report from ``to_json`` (to share a verdict between processes)."""
+        judged = tuple(
+            Judged(
+                Finding(
+                    path=f["path"],
+                    recorded=f.get("recorded"),
+                    current=f.get("current"),
+                    message=f.get("message", ""),
+                    hint=f.get("hint", ""),
+                ),
+                Severity(f["severity"]),
+                f.get("rule", ""),
+            )
+            for f in data.get("findings", [])
+        )
+        return cls(
+            run=data.get("run"),
+            verdict=Verdict(data["verdict"]),
+            findings=judged,
+            reason=data.get("reason", ""),
+        )
+
     def dumps(self) -> str:
         """The ``--json`` text."""
         return json.dumps(self.to_json(), indent=2, default=str)

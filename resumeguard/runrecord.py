@@ -50,6 +50,10 @@ class CheckpointRecord(Record):
     """The optimizer state's fingerprint (its state digest identifies these exact moments)."""
     model: ModelRecord | Unavailable = NOT_GIVEN
     """The model's parameter names, shapes and dtypes."""
+    rank: int | None = None
+    """The torch.distributed rank that wrote this file; None outside a distributed world."""
+    shards: tuple[CheckpointRecord, ...] = ()
+    """Every rank's shard (this record is rank 0's), when each rank saved its own file."""
 
 
 @dataclasses.dataclass(frozen=True)

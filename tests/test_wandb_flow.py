@@ -58,8 +58,11 @@ def digest_tree(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        # W&B's service appends to logs/ on its own schedule; everything else must stay put.
-        if p.is_file() and ".git/" not in str(p) and "logs" not in p.relative_to(root).parts
+        # W&B's service flushes logs/ and its .wandb log on its own schedule; all else stays put.
+        if p.is_file()
+        and ".git/" not in str(p)
+        and "logs" not in p.relative_to(root).parts
+        and p.suffix != ".wandb"
     }
 
 
@@ -115,7 +118,11 @@ def test_blocked_resume_raises_before_wandb_init_and_leaves_run_untouched(projec
         start("blk1", project, resume="must")
     assert [f.path for f in info.value.report.blocking] == ["code.files.train.py"]
     assert wandb.run is None
-    assert {d: digest_tree(d) for d in run_dirs("blk1")} == before
+    after = {d: digest_tree(d) for d in run_dirs("blk1")}
+    assert list(after) == list(before), "no new run directory"
+    for d, files in after.items():
+        changed = {f for f in files.keys() | before[d].keys() if files.get(f) != before[d].get(f)}
+        assert not changed, changed
 
 
 def test_optimizer_rebuilt_for_changed_layer_blocks(project: Path) -> None:

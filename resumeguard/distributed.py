@@ -1,0 +1,144 @@
+"""torch.distributed: decide once on rank 0 and share the outcome, so ranks stop or go together.
+
+Before the user's process group exists (the decorator runs first), the outcome travels through
+the key-value store of the torchrun agent (``TORCHELASTIC_USE_AGENT_STORE``); once a process
+group is initialised, through ``broadcast_object_list`` / ``all_gather_object``. Without either,
+every rank decides for itself (the same files give the same answer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from resumeguard.errors import BadInput, ResumeGuardError
+
+TIMEOUT_SECONDS = 600.0
+"""How long other ranks wait for rank 0's verdict (a check reads git and the run store)."""
+
+_calls = itertools.count()
+
+
+def _dist() -> Any:
+    """torch.distributed when torch is loaded and a process group is initialised, else None."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    dist = torch.distributed
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size (process group first, then torchrun's env)."""
+    dist = _dist()
+    if dist is not None:
+        return int(dist.get_rank()), int(dist.get_world_size())
+    try:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError as e:
+        raise BadInput(f"RANK/WORLD_SIZE must be integers: {e}") from None
+
+
+def agree(decide: Callable[[], Any], *, tag: str) -> Any:
+    """Run ``decide`` on rank 0 only and return its JSON-able result on every rank; an error
+    raised on rank 0 (a ResumeGuardError) is raised on every rank."""
+    rank, world = rank_and_world()
+    if world <= 1:
+        return decide()
+    payload: dict[str, Any] | None = None
+    if rank == 0:
+        try:
+            payload = {"ok": decide()}
+        except ResumeGuardError as e:
+            payload = {"error": _error_to_json(e)}
+    dist = _dist()
+    if dist is not None:
+        box = [payload]
+        dist.broadcast_object_list(box, src=0)
+        payload = box[0]
+    else:
+        store = _agent_store()
+        if store is None:
+            return decide()  # no channel: every rank decides on the same files
+        key = _key(tag)
+        if rank == 0:
+            store.set(key, json.dumps(payload))
+        else:
+            store.wait([key], dt.timedelta(seconds=TIMEOUT_SECONDS))
+            payload = json.loads(store.get(key))
+    assert payload is not None
+    if "error" in payload:
+        raise _error_from_json(payload["error"])
+    return payload["ok"]
+
+
+def all_ranks(value: Any) -> list[Any]:
+    """Every rank's ``value`` (JSON-able), in rank order; ``[value]`` without a process group."""
+    dist = _dist()
+    if dist is None or dist.get_world_size() <= 1:
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def share(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (identity without a process group)."""
+    dist = _dist()
+    if dist is None or dist.get_world_size() <= 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _agent_store() -> Any:
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    try:
+        import torch.distributed as tdist
+
+        return tdist.TCPStore(  # type: ignore[attr-defined]
+            host_name=os.environ["MASTER_ADDR"],
+            port=int(os.environ["MASTER_PORT"]),
+            is_master=False,
+            timeout=dt.timedelta(seconds=TIMEOUT_SECONDS),
+        )
+    except (KeyError, ValueError, RuntimeError):
+        return None  # no reachable agent store: fall back to deciding on every rank
+
+
+def _key(tag: str) -> str:
+    run = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return f"resumeguard/{run}/{restart}/{tag}/{next(_calls)}"
+
+
+def _error_to_json(error: ResumeGuardError) -> dict[str, Any]:
+    from resumeguard.errors import ResumeBlocked
+
+    data: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+    if isinstance(error, ResumeBlocked):
+        data["report"] = error.report.to_json()
+    return data
+
+
+def _error_from_json(data: dict[str, Any]) -> ResumeGuardError:
+    from resumeguard import errors
+    from resumeguard.report import Report
+
+    if data.get("type") == "ResumeBlocked" and "report" in data:
+        return errors.ResumeBlocked(Report.from_json(data["report"]))
+    cls = getattr(errors, str(data.get("type")), None)
+    if (
+        isinstance(cls, type)
+        and issubclass(cls, ResumeGuardError)
+        and cls is not errors.ResumeBlocked
+    ):
+        return cls(data.get("message", ""))
+    return ResumeGuardError(data.get("message", ""))
