@@ -75,6 +75,10 @@ class CodeRecord(Record):
     """Submodule path -> the commit checked out in it (or "uninitialized"), "-dirty" if edited."""
 
 
+RUN_OUTPUT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
+"""Untracked files with these endings are checkpoints a training job writes, never code."""
+
+
 def is_own_file(path: str, wandb_dir: str | None = None) -> bool:
     """True for files W&B or resumeguard write, which are run output and never code changes.
 
@@ -271,6 +275,8 @@ def _collect(repo: Repo, max_untracked_bytes: int) -> CodeRecord:
             skipped[p.rstrip("/")] = "nested git repository (not a submodule)"
             continue
         note = _skip_reason(root / p, max_untracked_bytes)
+        if p.lower().endswith(RUN_OUTPUT_SUFFIXES):
+            note = "checkpoint or weights file (run output, not code)"
         if note:
             skipped[p] = note
         else:

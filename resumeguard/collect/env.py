@@ -7,6 +7,7 @@ import sys
 import warnings
 from typing import cast
 
+from resumeguard.distributed import rank_and_world
 from resumeguard.record import Record
 
 
@@ -23,9 +24,9 @@ class EnvRecord(Record):
     device_names: tuple[str, ...] = ()
     """Accelerator model names, e.g. ("NVIDIA H200",)."""
     world_size: int = 1
-    """torch.distributed world size when initialised, else 1."""
+    """torch.distributed world size (or torchrun's WORLD_SIZE before the group exists), else 1."""
     rank: int = 0
-    """This process's rank when torch.distributed is initialised, else 0."""
+    """This process's rank (or torchrun's RANK), else 0."""
 
 
 def collect_env() -> EnvRecord:
@@ -50,10 +51,8 @@ def collect_env() -> EnvRecord:
         names = tuple(torch.cuda.get_device_name(i) for i in range(count))
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         device_type, count, names = "mps", 1, ("mps",)
-    world_size, rank = 1, 0
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        world_size, rank = dist.get_world_size(), dist.get_rank()
+    # Before the process group exists (a check runs first), torchrun's env says the same.
+    rank, world_size = rank_and_world()
     return EnvRecord(
         device_type=device_type,
         device_count=count,
