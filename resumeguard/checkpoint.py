@@ -115,7 +115,11 @@ def save_checkpoint(
 
         raise BadInput("save_checkpoint needs the W&B run on rank 0 (pass the run there)")
     record = ensure_recorded(run)
-    shards = [_keep_in_run(run, CheckpointRecord.from_json(g)) for g in gathered if g is not None]
+    shards = [
+        _keep_in_run(run, CheckpointRecord.from_json(g), template)
+        for g in gathered
+        if g is not None
+    ]
     main = shards[0]
     if len(shards) > 1:
         main = dataclasses.replace(main, shards=tuple(shards))
@@ -149,7 +153,7 @@ def _write_shard(
     )
 
 
-def _keep_in_run(run: Any, shard: CheckpointRecord) -> CheckpointRecord:
+def _keep_in_run(run: Any, shard: CheckpointRecord, key: str) -> CheckpointRecord:
     """Put the run's own copy of a shard's bytes in its files directory (when this host can
     read the file) and hand it to W&B; the record then points at that copy."""
     from resumeguard import runfiles
@@ -157,11 +161,11 @@ def _keep_in_run(run: Any, shard: CheckpointRecord) -> CheckpointRecord:
     source = Path(shard.source)
     if not source.is_file():
         return shard  # another node's local disk: the rank verifies its own file at restore
-    rel = (
-        f"{CHECKPOINT_DIR}/{source.name}"
-        if shard.rank is None
-        else (f"{CHECKPOINT_DIR}/rank{shard.rank}/{source.name}")
-    )
+    # Named after the checkpoint's own path, so a/ckpt.pt and b/ckpt.pt never share a copy.
+    name = key.replace("{rank}", str(shard.rank or 0)).lstrip("/").replace("..", "__")
+    rel = f"{CHECKPOINT_DIR}/{name}"
+    if shard.rank is not None:
+        rel = f"{CHECKPOINT_DIR}/rank{shard.rank}/{name}"
     run_copy = Path(run.dir) / rel
     _snapshot(source, run_copy)
     runfiles.save_run_file(run, run_copy)

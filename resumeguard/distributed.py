@@ -2,7 +2,7 @@
 
 Before the user's process group exists (the decorator runs first), the outcome travels through
 the key-value store of the torchrun agent (``TORCHELASTIC_USE_AGENT_STORE``); once a process
-group is initialised, through ``broadcast_object_list`` / ``all_gather_object``. Without either,
+group is initialised, through broadcasts of JSON bytes. Without either,
 every rank decides for itself (the same files give the same answer).
 """
 
@@ -58,9 +58,7 @@ def agree(decide: Callable[[], Any], *, tag: str) -> Any:
             payload = {"error": _error_to_json(e)}
     dist = _dist()
     if dist is not None:
-        box = [payload]
-        dist.broadcast_object_list(box, src=0)
-        payload = box[0]
+        payload = share(payload)
     else:
         store = _agent_store()
         if store is None:
@@ -82,19 +80,55 @@ def all_ranks(value: Any) -> list[Any]:
     dist = _dist()
     if dist is None or dist.get_world_size() <= 1:
         return [value]
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, value)
-    return gathered
+    return [json.loads(b) for b in _all_gather_bytes(dist, json.dumps(value).encode())]
 
 
 def share(value: Any) -> Any:
-    """Rank 0's ``value`` on every rank (identity without a process group)."""
+    """Rank 0's ``value`` (JSON-able) on every rank (identity without a process group)."""
     dist = _dist()
     if dist is None or dist.get_world_size() <= 1:
         return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    return json.loads(_broadcast_bytes(dist, json.dumps(value).encode()))
+
+
+# torch's *_object collectives pickle through numpy, which lean installs lack: JSON bytes in
+# uint8 tensors work on every backend (on the current CUDA device for NCCL).
+def _device(dist: Any) -> Any:
+    import torch
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _all_gather_bytes(dist: Any, data: bytes) -> list[bytes]:
+    import torch
+
+    device = _device(dist)
+    world = dist.get_world_size()
+    size = torch.tensor([len(data)], dtype=torch.int64, device=device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    longest = max(int(s.item()) for s in sizes)
+    mine = torch.zeros(longest, dtype=torch.uint8, device=device)
+    if data:
+        mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+    chunks = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(chunks, mine)
+    return [bytes(c[: int(n.item())].cpu().tolist()) for c, n in zip(chunks, sizes, strict=True)]
+
+
+def _broadcast_bytes(dist: Any, data: bytes) -> bytes:
+    import torch
+
+    device = _device(dist)
+    size = torch.tensor([len(data)], dtype=torch.int64, device=device)
+    dist.broadcast(size, src=0)
+    buffer = torch.zeros(int(size.item()), dtype=torch.uint8, device=device)
+    if dist.get_rank() == 0 and data:
+        buffer[:] = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+    dist.broadcast(buffer, src=0)
+    return bytes(buffer.cpu().tolist())
 
 
 def _agent_store() -> Any:

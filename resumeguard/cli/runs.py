@@ -35,6 +35,23 @@ def _store_and_ref(
     return store, ref
 
 
+def _recorded(
+    run_id: str, project: str | None, entity: str | None, offline: bool, wandb_dir: Path | None
+) -> tuple[Any, Any, Any, Any]:
+    """Store, ref, stored run and its parsed record; Unverifiable when nothing is recorded."""
+    from resumeguard.errors import Unverifiable
+    from resumeguard.runrecord import record_from_json
+
+    store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
+    stored = store.fetch(ref)
+    if stored.record is None:
+        raise Unverifiable(
+            f"run {ref} has no resumeguard record; "
+            f"adopt it with `resumeguard record --run-id {ref}`"
+        )
+    return store, ref, stored, record_from_json(stored.record, source=f"record of run {ref}")
+
+
 def check(
     run_id: RunIdOpt,
     project: ProjectOpt = None,
@@ -116,17 +133,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> int:
     """Show what is recorded for a run: fingerprint summary, checkpoints, resumes."""
-    from resumeguard.errors import Unverifiable
-    from resumeguard.runrecord import record_from_json
-
-    store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
-    stored = store.fetch(ref)
-    if stored.record is None:
-        raise Unverifiable(
-            f"run {ref} has no resumeguard record; "
-            f"adopt it with `resumeguard record --run-id {ref}`"
-        )
-    rec = record_from_json(stored.record, source=f"record of run {ref}")
+    _, ref, stored, rec = _recorded(run_id, project, entity, offline, wandb_dir)
     if as_json:
         sys.stdout.write(json.dumps(rec.to_json(), indent=2) + "\n")
         return 0
@@ -162,22 +169,27 @@ def restore(
     entity: EntityOpt = None,
     offline: OfflineOpt = False,
     wandb_dir: WandbDirOpt = None,
+    rank: Annotated[int, typer.Option("--rank", help="The shard of a per-rank checkpoint.")] = 0,
 ) -> int:
     """Fetch a recorded checkpoint, verify its digest, write it to --dest (never overwriting)."""
     import shutil
     import tempfile
 
     from resumeguard.checkpoint import lookup, verify_file
-    from resumeguard.errors import BadInput, Unverifiable
-    from resumeguard.runrecord import record_from_json
+    from resumeguard.errors import BadInput
 
-    store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
-    stored = store.fetch(ref)
-    if stored.record is None:
-        raise Unverifiable(f"run {ref} has no resumeguard record: nothing to verify against")
-    rec = record_from_json(stored.record, source=f"record of run {ref}")
+    store, ref, _, rec = _recorded(run_id, project, entity, offline, wandb_dir)
     checkpoint = lookup(rec, name, run_label=str(ref))
-    target = dest / Path(name).name
+    if checkpoint.shards:
+        if not 0 <= rank < len(checkpoint.shards):
+            raise BadInput(f"{name} has shards for ranks 0-{len(checkpoint.shards) - 1}")
+        checkpoint = checkpoint.shards[rank]
+    if not checkpoint.file:
+        raise BadInput(
+            f"the run holds no copy of {name} (rank {rank}): it stayed on that rank's node at "
+            f"{checkpoint.source}; check it there with `resumeguard digest`"
+        )
+    target = dest / Path(checkpoint.file).name
     if target.exists():
         raise BadInput(f"{target} already exists; pass another --dest (nothing is overwritten)")
     with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
