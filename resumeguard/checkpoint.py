@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from resumeguard.errors import CheckpointError, ResumeBlocked
-from resumeguard.findings import Severity
+from resumeguard.findings import Finding, Severity
 from resumeguard.hashing import digest_file
 from resumeguard.record import Unavailable
 from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now
@@ -381,3 +381,26 @@ def _first_accepted_step(run: Any) -> int | None:
         return None
     last = stored.last_step
     return None if last is None else int(last) + 1
+
+
+def checkpoint_findings(record: RunRecord, store: Any, ref: Any) -> list[Finding]:
+    """``checkpoint.<name>.missing`` / ``.digest`` for recorded checkpoints whose run copy is on
+    this machine (offline runs) and is gone or no longer holds the recorded bytes."""
+    from resumeguard.hints import explain
+
+    findings: list[Finding] = []
+    for name, checkpoint in sorted(record.checkpoints.items()):
+        for shard in checkpoint.shards or (checkpoint,):
+            if not shard.file:
+                continue
+            label = name if shard.rank is None else f"{name}[rank {shard.rank}]"
+            path = store.local_file(ref, shard.file)
+            if path is None:
+                if store.name == "offline":
+                    findings.append(explain(f"checkpoint.{label}.missing", shard.file, None))
+                continue
+            try:
+                verify_file(path, shard, name=label)
+            except CheckpointError as e:
+                findings.append(explain(f"checkpoint.{label}.digest", shard.digest, str(e)))
+    return findings

@@ -115,10 +115,15 @@ def check_resume(
         config={**recorded.config, **dict(config or {})},
     )
     resolved = policy if isinstance(policy, Policy) else load_policy(policy, repo=_root(current))
+    from resumeguard.checkpoint import checkpoint_findings
+
     report = compare_fingerprints(recorded, current, run=str(ref), policy=resolved, repo=repo)
+    extra = checkpoint_findings(record, store, ref)
     live = live_copy(stored.state, stored.heartbeat, stored_host=None)
     if live is not None:
-        report = build(str(ref), [*_findings(report), live], resolved)
+        extra.append(live)
+    if extra:
+        report = build(str(ref), [*_findings(report), *extra], resolved)
     return report, record, current
 
 

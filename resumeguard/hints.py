@@ -156,6 +156,24 @@ _TABLE: list[tuple[str, Text, Text]] = [
         ),
     ),
     (
+        "checkpoint.*.missing",
+        lambda p, r, c: (
+            f"checkpoint {p.split('.', 1)[1].rsplit('.', 1)[0]} is recorded but "
+            "its file is gone from the run"
+        ),
+        lambda p, r, c: "restore it from a backup, or resume from another recorded checkpoint",
+    ),
+    (
+        "checkpoint.*.digest",
+        lambda p, r, c: (
+            f"checkpoint {p.split('.', 1)[1].rsplit('.', 1)[0]} is not the recorded "
+            f"file: {_short(c)}"
+        ),
+        lambda p, r, c: (
+            "it was changed, truncated or corrupted after it was saved: resume from an intact copy"
+        ),
+    ),
+    (
         "run.step",
         lambda p, r, c: (
             f"the checkpoint is at step {c} but the run already logged up to step "

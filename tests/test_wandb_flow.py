@@ -13,6 +13,8 @@ import wandb
 from helpers import cli, cli_json, commit_all, make_repo, write
 
 import resumeguard
+from resumeguard.findings import Severity
+from resumeguard.policy import Rule, preset
 from resumeguard.runrecord import CONFIG_KEY, RECORD_FILE
 
 FILES = {
@@ -214,7 +216,15 @@ def test_flipped_byte_and_truncation_are_refused(capsys, saved, project: Path) -
     run_copy.unlink()  # break the hard link: the user's own file stays intact
     data[len(data) // 2] ^= 0x01
     run_copy.write_bytes(bytes(data))
-    resumed = start("ckpt1", project, resume="must")
+    # The check sees it first: the resume itself is blocked at the checkpoint's path.
+    code, report = check(capsys, "ckpt1", project)
+    assert code == 1
+    assert [f["path"] for f in report["findings"]] == ["checkpoint.checkpoint.pt.digest"]
+    with pytest.raises(resumeguard.ResumeBlocked):
+        start("ckpt1", project, resume="must")
+    # Told to only warn about checkpoints, the run resumes, and the restore itself refuses.
+    warn = preset("strict").with_rules([Rule("checkpoint.*", Severity.WARN, "test")])
+    resumed = start("ckpt1", project, resume="must", policy=warn)
     model, opt = model_and_opt()
     weight_before = model[0].weight.detach().clone()
     with pytest.raises(resumeguard.CheckpointError, match="does not match its record"):

@@ -133,6 +133,10 @@ class RunStore(abc.ABC):
         CheckpointError when the run has no such file.
         """
 
+    def local_file(self, ref: RunRef, name: str) -> Path | None:
+        """Run file ``name`` on this machine, read in place; None when it would need a download."""
+        return None
+
     @abc.abstractmethod
     def write_record(self, ref: RunRef, record: dict[str, Any], compact: dict[str, Any]) -> None:
         """Adopt a run: store ``record`` as ``resumeguard.json`` and ``compact`` as

@@ -73,6 +73,9 @@ class OfflineStore(RunStore):
     def fetch_file(self, ref: RunRef, name: str, dest: Path) -> Path:
         """Copy the newest ``files/<name>`` of the run to ``dest / name`` (symlinks followed)."""
         rel = layout.check_run_file_name(name)
+        source = self.local_file(ref, name)
+        if source is not None:
+            return _copy(source, Path(dest) / rel)
         dirs = self.dirs(ref)
         broken: list[str] = []
         for directory in reversed(dirs):
@@ -86,6 +89,15 @@ class OfflineStore(RunStore):
             f"{name} not found in run {ref} (looked in {len(dirs)} offline "
             f"director{'y' if len(dirs) == 1 else 'ies'} under {self.base}{note})"
         )
+
+    def local_file(self, ref: RunRef, name: str) -> Path | None:
+        """The newest ``files/<name>`` of the run in place (no copy), None when absent."""
+        rel = layout.check_run_file_name(name)
+        for directory in reversed(self.dirs(ref)):
+            source = directory / "files" / rel
+            if source.is_file():
+                return source
+        return None
 
     def write_record(self, ref: RunRef, record: dict[str, Any], compact: dict[str, Any]) -> None:
         """Write ``resumeguard.json`` and the config sidecar into the newest directory.
