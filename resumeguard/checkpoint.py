@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
 import os
 import shutil
@@ -13,7 +14,9 @@ from typing import Any
 
 from resumeguard.errors import CheckpointError, ResumeBlocked
 from resumeguard.findings import Finding, Severity
+from resumeguard.fingerprint import Fingerprint
 from resumeguard.hashing import digest_file
+from resumeguard.policy import Rule
 from resumeguard.record import Unavailable
 from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now
 
@@ -404,3 +407,32 @@ def checkpoint_findings(record: RunRecord, store: Any, ref: Any) -> list[Finding
             except CheckpointError as e:
                 findings.append(explain(f"checkpoint.{label}.digest", shard.digest, str(e)))
     return findings
+
+
+OWN_CHECKPOINT_RULE = "a checkpoint file recorded by resumeguard (verified by its digest)"
+
+
+def own_checkpoint_rules(stored: RunRecord, current: Fingerprint) -> list[Rule]:
+    """Ignore rules for the recorded checkpoint files that lie inside the repository.
+
+    Frameworks write their checkpoints below the working directory by default (Lightning's
+    ``<project>/<id>/checkpoints``, a Trainer's ``output_dir``): untracked files that appear
+    after the run was recorded, which strict would block as ``code.untracked.*``. They are
+    the checkpoint, not code, and their bytes are verified against the record instead."""
+    from resumeguard.collect.code import CodeRecord
+
+    if not isinstance(current.code, CodeRecord):
+        return []
+    root = Path(current.code.root).resolve()
+    rules: list[Rule] = []
+    for checkpoint in stored.checkpoints.values():
+        if not checkpoint.source:
+            continue
+        try:
+            rel = Path(checkpoint.source).relative_to(root).as_posix()
+        except ValueError:
+            continue
+        rules.append(
+            Rule(f"code.untracked.{glob.escape(rel)}", Severity.IGNORE, OWN_CHECKPOINT_RULE)
+        )
+    return rules

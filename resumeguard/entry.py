@@ -80,6 +80,7 @@ def check_resume(
     config: Mapping[str, Any] | None = None,
     optimizer: Any = None,
     model: Any = None,
+    include_live: bool = True,
 ) -> tuple[Report, RunRecord | None, Fingerprint]:
     """Compare this process with the run's record. Returns the report, the stored record (None
     when the run does not exist or has nothing recorded) and the current fingerprint.
@@ -115,11 +116,13 @@ def check_resume(
         config={**recorded.config, **dict(config or {})},
     )
     resolved = policy if isinstance(policy, Policy) else load_policy(policy, repo=_root(current))
-    from resumeguard.checkpoint import checkpoint_findings
+    from resumeguard.checkpoint import checkpoint_findings, own_checkpoint_rules
 
+    # The run's own checkpoint files below the repo are verified by digest, not diffed as code.
+    resolved = resolved.with_rules(own_checkpoint_rules(record, current))
     report = compare_fingerprints(recorded, current, run=str(ref), policy=resolved, repo=repo)
     extra = checkpoint_findings(record, store, ref)
-    live = live_copy(stored.state, stored.heartbeat, stored_host=None)
+    live = live_copy(stored.state, stored.heartbeat, stored_host=None) if include_live else None
     if live is not None:
         extra.append(live)
     if extra:

@@ -1,0 +1,440 @@
+"""Framework integrations, installed as extras: ``resumeguard[lightning]`` and
+``resumeguard[transformers]``.
+
+Each integration only decides *when* to act, from its framework's hooks (see
+:mod:`resumeguard.integrations.lightning` and :mod:`resumeguard.integrations.transformers`).
+:class:`FrameworkGuard` here decides *what*: check a resume against the run's record, make sure
+the W&B run the framework started carries a record, and record and verify the framework's own
+checkpoint files. Nothing here imports a framework; torch and wandb load only when used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from resumeguard.checkpoint import own_checkpoint_rules
+from resumeguard.entry import ResumeIntent
+from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError, Unverifiable
+from resumeguard.findings import Verdict
+from resumeguard.fingerprint import Fingerprint
+from resumeguard.policy import Policy, load_policy
+from resumeguard.report import Report
+from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now
+
+__all__ = ["FrameworkGuard", "ResumeCheck", "checkpoint_name", "run_label"]
+
+log = logging.getLogger("resumeguard")
+
+"""Source of the rules that keep recorded checkpoints inside the repository out of ``code.*``."""
+
+
+def checkpoint_name(path: str | os.PathLike[str]) -> str:
+    """The record name of a framework's checkpoint file: its path relative to the current
+    directory when it lies below it (as ``save_checkpoint`` names the user's files), else its
+    absolute path."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def run_copy_name(name: str) -> str:
+    """Where the run keeps its copy of checkpoint ``name``, relative to the run's files: the
+    whole name, not the file name alone, as a Trainer's ``checkpoint-2/config.json`` and
+    ``checkpoint-4/config.json`` must not overwrite each other."""
+    return f"{CHECKPOINT_DIR}/{name.lstrip('/').replace('..', '__')}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeCheck:
+    """A resume that was checked and allowed: what its record said and what was found."""
+
+    run_id: str
+    """The run resumed."""
+    report: Report
+    """The report, as judged with :attr:`policy`."""
+    stored: RunRecord
+    """The run's record before this resume."""
+    current: Fingerprint
+    """This process's fingerprint."""
+    policy: Policy
+    """The policy the report was judged with."""
+
+
+@dataclasses.dataclass
+class FrameworkGuard:
+    """The integrations' shared engine: one per callback, holding its options and its check."""
+
+    policy: Policy | str | None = None
+    """Preset name, TOML file or Policy; None: the repo's ``[tool.resumeguard]`` over strict."""
+    repo: str | Path = "."
+    """The repository whose code is fingerprinted."""
+    requirements: Sequence[str | Path] = ()
+    """Requirement files to fingerprint."""
+    raise_on_block: bool = True
+    """Raise the error (True), or print it and exit with its status like ``@guard`` (False)."""
+    keep_copies: bool = True
+    """Keep a copy of each recorded checkpoint in the run (what ``resumeguard restore`` fetches)."""
+    checked: ResumeCheck | None = None
+    """The allowed resume, once checked."""
+
+    # --- resume check -------------------------------------------------------------------------
+
+    def check(
+        self,
+        intent: ResumeIntent,
+        *,
+        run: Any = None,
+        project: str | None = None,
+        entity: str | None = None,
+    ) -> None:
+        """Check a resume against the run's record; ResumeBlocked or Unverifiable when it must
+        not go on. ``run`` is the W&B run when the framework has started it already (then a run
+        with data from before this process is a resume, whatever the mode)."""
+        from resumeguard import runfiles
+        from resumeguard.entry import check_resume
+
+        offline: bool | None = None
+        wandb_dir: str | None = None
+        if run is not None:
+            if runfiles.current_record(run) is not None:
+                return  # resumeguard.init, @guard or an earlier fit of this process guards it
+            if started_fresh(run):
+                if intent.mode == "must":
+                    raise Unverifiable(
+                        f"run {run.id} was to be resumed (resume='must') but has no earlier "
+                        "data to compare with"
+                    )
+                return
+            intent = ResumeIntent(run_id=run.id, mode=intent.mode or "allow")
+            offline = bool(getattr(run, "offline", False))
+            wandb_dir = str(run.settings.root_dir) if offline else None
+            project, entity = run.project or project, run.entity or entity
+        elif not intent.resumes:
+            return
+        report, stored, current = check_resume(
+            intent,
+            project=project,
+            entity=entity,
+            offline=offline,
+            wandb_dir=wandb_dir,
+            repo=self.repo,
+            requirements=self.requirements,
+            policy=self.policy,
+            # Once the framework has resumed the run online, W&B shows it running because of
+            # this very process: a live copy can no longer be told apart.
+            include_live=not (run is not None and not offline),
+        )
+        if stored is None:
+            return  # mode allow/auto and no such run yet: a new run
+        policy = self.resolve_policy(current).with_rules(own_checkpoint_rules(stored, current))
+        if report.verdict is Verdict.BLOCK:
+            raise ResumeBlocked(report)
+        for judged in report.warnings:
+            log.warning("resumeguard: %s (%s)", judged.finding.message, judged.finding.path)
+        assert intent.run_id is not None
+        self.checked = ResumeCheck(intent.run_id, report, stored, current, policy)
+
+    def resolve_policy(self, current: Fingerprint) -> Policy:
+        """The policy as ``check_resume`` resolves it (the repo's pyproject rules included)."""
+        from resumeguard.collect.code import CodeRecord
+
+        if isinstance(self.policy, Policy):
+            return self.policy
+        root = current.code.root if isinstance(current.code, CodeRecord) else None
+        return load_policy(self.policy, repo=root)
+
+    # --- the run's record ---------------------------------------------------------------------
+
+    def adopt(self, run: Any) -> RunRecord:
+        """Make sure ``run`` carries a record: the checked record with this resume in its audit
+        trail, else the one it has, else a fresh fingerprint."""
+        from resumeguard import runfiles
+        from resumeguard.entry import attach, ensure_recorded, resumed_record
+
+        record = runfiles.current_record(run)
+        if record is not None:
+            return record
+        checked = self.checked
+        if checked is not None and checked.run_id == run.id:
+            record = resumed_record(checked.stored, checked.report, checked.current, checked.policy)
+            attach(run, record)
+            return record
+        return ensure_recorded(
+            run, repo=self.repo, requirements=[str(r) for r in self.requirements]
+        )
+
+    def known_record(self, run: Any) -> RunRecord | None:
+        """The record checkpoints are verified against: the live run's, else the checked one."""
+        from resumeguard import runfiles
+
+        record = runfiles.current_record(run) if run is not None else None
+        if record is None and self.checked is not None:
+            return self.checked.stored
+        return record
+
+    def record(
+        self, run: Any, files: Sequence[tuple[str, Path]], *, step: int | None
+    ) -> list[CheckpointRecord]:
+        """Record digest, size and step of each ``(name, path)`` in the run's record (and keep
+        a copy of those bytes in the run unless ``keep_copies`` is off), then publish it."""
+        from resumeguard import runfiles
+        from resumeguard.hashing import digest_file
+
+        record = self.adopt(run)
+        recorded: list[CheckpointRecord] = []
+        for name, path in files:
+            rel = run_copy_name(name)
+            if self.keep_copies:
+                dest = Path(run.dir) / rel
+                digest, size = keep_copy(path, dest)
+                runfiles.save_run_file(run, dest)
+            else:
+                digest, size = digest_file(path)
+                rel = ""
+            checkpoint = CheckpointRecord(
+                file=rel,
+                digest=digest,
+                size=size,
+                step=step,
+                saved_at=now(),
+                source=str(path.resolve()),
+            )
+            record = record.with_checkpoint(name, checkpoint)
+            recorded.append(checkpoint)
+        runfiles.publish(run, record)
+        runfiles.write_state(run)
+        return recorded
+
+    def forget(self, run: Any, names: Sequence[str]) -> None:
+        """Drop checkpoints the framework deleted (top-k, rotation) and the run's copies of
+        them, so the run directory holds no more than the framework keeps."""
+        from resumeguard import runfiles
+
+        record = runfiles.current_record(run)
+        if record is None:
+            return
+        gone = [n for n in names if n in record.checkpoints]
+        if not gone:
+            return
+        for name in gone:
+            copy = record.checkpoints[name].file
+            if copy:
+                remove_copy(Path(run.dir), copy)
+        kept = {n: c for n, c in record.checkpoints.items() if n not in gone}
+        runfiles.publish(run, dataclasses.replace(record, checkpoints=kept))
+
+    # --- verification -------------------------------------------------------------------------
+
+    def verify_file(self, record: RunRecord | None, path: Path, *, run_label: str) -> None:
+        """Raise CheckpointError unless ``path`` holds the bytes recorded for it. A file the
+        record does not know is refused on a checked resume and only warned about otherwise."""
+        from resumeguard.checkpoint import verify_file
+        from resumeguard.hashing import digest_file
+
+        if record is None:
+            self._unverified(path, run_label, "the run has no record")
+            return
+        found = find_checkpoint(record, path)
+        if found is None:
+            if path.is_file():
+                digest, size = digest_file(path)
+                if any(c.digest == digest and c.size == size for c in record.checkpoints.values()):
+                    return  # the recorded bytes, moved or copied elsewhere
+            self._unrecorded(record, checkpoint_name(path), run_label)
+            return
+        name, checkpoint = found
+        try:
+            verify_file(path, checkpoint, name=name)
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}{restore_hint(checkpoint, name, run_label)}") from e
+
+    def verify_dir(self, record: RunRecord | None, directory: Path, *, run_label: str) -> None:
+        """Raise CheckpointError unless ``directory`` holds exactly the files recorded for it,
+        each with its recorded bytes (a file added since the save is refused too)."""
+        from resumeguard.checkpoint import verify_file
+
+        if record is None:
+            self._unverified(directory, run_label, "the run has no record")
+            return
+        group = find_group(record, directory)
+        if not group:
+            self._unrecorded(record, checkpoint_name(directory), run_label)
+            return
+        base = checkpoint_name(directory)
+        present = {f.relative_to(directory).as_posix(): f for f in files_below(directory)}
+        expected = {rel for rel, _, _ in group}
+        extra = sorted(set(present) - expected)
+        if extra:
+            raise CheckpointError(
+                f"checkpoint {base} holds files that were not there when it was saved: "
+                f"{', '.join(extra[:5])}; nothing was loaded (remove them, or save a new "
+                "checkpoint)"
+            )
+        for rel, name, checkpoint in group:
+            try:
+                verify_file(directory / rel, checkpoint, name=name)
+            except CheckpointError as e:
+                raise CheckpointError(f"{e}{restore_hint(checkpoint, name, run_label)}") from e
+
+    def _unrecorded(self, record: RunRecord, name: str, run_label: str) -> None:
+        if self.checked is None:
+            self._unverified(Path(name), run_label, "it is not recorded in this run")
+            return
+        known = ", ".join(sorted(record.checkpoints)[:8]) or "none"
+        raise CheckpointError(
+            f"checkpoint {name} is not recorded in run {run_label} (recorded: {known}), so "
+            "resumeguard cannot tell whether it is the one saved; resume from a recorded "
+            "checkpoint, or start a new run from this one"
+        )
+
+    @staticmethod
+    def _unverified(path: Path, run_label: str, why: str) -> None:
+        log.warning(
+            "resumeguard: checkpoint %s cannot be verified (%s, run %s); resume the W&B run "
+            "that saved it to check it",
+            path,
+            why,
+            run_label,
+        )
+
+    # --- failing ------------------------------------------------------------------------------
+
+    def fail(self, error: ResumeGuardError) -> NoReturn:
+        """Raise ``error``, or (``raise_on_block=False``) print it and exit with its status, as
+        ``@resumeguard.guard`` does."""
+        if self.raise_on_block:
+            raise error
+        from resumeguard.distributed import rank_and_world
+
+        if isinstance(error, ResumeBlocked):
+            if rank_and_world()[0] == 0:  # every rank got the report; one prints it
+                from resumeguard.report import render
+
+                render(error.report, file=sys.stderr)
+        else:
+            sys.stderr.write(f"resumeguard: {error}\n")
+        sys.exit(error.exit_code)
+
+
+def started_fresh(run: Any) -> bool:
+    """True when ``run`` has no data from before this process: nothing to compare with.
+
+    Online, W&B says so (``run.resumed``). Offline, every ``wandb.init`` makes a new directory
+    and ``resumed`` is always False, so look for other directories of the same id."""
+    if not getattr(run, "offline", False):
+        return not bool(getattr(run, "resumed", False))
+    from resumeguard.stores.interface import RunRef
+    from resumeguard.stores.offline import OfflineStore
+
+    try:
+        dirs = OfflineStore(run.settings.root_dir).dirs(RunRef(run.id))
+    except Unverifiable:
+        return True
+    own = Path(run.dir).parent.resolve()
+    return all(d.resolve() == own for d in dirs)
+
+
+def find_checkpoint(record: RunRecord, path: Path) -> tuple[str, CheckpointRecord] | None:
+    """The record of the file at ``path``: by name, else by the absolute path it was saved at
+    (a link such as Lightning's ``last.ckpt`` resolves to the file it names)."""
+    name = checkpoint_name(path)
+    checkpoint = record.checkpoints.get(name)
+    if checkpoint is not None:
+        return name, checkpoint
+    resolved = str(path.resolve())
+    matches = [(n, c) for n, c in record.checkpoints.items() if c.source == resolved]
+    return matches[-1] if matches else None
+
+
+def find_group(record: RunRecord, directory: Path) -> list[tuple[str, str, CheckpointRecord]]:
+    """The files recorded for checkpoint directory ``directory`` as (path inside it, record
+    name, record): by name prefix, else by the absolute path they were saved at."""
+    prefix = checkpoint_name(directory).rstrip("/") + "/"
+    group = [
+        (n[len(prefix) :], n, c) for n, c in record.checkpoints.items() if n.startswith(prefix)
+    ]
+    if group:
+        return group
+    source_prefix = str(directory.resolve()) + os.sep
+    return [
+        (Path(c.source[len(source_prefix) :]).as_posix(), n, c)
+        for n, c in record.checkpoints.items()
+        if c.source.startswith(source_prefix)
+    ]
+
+
+def files_below(directory: Path) -> list[Path]:
+    """The regular files of a checkpoint directory, hidden ones left out, sorted."""
+    return sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+
+
+def restore_hint(checkpoint: CheckpointRecord, name: str, run_label: str) -> str:
+    """Advice appended to a refused checkpoint when the run keeps a copy of its bytes."""
+    if not checkpoint.file:
+        return ""
+    return f"; the run keeps the recorded bytes: resumeguard restore --run-id {run_label} {name}"
+
+
+def remove_copy(files: Path, rel: str) -> None:
+    """Delete the run's copy ``files/rel`` and the folders it leaves empty (within the run's
+    checkpoint folder)."""
+    path = files / rel
+    path.unlink(missing_ok=True)
+    top = files / CHECKPOINT_DIR
+    for folder in path.parents:
+        if folder == top or top not in folder.parents:
+            break
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            break  # not empty: the folders above are not empty either
+
+
+def keep_copy(source: Path, dest: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``dest`` through a temp file and a rename, and return the digest and
+    size of the bytes copied: what the record says is exactly what the run keeps.
+
+    A copy, not the hard link ``save_checkpoint`` makes: frameworks write their checkpoints
+    themselves, and some writes truncate the file in place (fsspec moving a temp file across
+    devices, safetensors ``save_file``), which would change a linked copy too."""
+    from resumeguard.hashing import digest_file
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        digest, size = digest_file(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest, size
+
+
+def run_label(run: Any) -> str:
+    """How the CLI names ``run``: ENTITY/PROJECT/ID when both are known, else the id."""
+    entity, project = getattr(run, "entity", None), getattr(run, "project", None)
+    return f"{entity}/{project}/{run.id}" if entity and project else str(run.id)
+
+
+def is_disabled(run: Any) -> bool:
+    """True for the stand-in run of ``WANDB_MODE=disabled`` (nothing is kept: nothing to do)."""
+    settings = getattr(run, "settings", None)
+    return bool(getattr(run, "disabled", False)) or getattr(settings, "mode", "") == "disabled"
