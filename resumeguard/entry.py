@@ -35,8 +35,9 @@ from resumeguard.runrecord import (
 
 log = logging.getLogger("resumeguard")
 
-LIVE_SECONDS = 120.0
-"""A run whose heartbeat is younger than this is taken to be running somewhere else."""
+LIVE_SECONDS = 75.0
+"""A run whose heartbeat is younger than this is taken to be running somewhere else: two and a
+half heartbeats, so a killed job requeued after Slurm's default delay (121 s) is not mistaken."""
 
 
 @dataclasses.dataclass(frozen=True)

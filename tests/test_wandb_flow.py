@@ -155,6 +155,10 @@ def test_nothing_recorded_exits_3_with_advice(capsys, project: Path) -> None:
     assert code == 3 and "resumeguard record" in err
     code, _, err = cli(capsys, "check", "--run-id", "nosuchrun", "--repo", str(project))
     assert code == 3 and "nosuchrun" in err
+    code, out, _ = cli(capsys, "check", "--run-id", "nosuchrun", "--allow-new")
+    assert code == 0 and "new run" in out
+    code, _, _ = cli(capsys, "check", "--run-id", "plain1", "--allow-new")
+    assert code == 3, "an existing run with nothing recorded stays unverifiable"
     with pytest.raises(resumeguard.Unverifiable):
         start("plain1", project, resume="must")
 

@@ -61,6 +61,12 @@ def check(
     repo: RepoOpt = Path("."),
     requirements: RequirementsOpt = None,
     policy: PolicyOpt = None,
+    allow_new: Annotated[
+        bool,
+        typer.Option(
+            "--allow-new", help="A run that does not exist yet is a fresh start (exit 0), not 3."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> int:
     """Check that resuming the run now is the same experiment (0 ok, 1 blocked, 3 unverifiable)."""
@@ -70,7 +76,7 @@ def check(
 
     try:
         report, _, _ = check_resume(
-            ResumeIntent(run_id=run_id, mode="must"),
+            ResumeIntent(run_id=run_id, mode="allow" if allow_new else "must"),
             project=project,
             entity=entity,
             offline=True if offline else None,
