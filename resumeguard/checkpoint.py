@@ -66,18 +66,14 @@ def write_checkpoint(state: Any, path: Path) -> tuple[str, int]:
     """``torch.save`` to a temp file beside ``path``, fsync, rename; returns digest and size."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    from resumeguard.atomic import replacing
+
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         digest, size = digest_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return digest, size
 
 

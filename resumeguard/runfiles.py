@@ -9,11 +9,11 @@ import contextlib
 import json
 import os
 import socket
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from resumeguard import atomic
 from resumeguard.errors import BadInput
 from resumeguard.runrecord import CONFIG_KEY, RECORD_FILE, STATE_FILE, RunRecord, now
 
@@ -32,17 +32,7 @@ def _key(run: Any) -> tuple[str, str]:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(path, data)
 
 
 def current_record(run: Any) -> RunRecord | None:

@@ -15,7 +15,7 @@ from resumeguard.cli.main import main
 def git(cwd: Path, *args: str) -> str:
     """Run git in ``cwd`` (identity pinned by conftest) and return stdout."""
     out = subprocess.run(
-        ["git", "-c", "init.defaultBranch=main", *args],
+        ["git", "-c", "init.defaultBranch=main", "-c", "protocol.file.allow=always", *args],
         cwd=cwd,
         check=True,
         capture_output=True,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import git as gitpython
 import pytest
+from helpers import git
 
 from resumeguard.collect import code
 from resumeguard.collect.code import (
@@ -39,18 +39,6 @@ def pinned_git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
         monkeypatch.setenv(f"GIT_{role}_DATE", "2024-01-01T00:00:00Z")
     yield
-
-
-def git(cwd: Path, *args: str) -> str:
-    """Run git in ``cwd`` and return its stripped stdout."""
-    out = subprocess.run(
-        ["git", "-c", "protocol.file.allow=always", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:

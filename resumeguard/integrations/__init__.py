@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -413,18 +412,12 @@ def keep_copy(source: Path, dest: Path) -> tuple[str, int]:
     A copy, not the hard link ``save_checkpoint`` makes: frameworks write their checkpoints
     themselves, and some writes truncate the file in place (fsspec moving a temp file across
     devices, safetensors ``save_file``), which would change a linked copy too."""
+    from resumeguard.atomic import replacing
     from resumeguard.hashing import digest_file
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replacing(dest) as tmp:
         shutil.copyfile(source, tmp)
         digest, size = digest_file(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return digest, size
 
 
