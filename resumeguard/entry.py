@@ -82,6 +82,7 @@ def check_resume(
     optimizer: Any = None,
     model: Any = None,
     include_live: bool = True,
+    timeout: float | None = None,
 ) -> tuple[Report, RunRecord | None, Fingerprint]:
     """Compare this process with the run's record. Returns the report, the stored record (None
     when the run does not exist or has nothing recorded) and the current fingerprint.
@@ -91,7 +92,9 @@ def check_resume(
 
     assert intent.run_id is not None
     ref = RunRef.parse(intent.run_id, project=project, entity=entity)
-    store = open_store(offline=offline, wandb_dir=str(wandb_dir) if wandb_dir else None)
+    store = open_store(
+        offline=offline, wandb_dir=str(wandb_dir) if wandb_dir else None, timeout=timeout
+    )
     try:
         stored = store.fetch(ref)
     except Unverifiable as e:

@@ -67,6 +67,10 @@ def check(
             "--allow-new", help="A run that does not exist yet is a fresh start (exit 0), not 3."
         ),
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds per W&B API request (default 10).", min=0.1),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> int:
     """Check that resuming the run now is the same experiment (0 ok, 1 blocked, 3 unverifiable)."""
@@ -84,6 +88,7 @@ def check(
             repo=repo,
             requirements=requirements or (),
             policy=policy,
+            timeout=timeout,
         )
     except Unverifiable as e:
         if as_json:

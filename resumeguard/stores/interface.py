@@ -144,7 +144,7 @@ class RunStore(abc.ABC):
 
 
 def open_store(
-    *, offline: bool | None = None, wandb_dir: str | None = None, timeout: float = 10.0
+    *, offline: bool | None = None, wandb_dir: str | None = None, timeout: float | None = None
 ) -> RunStore:
     """The offline store when asked, when ``WANDB_MODE`` says so, or when no API key is
     configured; the online store otherwise. Makes no network call."""
@@ -156,7 +156,19 @@ def open_store(
         return OfflineStore(wandb_dir)
     from resumeguard.stores.online import OnlineStore
 
-    return OnlineStore(timeout=timeout)
+    return OnlineStore(timeout=timeout if timeout is not None else default_timeout())
+
+
+def default_timeout() -> float:
+    """Seconds one W&B API request may take: ``RESUMEGUARD_TIMEOUT``, else 10."""
+    raw = os.environ.get("RESUMEGUARD_TIMEOUT", "10")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(f"RESUMEGUARD_TIMEOUT must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise BadInput("RESUMEGUARD_TIMEOUT must be positive")
+    return value
 
 
 def _online_configured() -> bool:
