@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -31,3 +34,17 @@ def write_bytes(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as indented JSON to ``path`` atomically."""
+    write_bytes(path, (json.dumps(value, indent=2, default=str) + "\n").encode())
+
+
+def copy(source: Path, target: Path) -> Path:
+    """Copy ``source`` to ``target`` atomically; a no-op when both are the same file."""
+    if target.exists() and os.path.samefile(source, target):
+        return target
+    with replacing(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return target

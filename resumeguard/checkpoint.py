@@ -18,7 +18,7 @@ from resumeguard.fingerprint import Fingerprint
 from resumeguard.hashing import digest_file
 from resumeguard.policy import Rule
 from resumeguard.record import Unavailable
-from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now
+from resumeguard.runrecord import CheckpointRecord, RunRecord, now, run_copy_name
 
 log = logging.getLogger("resumeguard")
 
@@ -160,11 +160,7 @@ def _keep_in_run(run: Any, shard: CheckpointRecord, key: str) -> CheckpointRecor
     source = Path(shard.source)
     if not source.is_file():
         return shard  # another node's local disk: the rank verifies its own file at restore
-    # Named after the checkpoint's own path, so a/ckpt.pt and b/ckpt.pt never share a copy.
-    name = key.replace("{rank}", str(shard.rank or 0)).lstrip("/").replace("..", "__")
-    rel = f"{CHECKPOINT_DIR}/{name}"
-    if shard.rank is not None:
-        rel = f"{CHECKPOINT_DIR}/rank{shard.rank}/{name}"
+    rel = run_copy_name(key, shard.rank)
     run_copy = Path(run.dir) / rel
     _snapshot(source, run_copy)
     runfiles.save_run_file(run, run_copy)

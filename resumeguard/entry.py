@@ -25,13 +25,12 @@ from resumeguard.hints import explain
 from resumeguard.policy import Policy, load_policy
 from resumeguard.report import Report, build
 from resumeguard.runrecord import (
-    CONFIG_KEY,
-    RECORD_FILE,
     RunRecord,
     new_record,
     record_from_json,
     resume_entry,
 )
+from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
 
 log = logging.getLogger("resumeguard")
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from resumeguard import atomic
 from resumeguard.errors import BadInput
-from resumeguard.runrecord import CONFIG_KEY, RECORD_FILE, STATE_FILE, RunRecord, now
+from resumeguard.runrecord import RunRecord, now
+from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE
 
 HEARTBEAT_SECONDS = 30.0
 """How often a guarded run refreshes its heartbeat (a live copy is one with a fresh heartbeat)."""
@@ -28,11 +29,6 @@ _lock = threading.Lock()
 def _key(run: Any) -> tuple[str, str]:
     """One wandb.init: the id alone repeats across resumes in one process, the directory not."""
     return (str(run.id), str(run.dir))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file and rename, so readers never see half a file."""
-    atomic.write_bytes(path, data)
 
 
 def current_record(run: Any) -> RunRecord | None:
@@ -50,7 +46,7 @@ def publish(run: Any, record: RunRecord) -> None:
             "(resumeguard owns this one key and never overwrites yours)"
         )
     path = Path(run.dir) / RECORD_FILE
-    write_atomic(path, json.dumps(record.to_json(), indent=2).encode())
+    atomic.write_json(path, record.to_json())
     run.save(str(path), base_path=run.dir, policy="now")
     run.config.update({CONFIG_KEY: record.compact()}, allow_val_change=True)
     if getattr(run, "offline", False):
@@ -89,7 +85,7 @@ def write_state(run: Any, *, state: str = "running") -> None:
         "heartbeat": now(),
         "state": state,
     }
-    write_atomic(path, json.dumps(body).encode())
+    atomic.write_json(path, body)
 
 
 def start_heartbeat(run: Any) -> None:

@@ -17,15 +17,18 @@ from resumeguard.fingerprint import NOT_GIVEN, SCHEMA, Fingerprint
 from resumeguard.fingerprint import from_json as fingerprint_from_json
 from resumeguard.hashing import digest_json
 from resumeguard.record import Record, Unavailable
+from resumeguard.stores.layout import RECORD_FILE
 
-RECORD_FILE = "resumeguard.json"
-"""Run file holding the full record."""
-STATE_FILE = "resumeguard-state.json"
-"""Run file with the last step and a heartbeat, for step-regression and live-copy checks."""
 CHECKPOINT_DIR = "resumeguard/checkpoints"
 """Where checkpoint copies live inside the run's files directory."""
-CONFIG_KEY = "resumeguard"
-"""The one key of ``run.config`` that resumeguard owns."""
+
+
+def run_copy_name(name: str, rank: int | None = None) -> str:
+    """Where the run keeps its copy of checkpoint ``name`` (relative to its files directory):
+    the whole name, not the file name alone, so ``a/ckpt.pt`` and ``b/ckpt.pt`` (or a Trainer's
+    ``checkpoint-2/config.json`` and ``checkpoint-4/config.json``) never share a copy."""
+    safe = name.replace("{rank}", str(rank or 0)).lstrip("/").replace("..", "__")
+    return f"{CHECKPOINT_DIR}/{safe}" if rank is None else f"{CHECKPOINT_DIR}/rank{rank}/{safe}"
 
 
 @dataclasses.dataclass(frozen=True)

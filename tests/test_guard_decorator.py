@@ -10,7 +10,7 @@ import wandb
 from helpers import make_repo, write
 
 import resumeguard
-from resumeguard.runrecord import CONFIG_KEY, RECORD_FILE
+from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
 
 
 @pytest.fixture

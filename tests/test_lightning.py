@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 import resumeguard  # noqa: E402
 from resumeguard.hashing import digest_file  # noqa: E402
 from resumeguard.integrations.lightning import ResumeGuardCallback  # noqa: E402
-from resumeguard.runrecord import RECORD_FILE  # noqa: E402
+from resumeguard.stores.layout import RECORD_FILE  # noqa: E402
 
 FILES = {
     "train.py": "HIDDEN = 8\n",

@@ -15,8 +15,7 @@ import pytest
 
 from resumeguard.errors import BadInput, CheckpointError, Unverifiable
 from resumeguard.hashing import digest_json
-from resumeguard.stores import OfflineStore, RunRef, write_config_sidecar
-from resumeguard.stores import _wandb_layout as layout
+from resumeguard.stores import OfflineStore, RunRef, layout, write_config_sidecar
 
 USER_CONFIG = {"lr": 0.1, "layers": [64, 64], "optim": {"name": "adamw"}}
 CKPT = "resumeguard/checkpoints/last.pt"
@@ -120,7 +119,7 @@ def test_config_sidecar_of_a_live_run(base: Path) -> None:
 
 
 def test_wandb_writes_no_config_or_summary_offline(base: Path) -> None:
-    """The facts the store is built on (wandb 0.31): if this fails, revisit _wandb_layout."""
+    """The facts the store is built on (wandb 0.31): if this fails, revisit layout."""
     (directory,) = OfflineStore(base).dirs(RunRef("solo"))
     files = {p.name for p in (directory / "files").iterdir()}
     assert not files & {"config.yaml", "wandb-summary.json", "wandb-metadata.json"}

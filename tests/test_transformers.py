@@ -19,7 +19,7 @@ from helpers import make_repo, write  # noqa: E402
 
 import resumeguard  # noqa: E402
 from resumeguard.integrations.transformers import ResumeGuardTrainerCallback  # noqa: E402
-from resumeguard.runrecord import RECORD_FILE  # noqa: E402
+from resumeguard.stores.layout import RECORD_FILE  # noqa: E402
 
 FILES = {
     "train.py": "HIDDEN = 8\n",

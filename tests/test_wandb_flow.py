@@ -15,7 +15,7 @@ from helpers import cli, cli_json, commit_all, make_repo, write
 import resumeguard
 from resumeguard.findings import Severity
 from resumeguard.policy import Rule, preset
-from resumeguard.runrecord import CONFIG_KEY, RECORD_FILE
+from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
 
 FILES = {
     "train.py": "HIDDEN = 8\n",

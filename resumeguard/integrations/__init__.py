@@ -26,13 +26,11 @@ from resumeguard.findings import Verdict
 from resumeguard.fingerprint import Fingerprint
 from resumeguard.policy import Policy, load_policy
 from resumeguard.report import Report
-from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now
+from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now, run_copy_name
 
 __all__ = ["FrameworkGuard", "ResumeCheck", "checkpoint_name", "run_label"]
 
 log = logging.getLogger("resumeguard")
-
-"""Source of the rules that keep recorded checkpoints inside the repository out of ``code.*``."""
 
 
 def checkpoint_name(path: str | os.PathLike[str]) -> str:
@@ -44,13 +42,6 @@ def checkpoint_name(path: str | os.PathLike[str]) -> str:
         return absolute.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return absolute.as_posix()
-
-
-def run_copy_name(name: str) -> str:
-    """Where the run keeps its copy of checkpoint ``name``, relative to the run's files: the
-    whole name, not the file name alone, as a Trainer's ``checkpoint-2/config.json`` and
-    ``checkpoint-4/config.json`` must not overwrite each other."""
-    return f"{CHECKPOINT_DIR}/{name.lstrip('/').replace('..', '__')}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The offline store: W&B offline run directories on disk, no account and no network.
 
 A run's data may be spread over several ``offline-run-*-<id>[-N]`` directories, one per
-``wandb.init`` of that id (see :mod:`resumeguard.stores._wandb_layout` for what wandb 0.31
+``wandb.init`` of that id (see :mod:`resumeguard.stores.layout` for what wandb 0.31
 writes where, and when). This store never parses W&B's ``.wandb`` transaction log: it reads the
 JSON/YAML files W&B or resumeguard leave next to it, newest directory first.
 """
@@ -11,15 +11,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
 import socket
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from resumeguard import atomic
 from resumeguard.errors import BadInput, CheckpointError, Unverifiable
-from resumeguard.stores import _wandb_layout as layout
+from resumeguard.stores import layout
 from resumeguard.stores.interface import RunRef, RunState, RunStore, StoredRun
 
 STALE_AFTER_S = 600.0
@@ -75,13 +74,13 @@ class OfflineStore(RunStore):
         rel = layout.check_run_file_name(name)
         source = self.local_file(ref, name)
         if source is not None:
-            return _copy(source, Path(dest) / rel)
+            return atomic.copy(source, Path(dest) / rel)
         dirs = self.dirs(ref)
         broken: list[str] = []
         for directory in reversed(dirs):
             source = directory / "files" / rel
             if source.is_file():
-                return _copy(source, Path(dest) / rel)
+                return atomic.copy(source, Path(dest) / rel)
             if source.is_symlink():  # wandb.save's link to a file that has since gone
                 broken.append(str(source))
         note = f"; broken link: {', '.join(broken)}" if broken else ""
@@ -111,8 +110,8 @@ class OfflineStore(RunStore):
         # The run's config as known, else the one being recorded; never an older record's.
         config = _config(dirs, record)
         config[layout.CONFIG_KEY] = compact
-        layout.write_json_atomic(files / layout.RECORD_FILE, record)
-        layout.write_json_atomic(files / layout.CONFIG_SIDECAR, {"schema": 1, "config": config})
+        atomic.write_json(files / layout.RECORD_FILE, record)
+        atomic.write_json(files / layout.CONFIG_SIDECAR, {"schema": 1, "config": config})
 
     def _newest_record(self, dirs: list[Path]) -> dict[str, Any] | None:
         """The record in the newest directory that has one; BadInput when that one is corrupt."""
@@ -232,7 +231,7 @@ def write_config_sidecar(run_dir: str | Path, config: Mapping[str, Any]) -> Path
     log, so without this file an offline check sees just the record's copy of the config.
     """
     path = Path(run_dir) / layout.CONFIG_SIDECAR
-    layout.write_json_atomic(path, {"schema": 1, "config": dict(config)})
+    atomic.write_json(path, {"schema": 1, "config": dict(config)})
     return path
 
 
@@ -247,21 +246,3 @@ def _dead_here(host: object, pid: object) -> bool:
     except OSError:  # EPERM: it exists, owned by someone else
         return False
     return False
-
-
-def _copy(source: Path, target: Path) -> Path:
-    """Copy ``source`` to ``target`` atomically (temp file + replace); no-op onto itself."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        if target.exists() and os.path.samefile(source, target):
-            return target
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return target

@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from resumeguard import atomic
 from resumeguard.errors import BadInput, CheckpointError, ResumeGuardError, StoreError, Unverifiable
-from resumeguard.stores import _wandb_layout as layout
+from resumeguard.stores import layout
 from resumeguard.stores.interface import (
     RunRef,
     RunState,
@@ -145,7 +146,7 @@ class OnlineStore(RunStore):
         run, path = self._run(ref)
         with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
             file = Path(tmp) / layout.RECORD_FILE
-            layout.write_json_atomic(file, record)
+            atomic.write_json(file, record)
             self._call(
                 f"uploading {layout.RECORD_FILE} to {path}",
                 lambda: run.upload_file(str(file), root=tmp),
