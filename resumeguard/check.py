@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from resumeguard.compare import compare
+from resumeguard.findings import Finding
 from resumeguard.fingerprint import Fingerprint
 from resumeguard.policy import Policy, load_policy
 from resumeguard.report import Report, build
@@ -17,11 +19,13 @@ def compare_fingerprints(
     run: str | None = None,
     policy: Policy | str | None = None,
     repo: str | Path | None = ".",
+    extra: Sequence[Finding] = (),
 ) -> Report:
-    """Compare two fingerprints under a policy (a Policy, preset name, TOML path or None)."""
+    """Compare two fingerprints under a policy (a Policy, preset name, TOML path or None);
+    ``extra`` findings from outside the fingerprints (checkpoints, liveness) join the report."""
     from resumeguard.collect.code import CodeRecord, open_history
 
     root = current.code.root if isinstance(current.code, CodeRecord) else repo
     resolved = policy if isinstance(policy, Policy) else load_policy(policy, repo=root)
     history = open_history(root) if root is not None else None
-    return build(run, compare(recorded, current, history), resolved)
+    return build(run, [*compare(recorded, current, history), *extra], resolved)

@@ -14,16 +14,16 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from resumeguard.check import compare_fingerprints
 from resumeguard.distributed import agree, rank_and_world
-from resumeguard.errors import ResumeBlocked, Unverifiable
+from resumeguard.errors import ResumeBlocked, ResumeGuardError, Unverifiable
 from resumeguard.findings import Finding, Severity, Verdict
 from resumeguard.fingerprint import Fingerprint, take
 from resumeguard.hints import explain
 from resumeguard.policy import Policy, load_policy
-from resumeguard.report import Report, build
+from resumeguard.report import Report
 from resumeguard.runrecord import (
     RunRecord,
     new_record,
@@ -54,6 +54,22 @@ class ResumeIntent:
         return bool(self.run_id) and self.mode in ("must", "allow", "auto")
 
 
+@dataclasses.dataclass(frozen=True)
+class ResumeCheck:
+    """The outcome of checking a resume against the run's record."""
+
+    run_id: str
+    """The run checked."""
+    report: Report
+    """What diverged, judged with :attr:`policy`."""
+    stored: RunRecord | None
+    """The run's record before this resume; None for a run that does not exist yet."""
+    current: Fingerprint
+    """This process's fingerprint."""
+    policy: Policy
+    """The policy the report was judged with (the run's own checkpoint files excluded)."""
+
+
 def resume_intent(run_id: str | None = None, resume: str | bool | None = None) -> ResumeIntent:
     """Resolve the run id and resume mode the way wandb.init does (arguments, then env)."""
     run_id = run_id or os.environ.get("WANDB_RUN_ID") or None
@@ -82,11 +98,12 @@ def check_resume(
     model: Any = None,
     include_live: bool = True,
     timeout: float | None = None,
-) -> tuple[Report, RunRecord | None, Fingerprint]:
-    """Compare this process with the run's record. Returns the report, the stored record (None
-    when the run does not exist or has nothing recorded) and the current fingerprint.
+) -> ResumeCheck:
+    """Compare this process with the run's record, under ``policy`` (a Policy, preset name, TOML
+    file, or None for the repo's ``[tool.resumeguard]`` over strict).
 
-    Raises Unverifiable when ``intent.mode`` is "must" and nothing can be compared."""
+    Raises Unverifiable when the run has nothing recorded, or does not exist and ``intent.mode``
+    is "must"; a run that does not exist otherwise is a new run (verdict ok, ``stored`` None)."""
     from resumeguard.stores.interface import RunRef, open_store
 
     assert intent.run_id is not None
@@ -102,7 +119,8 @@ def check_resume(
         current = take(
             repo=repo, requirements=requirements, optimizer=optimizer, model=model, config=config
         )
-        return Report(run=str(ref), verdict=Verdict.OK, reason=f"new run ({e})"), None, current
+        report = Report(run=str(ref), verdict=Verdict.OK, reason=f"new run ({e})")
+        return ResumeCheck(ref.id, report, None, current, _policy(policy, current))
     if stored.record is None:
         raise Unverifiable(
             f"run {ref} has no resumeguard record, so this resume cannot be checked; adopt it "
@@ -118,32 +136,32 @@ def check_resume(
         model=model,
         config={**recorded.config, **dict(config or {})},
     )
-    resolved = policy if isinstance(policy, Policy) else load_policy(policy, repo=_root(current))
     from resumeguard.checkpoint import checkpoint_findings, own_checkpoint_rules
 
     # The run's own checkpoint files below the repo are verified by digest, not diffed as code.
-    resolved = resolved.with_rules(own_checkpoint_rules(record, current))
-    report = compare_fingerprints(recorded, current, run=str(ref), policy=resolved, repo=repo)
+    resolved = _policy(policy, current).with_rules(own_checkpoint_rules(record, current))
     extra = checkpoint_findings(record, store, ref)
-    live = live_copy(stored.state, stored.heartbeat, stored_host=None) if include_live else None
+    live = live_copy(stored.state, stored.heartbeat) if include_live else None
     if live is not None:
         extra.append(live)
-    if extra:
-        report = build(str(ref), [*_findings(report), *extra], resolved)
-    return report, record, current
+    report = compare_fingerprints(
+        recorded, current, run=str(ref), policy=resolved, repo=repo, extra=extra
+    )
+    return ResumeCheck(ref.id, report, record, current, resolved)
 
 
-def _findings(report: Report) -> list[Finding]:
-    return [j.finding for j in report.findings]
-
-
-def _root(fp: Fingerprint) -> str | None:
+def _policy(policy: Policy | str | None, current: Fingerprint) -> Policy:
+    """``policy`` resolved against the repository the fingerprint was taken in."""
     from resumeguard.collect.code import CodeRecord
 
-    return fp.code.root if isinstance(fp.code, CodeRecord) else None
+    if isinstance(policy, Policy):
+        return policy
+    return load_policy(
+        policy, repo=current.code.root if isinstance(current.code, CodeRecord) else None
+    )
 
 
-def live_copy(state: str, heartbeat: str | None, *, stored_host: str | None) -> Finding | None:
+def live_copy(state: str, heartbeat: str | None) -> Finding | None:
     """A ``run.live`` finding when the run shows a fresh sign of life elsewhere."""
     if state != "running" or not heartbeat:
         return None
@@ -184,15 +202,13 @@ def init(
             f"your config has a {CONFIG_KEY!r} key; resumeguard owns that one key of run.config "
             "and never overwrites yours: rename it"
         )
-    offline = _offline(wandb_kwargs)
-    stored: RunRecord | None = None
-    report: Report | None = None
+    check: ResumeCheck | None = None
     if intent.resumes:
-        report, stored, current = check_resume(
+        check = check_resume(
             intent,
             project=wandb_kwargs.get("project"),
             entity=wandb_kwargs.get("entity"),
-            offline=offline,
+            offline=_offline(wandb_kwargs),
             wandb_dir=wandb_kwargs.get("dir"),
             repo=repo,
             requirements=requirements,
@@ -201,51 +217,67 @@ def init(
             optimizer=optimizer,
             model=model,
         )
-        if report.verdict is Verdict.BLOCK:
-            raise ResumeBlocked(report)
-        for judged in report.warnings:
-            log.warning("resumeguard: %s (%s)", judged.finding.message, judged.finding.path)
+        if check.report.verdict is Verdict.BLOCK:
+            raise ResumeBlocked(check.report)
+        warn_about(check.report)
     else:
+        # Collected before wandb.init too: bad input must not leave a half-made run behind.
         current = take(
             repo=repo, requirements=requirements, optimizer=optimizer, model=model, config=config
         )
+        fresh = Report(run=intent.run_id, verdict=Verdict.OK)
+        check = ResumeCheck(intent.run_id or "", fresh, None, current, _policy(policy, current))
     run = wandb.init(**wandb_kwargs)
-    if stored is not None and report is not None:
-        record = resumed_record(stored, report, current, policy)
-    else:
-        record = new_record(current)
-    attach(run, record)
+    attach(run, record_for(check), check.policy)
     return run
 
 
-def resumed_record(
-    stored: RunRecord, report: Report, current: Fingerprint, policy: Policy | str | None
-) -> RunRecord:
-    """The stored record with this resume (and what it allowed) added to the audit trail."""
+def warn_about(report: Report) -> None:
+    """Log each warning of a resume that goes ahead."""
+    for judged in report.warnings:
+        log.warning("resumeguard: %s (%s)", judged.finding.message, judged.finding.path)
+
+
+def record_for(check: ResumeCheck) -> RunRecord:
+    """What a run carries after ``check``: the stored record with this resume (and what it
+    allowed) added to the audit trail, or a fresh record for a new run."""
+    if check.stored is None:
+        return new_record(check.current)
+    report = check.report
     allowed = [j.finding.path for j in report.findings if j.severity is not Severity.BLOCK]
-    resolved = policy if isinstance(policy, Policy) else load_policy(policy, repo=_root(current))
-    entry = resume_entry(current, report.verdict.value, allowed, resolved.name)
-    return stored.with_resume(entry)
+    entry = resume_entry(check.current, report.verdict.value, allowed, check.policy.name)
+    return check.stored.with_resume(entry)
 
 
-def attach(run: Any, record: RunRecord) -> None:
-    """Publish ``record`` to a live run and start its heartbeat."""
+def attach(run: Any, record: RunRecord, policy: Policy | None = None) -> None:
+    """Publish ``record`` to a live run and start its heartbeat; ``policy`` is kept for the
+    checks made later in the run (a restore's step check)."""
     from resumeguard import runfiles
 
-    runfiles.publish(run, record)
+    runfiles.publish(run, record, policy=policy)
     runfiles.write_state(run)
     runfiles.start_heartbeat(run)
 
 
 def ensure_recorded(
-    run: Any, *, repo: str | Path = ".", requirements: Sequence[str] = ()
+    run: Any,
+    *,
+    check: ResumeCheck | None = None,
+    policy: Policy | str | None = None,
+    repo: str | Path = ".",
+    requirements: Sequence[str | Path] = (),
 ) -> RunRecord:
-    """The record of a live run, recording a fresh fingerprint first if it has none yet
-    (runs started by the user's own wandb.init or a framework's logger)."""
+    """The record of a live run, published first if this process has none for it yet: the
+    ``check``ed record with this resume in its audit trail, the stored record of a run W&B
+    resumed, else a fresh fingerprint (runs started by a plain wandb.init or a framework)."""
     from resumeguard import runfiles
 
     record = runfiles.current_record(run)
     if record is not None:
+        return record
+    if check is not None and check.stored is not None and check.run_id == run.id:
+        record = record_for(check)
+        attach(run, record, check.policy)
         return record
     existing = run.config.get(CONFIG_KEY) if hasattr(run.config, "get") else None
     if isinstance(existing, Mapping) and getattr(run, "resumed", False):
@@ -259,9 +291,23 @@ def ensure_recorded(
             attach(run, record)
             return record
     config = {k: v for k, v in dict(run.config).items() if k != CONFIG_KEY}
-    record = new_record(take(repo=repo, requirements=requirements, config=config))
-    attach(run, record)
+    current = take(repo=repo, requirements=requirements, config=config)
+    record = new_record(current)
+    attach(run, record, _policy(policy, current))
     return record
+
+
+def exit_with(error: ResumeGuardError) -> NoReturn:
+    """Print ``error`` as the CLI would (a blocked resume's report on rank 0 only, since every
+    rank got it) and exit with its status: for entrypoints that must not go on."""
+    if isinstance(error, ResumeBlocked):
+        if rank_and_world()[0] == 0:
+            from resumeguard.report import render
+
+            render(error.report, file=sys.stderr)
+    else:
+        sys.stderr.write(f"resumeguard: {error}\n")
+    sys.exit(error.exit_code)
 
 
 def _offline(wandb_kwargs: Mapping[str, Any]) -> bool | None:
@@ -300,9 +346,9 @@ def guard(
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             intent = resume_intent(run_id, resume)
-            checked: tuple[Report, RunRecord | None, Fingerprint] | None = None
+            check: ResumeCheck | None = None
             if intent.resumes:
-                kept: list[tuple[Report, RunRecord | None, Fingerprint]] = []
+                kept: list[ResumeCheck] = []
 
                 def decide() -> dict[str, Any]:
                     kept.append(
@@ -317,30 +363,22 @@ def guard(
                             policy=policy,
                         )
                     )
-                    return kept[-1][0].to_json()
+                    return kept[-1].report.to_json()
 
                 try:
                     # Rank 0 checks, every rank gets its verdict: all stop or go together.
                     report = Report.from_json(agree(decide, tag="check"))
-                except Unverifiable as e:
+                    if report.verdict is Verdict.BLOCK:
+                        raise ResumeBlocked(report)
+                except (Unverifiable, ResumeBlocked) as e:
                     if raise_on_block:
                         raise
-                    sys.stderr.write(f"resumeguard: {e}\n")
-                    sys.exit(e.exit_code)
-                checked = kept[-1] if kept else None
-                if report.verdict is Verdict.BLOCK:
-                    if raise_on_block:
-                        raise ResumeBlocked(report)
-                    if rank_and_world()[0] == 0:
-                        from resumeguard.report import render
-
-                        render(report, file=sys.stderr)
-                    sys.exit(ResumeBlocked.exit_code)
-                for judged in report.warnings:
-                    log.warning("resumeguard: %s (%s)", judged.finding.message, judged.finding.path)
-                if checked is None:
-                    return fn(*args, **kwargs)  # another rank holds the run's record
-            with recording_new_runs(checked, policy=policy, repo=repo, requirements=requirements):
+                    exit_with(e)
+                warn_about(report)
+                if not kept:
+                    return fn(*args, **kwargs)  # rank 0 holds the run's record
+                check = kept[-1]
+            with recording_new_runs(check, policy=policy, repo=repo, requirements=requirements):
                 return fn(*args, **kwargs)
 
         return wrapper
@@ -350,29 +388,22 @@ def guard(
 
 @contextmanager
 def recording_new_runs(
-    checked: tuple[Report, RunRecord | None, Fingerprint] | None,
+    check: ResumeCheck | None,
     *,
     policy: Policy | str | None,
     repo: str | Path,
     requirements: Sequence[str | Path],
 ) -> Iterator[None]:
-    """While active, every run started through ``wandb.init`` gets its record published: the
-    checked record plus this resume in its audit trail, or a fresh fingerprint."""
+    """While active, every run started through ``wandb.init`` gets its record published (see
+    :func:`ensure_recorded`)."""
     import wandb
 
     original = wandb.init
 
     def init_and_record(*args: Any, **kwargs: Any) -> Any:
         run = original(*args, **kwargs)
-        from resumeguard import runfiles
-
-        if run is None or runfiles.current_record(run) is not None:
-            return run  # resumeguard.init inside the body has recorded it already
-        stored = checked[1] if checked is not None else None
-        if checked is not None and stored is not None:
-            attach(run, resumed_record(stored, checked[0], checked[2], policy))
-        else:
-            ensure_recorded(run, repo=repo, requirements=[str(r) for r in requirements])
+        if run is not None:
+            ensure_recorded(run, check=check, policy=policy, repo=repo, requirements=requirements)
         return run
 
     wandb.init = init_and_record

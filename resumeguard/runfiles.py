@@ -15,6 +15,7 @@ from typing import Any
 
 from resumeguard import atomic
 from resumeguard.errors import BadInput
+from resumeguard.policy import Policy
 from resumeguard.runrecord import RunRecord, now
 from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE
 
@@ -22,6 +23,7 @@ HEARTBEAT_SECONDS = 30.0
 """How often a guarded run refreshes its heartbeat (a live copy is one with a fresh heartbeat)."""
 
 _records: dict[tuple[str, str], RunRecord] = {}
+_policies: dict[tuple[str, str], Policy] = {}
 _heartbeats: dict[tuple[str, str], threading.Event] = {}
 _lock = threading.Lock()
 
@@ -37,7 +39,13 @@ def current_record(run: Any) -> RunRecord | None:
         return _records.get(_key(run))
 
 
-def publish(run: Any, record: RunRecord) -> None:
+def current_policy(run: Any) -> Policy | None:
+    """The policy the live run was checked or recorded with, if this process attached it."""
+    with _lock:
+        return _policies.get(_key(run))
+
+
+def publish(run: Any, record: RunRecord, *, policy: Policy | None = None) -> None:
     """Store ``record`` as the run file and mirror its compact form in ``run.config``."""
     existing = run.config.get(CONFIG_KEY) if hasattr(run.config, "get") else None
     if existing is not None and not (isinstance(existing, dict) and "record_digest" in existing):
@@ -56,6 +64,8 @@ def publish(run: Any, record: RunRecord) -> None:
         write_config_sidecar(run.dir, {k: v for k, v in run.config.items() if k != "_wandb"})
     with _lock:
         _records[_key(run)] = record
+        if policy is not None:
+            _policies[_key(run)] = policy
 
 
 def save_run_file(run: Any, path: Path) -> None:

@@ -79,7 +79,7 @@ def check(
     from resumeguard.report import unverified
 
     try:
-        report, _, _ = check_resume(
+        report = check_resume(
             ResumeIntent(run_id=run_id, mode="allow" if allow_new else "must"),
             project=project,
             entity=entity,
@@ -89,7 +89,7 @@ def check(
             requirements=requirements or (),
             policy=policy,
             timeout=timeout,
-        )
+        ).report
     except Unverifiable as e:
         if as_json:
             emit_report(unverified(run_id, str(e)), True)

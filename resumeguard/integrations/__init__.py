@@ -14,18 +14,14 @@ import dataclasses
 import logging
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from resumeguard.checkpoint import own_checkpoint_rules
-from resumeguard.entry import ResumeIntent
+from resumeguard.entry import ResumeCheck, ResumeIntent, exit_with, warn_about
 from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError, Unverifiable
 from resumeguard.findings import Verdict
-from resumeguard.fingerprint import Fingerprint
-from resumeguard.policy import Policy, load_policy
-from resumeguard.report import Report
+from resumeguard.policy import Policy
 from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now, run_copy_name
 
 __all__ = ["FrameworkGuard", "ResumeCheck", "checkpoint_name", "run_label"]
@@ -42,22 +38,6 @@ def checkpoint_name(path: str | os.PathLike[str]) -> str:
         return absolute.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return absolute.as_posix()
-
-
-@dataclasses.dataclass(frozen=True)
-class ResumeCheck:
-    """A resume that was checked and allowed: what its record said and what was found."""
-
-    run_id: str
-    """The run resumed."""
-    report: Report
-    """The report, as judged with :attr:`policy`."""
-    stored: RunRecord
-    """The run's record before this resume."""
-    current: Fingerprint
-    """This process's fingerprint."""
-    policy: Policy
-    """The policy the report was judged with."""
 
 
 @dataclasses.dataclass
@@ -111,7 +91,7 @@ class FrameworkGuard:
             project, entity = run.project or project, run.entity or entity
         elif not intent.resumes:
             return
-        report, stored, current = check_resume(
+        check = check_resume(
             intent,
             project=project,
             entity=entity,
@@ -124,43 +104,26 @@ class FrameworkGuard:
             # this very process: a live copy can no longer be told apart.
             include_live=not (run is not None and not offline),
         )
-        if stored is None:
+        if check.stored is None:
             return  # mode allow/auto and no such run yet: a new run
-        policy = self.resolve_policy(current).with_rules(own_checkpoint_rules(stored, current))
-        if report.verdict is Verdict.BLOCK:
-            raise ResumeBlocked(report)
-        for judged in report.warnings:
-            log.warning("resumeguard: %s (%s)", judged.finding.message, judged.finding.path)
-        assert intent.run_id is not None
-        self.checked = ResumeCheck(intent.run_id, report, stored, current, policy)
-
-    def resolve_policy(self, current: Fingerprint) -> Policy:
-        """The policy as ``check_resume`` resolves it (the repo's pyproject rules included)."""
-        from resumeguard.collect.code import CodeRecord
-
-        if isinstance(self.policy, Policy):
-            return self.policy
-        root = current.code.root if isinstance(current.code, CodeRecord) else None
-        return load_policy(self.policy, repo=root)
+        if check.report.verdict is Verdict.BLOCK:
+            raise ResumeBlocked(check.report)
+        warn_about(check.report)
+        self.checked = check
 
     # --- the run's record ---------------------------------------------------------------------
 
     def adopt(self, run: Any) -> RunRecord:
         """Make sure ``run`` carries a record: the checked record with this resume in its audit
         trail, else the one it has, else a fresh fingerprint."""
-        from resumeguard import runfiles
-        from resumeguard.entry import attach, ensure_recorded, resumed_record
+        from resumeguard.entry import ensure_recorded
 
-        record = runfiles.current_record(run)
-        if record is not None:
-            return record
-        checked = self.checked
-        if checked is not None and checked.run_id == run.id:
-            record = resumed_record(checked.stored, checked.report, checked.current, checked.policy)
-            attach(run, record)
-            return record
         return ensure_recorded(
-            run, repo=self.repo, requirements=[str(r) for r in self.requirements]
+            run,
+            check=self.checked,
+            policy=self.policy,
+            repo=self.repo,
+            requirements=self.requirements,
         )
 
     def known_record(self, run: Any) -> RunRecord | None:
@@ -304,16 +267,7 @@ class FrameworkGuard:
         ``@resumeguard.guard`` does."""
         if self.raise_on_block:
             raise error
-        from resumeguard.distributed import rank_and_world
-
-        if isinstance(error, ResumeBlocked):
-            if rank_and_world()[0] == 0:  # every rank got the report; one prints it
-                from resumeguard.report import render
-
-                render(error.report, file=sys.stderr)
-        else:
-            sys.stderr.write(f"resumeguard: {error}\n")
-        sys.exit(error.exit_code)
+        exit_with(error)
 
 
 def started_fresh(run: Any) -> bool:
