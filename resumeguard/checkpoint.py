@@ -264,9 +264,11 @@ def restore_checkpoint(
                 f"checkpoint {label} was saved by {len(shards)} ranks; this world has {world}"
             )
         mine = shards[rank] if len(shards) > 1 else shards[0]
-        path = _locate(run, mine, rank=rank)
-        verify_file(path, mine, name=label)
-        state = load_verified(path, name=label, map_location=map_location)
+        # A download (online) lives only until the state is in memory.
+        with tempfile.TemporaryDirectory(prefix="resumeguard-") as download:
+            path = _locate(run, mine, rank=rank, download=Path(download))
+            verify_file(path, mine, name=label)
+            state = load_verified(path, name=label, map_location=map_location)
         check_state(state, mine, model=model, optimizer=optimizer, name=label)
     except CheckpointError as e:
         if world <= 1:
@@ -279,7 +281,7 @@ def restore_checkpoint(
     return state
 
 
-def _locate(run: Any, shard: CheckpointRecord, *, rank: int) -> Path:
+def _locate(run: Any, shard: CheckpointRecord, *, rank: int, download: Path) -> Path:
     """The file to verify: the run's copy where this process holds the run, else the rank's own."""
     if run is not None and shard.file:
         local = Path(run.dir) / shard.file if hasattr(run, "dir") else None
@@ -288,7 +290,7 @@ def _locate(run: Any, shard: CheckpointRecord, *, rank: int) -> Path:
         from resumeguard.stores.interface import store_for_run
 
         store, ref = store_for_run(run)
-        return store.fetch_file(ref, shard.file, Path(tempfile.mkdtemp(prefix="resumeguard-")))
+        return store.fetch_file(ref, shard.file, download)
     if shard.source:
         return Path(shard.source)
     raise CheckpointError(f"rank {rank} has no copy of its checkpoint shard to verify")
@@ -354,7 +356,11 @@ def _check_step(
         finding = dataclasses.replace(
             finding, hint=f"restore {newer[-1][1]} (step {newer[-1][0]}) instead; " + finding.hint
         )
-    resolved = policy if isinstance(policy, Policy) else load_policy(policy)
+    from resumeguard import runfiles
+
+    # Unless told otherwise: the policy the run was checked or recorded with.
+    kept = runfiles.current_policy(run) if policy is None and run is not None else None
+    resolved = policy if isinstance(policy, Policy) else kept or load_policy(policy, repo=".")
     report = build(str(getattr(run, "id", "")), [finding], resolved)
     if report.findings and report.findings[0].severity is Severity.BLOCK:
         raise ResumeBlocked(report)
@@ -379,8 +385,9 @@ def _first_accepted_step(run: Any) -> int | None:
 
 
 def checkpoint_findings(record: RunRecord, store: Any, ref: Any) -> list[Finding]:
-    """``checkpoint.<name>.missing`` / ``.digest`` for recorded checkpoints whose run copy is on
-    this machine (offline runs) and is gone or no longer holds the recorded bytes."""
+    """``checkpoint.<name>.missing`` / ``.size`` for recorded checkpoints whose run copy is on
+    this machine (offline runs) and is gone or truncated. Only the size, which costs a stat: the
+    digest is read once, by the restore that loads the file."""
     from resumeguard.hints import explain
 
     findings: list[Finding] = []
@@ -394,10 +401,9 @@ def checkpoint_findings(record: RunRecord, store: Any, ref: Any) -> list[Finding
                 if store.name == "offline":
                     findings.append(explain(f"checkpoint.{label}.missing", shard.file, None))
                 continue
-            try:
-                verify_file(path, shard, name=label)
-            except CheckpointError as e:
-                findings.append(explain(f"checkpoint.{label}.digest", shard.digest, str(e)))
+            size = path.stat().st_size
+            if size != shard.size:
+                findings.append(explain(f"checkpoint.{label}.size", shard.size, size))
     return findings
 
 

@@ -30,13 +30,9 @@ from resumeguard.runrecord import (
     record_from_json,
     resume_entry,
 )
-from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
+from resumeguard.stores.layout import CONFIG_KEY, LIVE_SECONDS, RECORD_FILE, parse_time
 
 log = logging.getLogger("resumeguard")
-
-LIVE_SECONDS = 75.0
-"""A run whose heartbeat is younger than this is taken to be running somewhere else: two and a
-half heartbeats, so a killed job requeued after Slurm's default delay (121 s) is not mistaken."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,14 +159,9 @@ def _policy(policy: Policy | str | None, current: Fingerprint) -> Policy:
 
 def live_copy(state: str, heartbeat: str | None) -> Finding | None:
     """A ``run.live`` finding when the run shows a fresh sign of life elsewhere."""
-    if state != "running" or not heartbeat:
+    beat = parse_time(heartbeat)
+    if state != "running" or beat is None:
         return None
-    try:
-        beat = dt.datetime.fromisoformat(heartbeat.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if beat.tzinfo is None:
-        beat = beat.replace(tzinfo=dt.timezone.utc)
     age = (dt.datetime.now(dt.timezone.utc) - beat).total_seconds()
     if age > LIVE_SECONDS:
         return None

@@ -164,14 +164,12 @@ _TABLE: list[tuple[str, Text, Text]] = [
         lambda p, r, c: "restore it from a backup, or resume from another recorded checkpoint",
     ),
     (
-        "checkpoint.*.digest",
+        "checkpoint.*.size",
         lambda p, r, c: (
-            f"checkpoint {p.split('.', 1)[1].rsplit('.', 1)[0]} is not the recorded "
-            f"file: {_short(c)}"
+            f"checkpoint {p.split('.', 1)[1].rsplit('.', 1)[0]} is {c} bytes, recorded {r}: "
+            "it was truncated or changed after it was saved"
         ),
-        lambda p, r, c: (
-            "it was changed, truncated or corrupted after it was saved: resume from an intact copy"
-        ),
+        lambda p, r, c: "resume from an intact copy or another recorded checkpoint",
     ),
     (
         "run.step",

@@ -59,6 +59,32 @@ def test_block_ends_every_rank_and_an_allowed_resume_trains_on(tmp_path: Path) -
     shards = record["checkpoints"]["ckpt-{rank}.pt"]["shards"]
     assert [s["rank"] for s in shards] == [0, 1]
     assert shards[0]["digest"] != shards[1]["digest"]
+    restored = tmp_path / "restored"
+    for rank in (0, 1):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "resumeguard",
+                "restore",
+                "--run-id",
+                "dist1",
+                "--offline",
+                "--wandb-dir",
+                str(wandb_dir),
+                "ckpt-{rank}.pt",
+                "--rank",
+                str(rank),
+                "--dest",
+                str(restored / str(rank)),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        restored_bytes = (restored / str(rank) / f"ckpt-{rank}.pt").read_bytes()
+        assert restored_bytes == (repo / f"ckpt-{rank}.pt").read_bytes()
 
     write(repo, {"hidden.txt": "16\n"})
     commit_all(repo, "wider")

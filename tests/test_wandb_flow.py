@@ -220,20 +220,14 @@ def test_flipped_byte_and_truncation_are_refused(capsys, saved, project: Path) -
     run_copy.unlink()  # break the hard link: the user's own file stays intact
     data[len(data) // 2] ^= 0x01
     run_copy.write_bytes(bytes(data))
-    # The check sees it first: the resume itself is blocked at the checkpoint's path.
-    code, report = check(capsys, "ckpt1", project)
-    assert code == 1
-    assert [f["path"] for f in report["findings"]] == ["checkpoint.checkpoint.pt.digest"]
-    with pytest.raises(resumeguard.ResumeBlocked):
-        start("ckpt1", project, resume="must")
-    # Told to only warn about checkpoints, the run resumes, and the restore itself refuses.
-    warn = preset("strict").with_rules([Rule("checkpoint.*", Severity.WARN, "test")])
-    resumed = start("ckpt1", project, resume="must", policy=warn)
+    # Same size: the check (a stat per checkpoint) lets it through; the restore reads the bytes.
+    resumed = start("ckpt1", project, resume="must")
     model, opt = model_and_opt()
     weight_before = model[0].weight.detach().clone()
     with pytest.raises(resumeguard.CheckpointError, match="does not match its record"):
         resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
     assert torch.equal(model[0].weight, weight_before), "nothing was loaded"
+    resumed.finish()
     code, _, err = cli(
         capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(project / "restored")
     )
@@ -241,13 +235,33 @@ def test_flipped_byte_and_truncation_are_refused(capsys, saved, project: Path) -
     assert not (project / "restored" / "checkpoint.pt").exists()
 
     run_copy.write_bytes(bytes(data[: len(data) // 3]))
+    # Truncated: the check sees it, and the resume is blocked at the checkpoint's path.
+    code, report = check(capsys, "ckpt1", project)
+    assert code == 1
+    assert [f["path"] for f in report["findings"]] == ["checkpoint.checkpoint.pt.size"]
+    with pytest.raises(resumeguard.ResumeBlocked):
+        start("ckpt1", project, resume="must")
+    # Told to only warn about checkpoints, the run resumes, and the restore itself refuses.
+    warn = preset("strict").with_rules([Rule("checkpoint.*", Severity.WARN, "test")])
+    resumed = start("ckpt1", project, resume="must", policy=warn)
     with pytest.raises(resumeguard.CheckpointError, match="truncated"):
         resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
+    resumed.finish()
     code, _, err = cli(
         capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(project / "restored")
     )
     assert code == 1 and "truncated" in err
-    resumed.finish()
+
+
+def test_missing_checkpoint_copy_blocks_the_check(capsys, saved, project: Path) -> None:
+    run, record, _, _ = saved
+    run.finish()
+    for d in run_dirs("ckpt1"):
+        (d / "files" / record.file).unlink(missing_ok=True)
+    code, report = check(capsys, "ckpt1", project)
+    assert code == 1
+    assert [f["path"] for f in report["findings"]] == ["checkpoint.checkpoint.pt.missing"]
+    assert (project / "checkpoint.pt").exists(), "the user's own file is untouched"
 
 
 def test_cli_restore_writes_a_verified_copy_and_never_overwrites(
@@ -301,7 +315,7 @@ def test_hyperparameter_override_is_warned(saved, caplog) -> None:
     run.finish()
 
 
-def test_step_regression_blocks_under_strict(saved, project: Path) -> None:
+def test_step_regression_blocks_under_strict(saved, project: Path, caplog) -> None:
     run, _, model, opt = saved
     for step in range(3, 10):
         run.log({"loss": 1.0}, step=step)
@@ -314,6 +328,14 @@ def test_step_regression_blocks_under_strict(saved, project: Path) -> None:
         resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
     [finding] = info.value.report.blocking
     assert finding.path == "run.step" and "late.pt" in finding.hint
+    resumed.finish()
+    # The policy given at init holds for the restore too: the gap is accepted with a warning.
+    gap_ok = preset("strict").with_rules([Rule("run.step", Severity.WARN, "test")])
+    resumed = start("ckpt1", project, resume="must", policy=gap_ok)
+    with caplog.at_level("WARNING", logger="resumeguard"):
+        state = resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
+    assert state["step"] == 2
+    assert any("W&B drops every log call" in r.getMessage() for r in caplog.records)
     resumed.finish()
 
 
@@ -338,3 +360,24 @@ def test_user_files_unchanged_by_commands(capsys, project: Path) -> None:
 def test_config_key_collision_is_bad_input(project: Path) -> None:
     with pytest.raises(resumeguard.BadInput, match="rename it"):
         start("coll1", project, config={"resumeguard": 1})
+
+
+def test_a_live_copy_blocks_the_check_until_it_finishes(capsys, project: Path) -> None:
+    run = start("live1", project)
+    code, report = check(capsys, "live1", project)
+    assert code == 1
+    assert [f["path"] for f in report["findings"]] == ["run.live"]
+    code, _, err = cli(capsys, "record", "--run-id", "live1", "--force")
+    assert code == 2 and "is running" in err, "a live run is not adopted under it"
+    run.finish()
+    code, report = check(capsys, "live1", project)
+    assert (code, report["findings"]) == (0, [])
+
+
+def test_bad_timeout_setting_is_one_line(capsys, project: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RESUMEGUARD_TIMEOUT", "soon")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    code, out, err = cli(capsys, "check", "--run-id", "e/p/any")
+    assert (code, out) == (2, "")
+    assert err.strip() == "resumeguard: RESUMEGUARD_TIMEOUT must be a number of seconds, not 'soon'"

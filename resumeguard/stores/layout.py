@@ -50,6 +50,10 @@ CONFIG_KEY = "resumeguard"
 """resumeguard's key in ``run.config``."""
 WANDB_CONFIG_FILE = "config.yaml"
 WANDB_SUMMARY_FILE = "wandb-summary.json"
+LIVE_SECONDS = 75.0
+"""A run whose heartbeat is younger than this is taken to be running somewhere: two and a half
+of resumeguard's 30 s heartbeats, so a killed job requeued after Slurm's default delay (121 s)
+is not mistaken for a live one."""
 INTERNAL_CONFIG_KEYS = frozenset({"_wandb", "wandb_version"})
 """Keys W&B adds to a run's config that the user never set (as wandb's public API drops them)."""
 

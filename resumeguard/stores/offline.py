@@ -21,9 +21,6 @@ from resumeguard.errors import BadInput, CheckpointError, Unverifiable
 from resumeguard.stores import layout
 from resumeguard.stores.interface import RunRef, RunState, RunStore, StoredRun
 
-STALE_AFTER_S = 600.0
-"""A "running" state file whose heartbeat is older than this means the process is gone."""
-
 
 class OfflineStore(RunStore):
     """Runs under ``wandb_dir`` (else ``WANDB_DIR``, else the current directory)."""
@@ -32,7 +29,7 @@ class OfflineStore(RunStore):
         self,
         wandb_dir: str | Path | None = None,
         *,
-        stale_after_s: float = STALE_AFTER_S,
+        stale_after_s: float = layout.LIVE_SECONDS,
         now: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.base = Path(wandb_dir or os.environ.get("WANDB_DIR") or os.getcwd()).expanduser()
