@@ -71,10 +71,6 @@ def _compare_section(
         return []
     r = {k: v for k, v in recorded.to_json().items() if k not in skip}
     c = {k: v for k, v in current.to_json().items() if k not in skip}
-    if name == "deps" and (r.get("cudnn") is None or c.get("cudnn") is None):
-        # cuDNN is only known once torch is imported; a missing reading is not drift.
-        r.pop("cudnn", None)
-        c.pop("cudnn", None)
     return _diff_values(name, r, c, depth=depth)
 
 
@@ -167,17 +163,10 @@ def _compare_files(
         c = _effective(current, recorded, path, history)
         if r == c:
             continue
-        untracked_now = path in current.untracked and path not in recorded.changed
-        untracked_then = path in recorded.untracked and path not in current.changed
-        if (untracked_now or untracked_then) and _is_untracked_only(recorded, current, path):
-            yield explain(f"code.untracked.{path}", r, c)
-        else:
-            yield explain(f"code.files.{path}", r, c)
-
-
-def _is_untracked_only(recorded: CodeRecord, current: CodeRecord, path: str) -> bool:
-    tracked = path in recorded.changed or path in current.changed
-    return not tracked
+        untracked = path in recorded.untracked or path in current.untracked
+        tracked = path in recorded.changed or path in current.changed
+        section = "untracked" if untracked and not tracked else "files"
+        yield explain(f"code.{section}.{path}", r, c)
 
 
 def _effective(

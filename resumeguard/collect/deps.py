@@ -1,21 +1,18 @@
 """Fingerprint the dependencies: requirement files, installed distributions, Python, torch, CUDA.
 
-Installed distributions come from ``importlib.metadata`` (never by running pip). torch's own
-versions are read from its ``version.py`` without importing torch, which takes seconds.
+Installed distributions come from ``importlib.metadata`` (never by running pip).
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib.metadata
-import importlib.util
 import platform
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from resumeguard.collect import torch_or_none
 from resumeguard.errors import BadInput
 from resumeguard.hashing import digest_file
 from resumeguard.record import Record
@@ -40,7 +37,7 @@ class DepsRecord(Record):
     cuda: str | None = None
     """The CUDA version torch was built with, None for a CPU build."""
     cudnn: str | None = None
-    """cuDNN version torch reports (only when torch is already imported), else None."""
+    """cuDNN version torch loads, None for builds without it."""
     requirements: dict[str, str] = dataclasses.field(default_factory=dict)
     """Canonical name (or "url:<link>" for unnamed lines) -> the requirement as one line."""
     requirement_files: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -136,39 +133,12 @@ def _rel(name: str, root: str | Path | None) -> str:
 
 
 def _torch_versions() -> tuple[str | None, str | None, str | None]:
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        cudnn = None
-        try:
-            v = torch.backends.cudnn.version()
-            cudnn = str(v) if v else None
-        except Exception:  # cuDNN probing can fail on odd builds; it is optional information
-            cudnn = None
-        return str(torch.__version__), torch.version.cuda, cudnn
-    try:
-        version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
+    """torch's version, the CUDA it was built with and the cuDNN it loads (None when absent)."""
+    torch = torch_or_none()
+    if torch is None:
         return None, None, None
-    return version, _torch_cuda_from_source(), None
-
-
-def _torch_cuda_from_source() -> str | None:
-    """Read ``cuda = '12.1'`` from torch/version.py without importing torch."""
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "version.py"
-        if path.is_file():
-            for node in ast.parse(path.read_text()).body:
-                if (
-                    isinstance(node, (ast.Assign, ast.AnnAssign))
-                    and isinstance(node.value, ast.Constant)
-                    and any(
-                        isinstance(t, ast.Name) and t.id == "cuda"
-                        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
-                    )
-                ):
-                    value = node.value.value
-                    return str(value) if value else None
-    return None
+    try:
+        cudnn = torch.backends.cudnn.version()
+    except Exception:  # cuDNN probing fails on some builds; the version is optional information
+        cudnn = None
+    return str(torch.__version__), torch.version.cuda, str(cudnn) if cudnn else None

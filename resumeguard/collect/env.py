@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-import warnings
 from typing import cast
 
+from resumeguard.collect import torch_or_none
 from resumeguard.distributed import rank_and_world
 from resumeguard.record import Record
 
@@ -30,19 +29,10 @@ class EnvRecord(Record):
 
 
 def collect_env() -> EnvRecord:
-    """Describe this process's devices and distributed world (torch only if already imported)."""
-    torch = sys.modules.get("torch")
+    """Describe this process's devices and distributed world."""
+    torch = torch_or_none()
     if torch is None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore"
-                )  # e.g. "Failed to initialize NumPy" on lean installs
-                import torch as _torch
-
-            torch = _torch
-        except ImportError:
-            return EnvRecord(device_type="cpu", device_count=0)
+        return EnvRecord(device_type="cpu", device_count=0)
     device_type, names = "cpu", cast("tuple[str, ...]", ())
     count = 0
     if torch.cuda.is_available():
