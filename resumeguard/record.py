@@ -7,10 +7,11 @@ Every collector returns a frozen dataclass deriving from :class:`Record`, or an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 R = TypeVar("R", bound="Record")
 
@@ -49,12 +50,18 @@ class Record:
         """Build from ``to_json`` output; unknown keys are ignored, missing ones take defaults."""
         if not isinstance(data, Mapping):
             raise TypeError(f"{cls.kind}: expected an object, got {type(data).__name__}")
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cast(type, cls))
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name in data:
                 kwargs[f.name] = _load(hints.get(f.name), data[f.name])
         return cls(**kwargs)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A record class's resolved field types (resolving is slow; records are many)."""
+    return typing.get_type_hints(cls)
 
 
 def _dump(value: Any) -> JSON:

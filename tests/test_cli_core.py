@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli, cli_json, commit_all, make_repo, write
+from helpers import cli, cli_json, commit_all, git, make_repo, write
 
 from resumeguard.check import compare_fingerprints
 from resumeguard.fingerprint import take
@@ -193,3 +193,12 @@ def test_old_schema_fixtures_stay_readable(capsys) -> None:
     for path in files:
         code, report = cli_json(capsys, "diff", str(path), str(path))
         assert (code, report["findings"]) == (0, [])
+
+
+def test_human_fingerprint_outside_a_repo_and_on_a_detached_head(capsys, tmp_path: Path) -> None:
+    code, out, _ = cli(capsys, "fingerprint", "--repo", str(tmp_path))
+    assert code == 0 and "not a git repository" in out
+    repo = make_repo(tmp_path / "r", {"a.py": "x = 1\n"})
+    git(repo, "checkout", "-q", "--detach")
+    code, out, _ = cli(capsys, "fingerprint", "--repo", str(repo))
+    assert code == 0 and "(detached)" in out

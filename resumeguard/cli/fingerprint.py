@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from resumeguard.cli._common import JsonOpt, RepoOpt, RequirementsOpt
+
+if TYPE_CHECKING:
+    from resumeguard.fingerprint import Fingerprint
 
 
 def fingerprint(
@@ -22,16 +26,14 @@ def fingerprint(
     return 0
 
 
-def _render(fp: object) -> None:
+def _render(fp: Fingerprint) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from resumeguard.collect.code import CodeRecord
     from resumeguard.collect.deps import DepsRecord
-    from resumeguard.fingerprint import Fingerprint
     from resumeguard.record import Unavailable
 
-    assert isinstance(fp, Fingerprint)
     table = Table(title="resumeguard fingerprint", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -39,7 +41,7 @@ def _render(fp: object) -> None:
     if isinstance(code, CodeRecord):
         table.add_row("repo", code.root)
         table.add_row("commit", code.commit or "(no commits yet)")
-        table.add_row("branch", code.branch or "(detached)" if code.detached else code.branch)
+        table.add_row("branch", "(detached)" if code.detached else code.branch or "(none)")
         table.add_row("remote", code.remote or "(none)")
         dirty = len(code.changed) + len(code.untracked)
         table.add_row("working tree", f"{dirty} changed or untracked file(s)" if dirty else "clean")
