@@ -15,6 +15,7 @@ from resumeguard.errors import (
     CheckpointError,
     ResumeBlocked,
     ResumeGuardError,
+    RunNotFound,
     StoreError,
     Unverifiable,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Report",
     "ResumeBlocked",
     "ResumeGuardError",
+    "RunNotFound",
     "Severity",
     "StoreError",
     "Unverifiable",

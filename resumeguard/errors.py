@@ -53,4 +53,9 @@ class CheckpointError(ResumeGuardError):
 
 
 class StoreError(Unverifiable):
-    """The run store could not be reached or answered with an error."""
+    """The run store could not be reached or answered with an error (timeout, 5xx or 429 past
+    the retries, a refused key, a malformed answer): nothing can be said about the run."""
+
+
+class RunNotFound(Unverifiable):
+    """The store answered that the run does not exist: the only answer that means a fresh run."""

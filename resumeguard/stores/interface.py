@@ -124,7 +124,8 @@ class RunStore(abc.ABC):
 
     @abc.abstractmethod
     def fetch(self, ref: RunRef) -> StoredRun:
-        """Read a run. Unverifiable when it does not exist, StoreError when unreachable."""
+        """Read a run. RunNotFound when the store says it does not exist, StoreError when the
+        store cannot answer (unreachable, refused, malformed): only RunNotFound means a new run."""
 
     @abc.abstractmethod
     def fetch_file(self, ref: RunRef, name: str, dest: Path) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from resumeguard import atomic
-from resumeguard.errors import BadInput, CheckpointError, Unverifiable
+from resumeguard.errors import BadInput, CheckpointError, RunNotFound, Unverifiable
 from resumeguard.stores import layout
 from resumeguard.stores.interface import RunRef, RunState, RunStore, StoredRun
 
@@ -45,7 +45,7 @@ class OfflineStore(RunStore):
         """Every offline-run directory of the run, oldest first; Unverifiable when none."""
         dirs = layout.offline_run_dirs(layout.search_roots(self.base), ref.id)
         if not dirs:
-            raise Unverifiable(
+            raise RunNotFound(
                 f"no offline W&B run with id {ref.id} under {self.base} "
                 "(is WANDB_DIR right? pass --wandb-dir)"
             )

@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from resumeguard import atomic
-from resumeguard.errors import BadInput, CheckpointError, ResumeGuardError, StoreError, Unverifiable
+from resumeguard.errors import (
+    BadInput,
+    CheckpointError,
+    ResumeGuardError,
+    RunNotFound,
+    StoreError,
+    Unverifiable,
+)
 from resumeguard.stores import layout
 from resumeguard.stores.interface import (
     RunRef,
@@ -194,7 +201,7 @@ class OnlineStore(RunStore):
         try:
             return self._call(f"reading run {path}", load, missing_ok=True), path
         except _NotFound as e:
-            raise Unverifiable(
+            raise RunNotFound(
                 f"no W&B run {path} at {self._base_url()} "
                 "(check the run id, --project and --entity)"
             ) from e.__cause__
