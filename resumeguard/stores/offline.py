@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from resumeguard import atomic
-from resumeguard.errors import BadInput, CheckpointError, RunNotFound, Unverifiable
+from resumeguard.errors import BadInput, CheckpointError, RunNotFound
 from resumeguard.stores import layout
 from resumeguard.stores.interface import RunRef, RunState, RunStore, StoredRun
 

@@ -38,7 +38,6 @@ from resumeguard.errors import (
     ResumeGuardError,
     RunNotFound,
     StoreError,
-    Unverifiable,
 )
 from resumeguard.stores import layout
 from resumeguard.stores.interface import (
