@@ -13,11 +13,14 @@ from typing import Any, Protocol
 
 from deepdiff import DeepDiff
 
+from resumeguard.codechange import mark_harmless_code
 from resumeguard.collect.code import DELETED, CodeRecord
 from resumeguard.findings import Finding
 from resumeguard.fingerprint import Fingerprint
+from resumeguard.fit import one_class_finding
 from resumeguard.hints import explain
 from resumeguard.record import Record, Unavailable
+from resumeguard.runcontrol import mark_run_control
 
 _ABSENT = object()
 
@@ -37,6 +40,10 @@ class History(Protocol):
         """Blob sha of a path at a commit, None when absent."""
         ...
 
+    def content(self, sha: str) -> bytes | None:
+        """The bytes of a blob, None when the object database lacks it."""
+        ...
+
 
 def compare(
     recorded: Fingerprint, current: Fingerprint, history: History | None = None
@@ -48,7 +55,7 @@ def compare(
     findings += _compare_section("env", recorded.env, current.env, depth=1, skip={"rank"})
     findings += _compare_optimizer(recorded.optimizer, current.optimizer)
     findings += _compare_section("model", recorded.model, current.model, depth=2, skip={"digest"})
-    findings += _diff_values("config", recorded.config, current.config, depth=1)
+    findings += mark_run_control(_diff_values("config", recorded.config, current.config, depth=1))
     return findings
 
 
@@ -88,7 +95,7 @@ def _compare_optimizer(
         if f.path == "optimizer.cls":
             f = explain("optimizer.class", f.recorded, f.current)
         out.append(f)
-    return out
+    return one_class_finding(out)
 
 
 def _diff_values(
@@ -147,7 +154,8 @@ def _compare_code(
         if recorded.diff_digest != current.diff_digest:
             findings.append(explain("code.diff", recorded.diff_digest, current.diff_digest))
         return findings
-    findings += _compare_files(recorded, current, history if not same_commit else None)
+    files = _compare_files(recorded, current, history if not same_commit else None)
+    findings += mark_harmless_code(files, recorded, current, history)
     return findings
 
 

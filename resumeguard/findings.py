@@ -61,6 +61,9 @@ class Finding:
     context: bool = False
     """True for findings that only explain others (e.g. the commit moved but every changed file
     is listed): they are "info" unless a user rule names them."""
+    benign: str = ""
+    """Why this change cannot change what the run computes (e.g. "comments/whitespace only",
+    a run-control config key); such findings are "info" unless a user rule names them."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from resumeguard.collect.optimizer import (
     IGNORED_GROUP_KEYS,
@@ -30,6 +30,8 @@ from resumeguard.collect.optimizer import (
 
 if TYPE_CHECKING:
     import torch
+
+    from resumeguard.findings import Finding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +104,7 @@ def check_fit(
         problems += _missing_hyperparameters(i, sg, g)
     if not counts_match:
         # load_state_dict pairs params by position; with other counts the pairing means nothing.
-        return problems
+        return one_class_finding(problems)
 
     state_problems = _Collector()
     index = 0
@@ -135,7 +137,7 @@ def check_fit(
                 state_problems, index, label, state, param, optimizer, current_cls, effective
             )
             index += 1
-    return problems + state_problems.problems()
+    return one_class_finding(problems + state_problems.problems())
 
 
 def hyper_overrides(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer) -> list[FitProblem]:
@@ -167,6 +169,24 @@ def hyper_overrides(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer) 
 
 # --- Class and hyperparameter keys ---------------------------------------------------------------
 
+P = TypeVar("P", FitProblem, "Finding")
+
+
+def one_class_finding(items: Sequence[P]) -> list[P]:
+    """With an ``optimizer.class`` finding, the rows that only follow from it are left out: the
+    other class's hyperparameters (``optimizer.groups.<i>.<key>``, group sizes kept) and state
+    keys. AdamW -> SGD is one finding, not ten."""
+    if not any(i.path == "optimizer.class" for i in items):
+        return list(items)
+    return [i for i in items if not _follows_from_class(i.path)]
+
+
+def _follows_from_class(path: str) -> bool:
+    parts = path.split(".")
+    if parts[:2] == ["optimizer", "groups"] and len(parts) == 4:
+        return parts[3] != "params"
+    return parts[:2] == ["optimizer", "params"] and len(parts) >= 4 and parts[3] == "state"
+
 
 def _check_class(
     saved_groups: Sequence[Mapping[str, Any]],
@@ -187,7 +207,9 @@ def _check_class(
             recorded,
             current_cls,
             f"the checkpoint holds {_short(recorded)} state, the optimizer is "
-            f"{_short(current_cls)}: load_state_dict does not check this",
+            f"{_short(current_cls)}: load_state_dict does not check this, replaces the "
+            "hyperparameters with the other class's, and step() then raises KeyError or runs "
+            "on state it does not expect",
             f"build the optimizer as the recorded run did ({_short(recorded)}), or start it fresh"
             " (load only the model weights)",
         )

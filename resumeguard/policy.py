@@ -5,7 +5,8 @@ How rules combine (documented in README, tested in tests/test_policy.py):
 2. Among the rules of one level, the most specific pattern wins: the one with the most literal
    (non-wildcard) characters; an exact path is the most specific of all.
 3. A tie in specificity goes to the stricter severity (block > warn > info > ignore).
-4. With no user rule, a context finding (one that only explains others) is info.
+4. With no user rule, a context finding (one that only explains others) is info, and so is a
+   change that cannot change the computation (a run-control config key, a comment-only edit).
 5. With no rule at all, the preset's default applies (strict: block, lenient: warn).
 Patterns are fnmatch globs over the dotted path: ``*`` (and ``**``) match any run of characters,
 dots and slashes included, so ``code.files.*.md`` matches markdown files in any folder.
@@ -84,6 +85,9 @@ class Policy:
         rule = _best(self.rules, finding.path)
         if rule is None and finding.context:
             return Judged(finding, Severity.INFO, "context (explained by other findings)")
+        if rule is None and finding.benign:
+            reason = f"{finding.benign}: cannot change the computation"
+            return Judged(finding, Severity.INFO, reason)
         rule = rule or _best(self.preset, finding.path)
         if rule is None:
             return Judged(finding, self.default, f"default of preset {self.name}")

@@ -176,21 +176,21 @@ def test_untracked_listed_ignored_not_oversized_skipped(repo: Path) -> None:
         },
     )
     record = collect(repo, max_untracked_bytes=1024)
-    assert record.untracked == {
-        ".gitignore": hash_object(repo, ".gitignore"),
-        "src/new_layer.py": hash_object(repo, "src/new_layer.py"),
-        "tiny.bin": hash_object(repo, "tiny.bin"),
+    assert record.untracked == {"src/new_layer.py": hash_object(repo, "src/new_layer.py")}
+    assert record.skipped == {
+        ".gitignore": "not source or configuration (run output such as a log)",
+        "data/weights.bin": "checkpoint or weights file (run output, not code)",
+        "tiny.bin": "checkpoint or weights file (run output, not code)",
     }
-    assert record.skipped == {"data/weights.bin": "larger than 1 KiB"}
     assert record.changed == {}
     assert record.diff_digest
 
 
 def test_default_size_limit_is_one_mib(repo: Path) -> None:
-    write(repo, {"big.bin": b"x" * ((1 << 20) + 1), "ok.bin": b"x" * (1 << 20)})
+    write(repo, {"big.py": b"x" * ((1 << 20) + 1), "ok.py": b"x" * (1 << 20)})
     record = collect(repo)
-    assert record.skipped == {"big.bin": "larger than 1 MiB"}
-    assert set(record.untracked) == {"ok.bin"}
+    assert record.skipped == {"big.py": "larger than 1 MiB"}
+    assert set(record.untracked) == {"ok.py"}
 
 
 def test_odd_file_names(repo: Path) -> None:
@@ -246,8 +246,8 @@ def test_is_own_file_rule() -> None:
 
 
 def test_wandb_dir_inside_repo_excluded(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write(repo, {"runs/notes.txt": "n", "src/b.py": "b"})
-    assert set(collect(repo).untracked) == {"runs/notes.txt", "src/b.py"}
+    write(repo, {"runs/notes.py": "n", "src/b.py": "b"})
+    assert set(collect(repo).untracked) == {"runs/notes.py", "src/b.py"}
     monkeypatch.setenv("WANDB_DIR", str(repo / "runs"))
     assert set(collect(repo).untracked) == {"src/b.py"}
     # WANDB_DIR at the repository root must not hide the code itself.

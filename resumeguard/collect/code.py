@@ -21,7 +21,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from resumeguard import hashing
+from resumeguard.collect.filekinds import run_output_reason
 from resumeguard.record import Record, Unavailable
+from resumeguard.sourcechange import PY_SUFFIXES
 
 if TYPE_CHECKING:
     from git import Commit, Repo
@@ -68,15 +70,11 @@ class CodeRecord(Record):
 
     A changed submodule maps to its checked-out commit, with "-dirty" when it has local edits."""
     untracked: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Untracked, not ignored source files: path -> git blob sha."""
+    """Untracked, not ignored source and configuration files: path -> git blob sha."""
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Untracked files left out, path -> why (e.g. "larger than 1 MiB")."""
+    """Untracked files left out, path -> why (run output such as a log, "larger than 1 MiB")."""
     submodules: dict[str, str] = dataclasses.field(default_factory=dict)
     """Submodule path -> the commit checked out in it (or "uninitialized"), "-dirty" if edited."""
-
-
-RUN_OUTPUT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
-"""Untracked files with these endings are checkpoints a training job writes, never code."""
 
 
 def is_own_file(path: str, wandb_dir: str | None = None) -> bool:
@@ -202,6 +200,16 @@ class CodeHistory:
             found[path] = item.hexsha if item.type in ("blob", "submodule") else None
         return found
 
+    def content(self, sha: str) -> bytes | None:
+        """The bytes of blob ``sha`` from the object database; None when it is not there."""
+        if not _HEX.fullmatch(sha):
+            return None
+        try:
+            data: bytes = self._repo.odb.stream(bytes.fromhex(sha)).read()
+        except (ValueError, OSError, self._git.GitCommandError, self._git.BadObject):
+            return None
+        return data
+
     def close(self) -> None:
         """Stop the git helper processes GitPython keeps for object reads."""
         self._repo.close()
@@ -274,9 +282,7 @@ def _collect(repo: Repo, max_untracked_bytes: int) -> CodeRecord:
             # git lists a nested repository (not a submodule) as its directory only.
             skipped[p.rstrip("/")] = "nested git repository (not a submodule)"
             continue
-        note = _skip_reason(root / p, max_untracked_bytes)
-        if p.lower().endswith(RUN_OUTPUT_SUFFIXES):
-            note = "checkpoint or weights file (run output, not code)"
+        note = run_output_reason(p, root) or _skip_reason(root / p, max_untracked_bytes)
         if note:
             skipped[p] = note
         else:
@@ -378,15 +384,26 @@ def _hash_objects(repo: Repo, root: Path, paths: list[str]) -> dict[str, str]:
         files = [p for p in files if (root / p).is_file()]
         shas = _hash_files(repo, files)
     blobs.update(zip(files, shas, strict=True))
+    _store_python(repo, [p for p in files if p.endswith(PY_SUFFIXES)])
     return blobs
 
 
-def _hash_files(repo: Repo, files: list[str]) -> list[str]:
+def _store_python(repo: Repo, files: list[str]) -> None:
+    """Keep the content of changed Python files in git's object database (loose objects, as
+    ``git stash`` does), so a later check can tell a comment-only edit from a code change.
+    Best effort: a read-only repository just keeps such edits blocking."""
+    if files:
+        with contextlib.suppress(_load_git().GitCommandError, OSError):
+            _hash_files(repo, files, write=True)
+
+
+def _hash_files(repo: Repo, files: list[str], *, write: bool = False) -> list[str]:
     """`git hash-object` over ``files`` in one call; paths go on stdin, so no ARG_MAX limit."""
     with tempfile.TemporaryFile() as stdin:
         stdin.write(os.fsencode("".join(_quote(p) + "\n" for p in files)))
         stdin.seek(0)
-        out: str = repo.git.hash_object("--stdin-paths", istream=stdin)
+        args = ("-w", "--stdin-paths") if write else ("--stdin-paths",)
+        out: str = repo.git.hash_object(*args, istream=stdin)
     shas = out.split()
     if len(shas) != len(files):
         raise _load_git().GitCommandError(["git", "hash-object"], 1, "unexpected output")

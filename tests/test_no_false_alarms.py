@@ -1,0 +1,255 @@
+"""The resumes people actually do go ahead under the default preset; each harmful look-alike still
+blocks. Real git repositories, real W&B offline runs, real torch optimizers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import cli, cli_json, commit_all, git, make_repo, write
+
+import resumeguard
+from resumeguard.runcontrol import RUN_CONTROL_KEYS, run_control_family
+from resumeguard.sourcechange import Change, python_change
+
+TRAIN = '''\
+"""Train a tiny model."""
+import torch
+
+LR = 1e-3  # the peak learning rate
+
+
+def step(x):
+    """One step."""
+    return x * 2
+'''
+FILES = {"train.py": TRAIN, ".gitignore": "*.pt\n", "requirements.txt": "torch>=2.1\n"}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    repo = make_repo(tmp_path / "proj", FILES)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    (tmp_path / "wb").mkdir()
+    return repo
+
+
+def start(run_id: str, repo: Path, **kw):
+    return resumeguard.init(project="p", id=run_id, repo=repo, **kw)
+
+
+def record_run(run_id: str, repo: Path, **kw) -> None:
+    start(run_id, repo, **kw).finish()
+
+
+def check(capsys, run_id: str, repo: Path) -> tuple[int, dict[str, dict]]:
+    code, report = cli_json(capsys, "check", "--run-id", run_id, "--repo", str(repo))
+    return code, {f["path"]: f for f in report["findings"]}
+
+
+# --- 1. Run-control config keys ------------------------------------------------------------------
+
+NANOGPT = {
+    "learning_rate": 6e-4,
+    "batch_size": 12,
+    "max_iters": 5000,
+    "eval_interval": 250,
+    "log_interval": 10,
+    "out_dir": "out-shakespeare",
+    "init_from": "scratch",
+    "always_save_checkpoint": False,
+}
+
+
+def test_extending_the_run_goes_ahead(project: Path) -> None:
+    record_run("rc1", project, config=NANOGPT)
+    longer = {**NANOGPT, "max_iters": 10000, "init_from": "resume", "eval_interval": 500}
+    run = start("rc1", project, config=longer, resume="must")
+    assert run.config["max_iters"] == 10000
+    run.finish()
+
+
+def test_run_control_keys_are_info_and_the_lr_still_blocks(project: Path) -> None:
+    from resumeguard.entry import ResumeIntent, check_resume
+
+    record_run("rc2", project, config=NANOGPT)
+    longer = {**NANOGPT, "max_iters": 10000, "init_from": "resume", "out_dir": "out-2"}
+    report = check_resume(ResumeIntent("rc2", "must"), repo=project, config=longer).report
+    assert report.verdict.value == "ok"
+    judged = {j.finding.path: j for j in report.findings}
+    assert set(judged) == {"config.max_iters", "config.init_from", "config.out_dir"}
+    assert {j.severity.value for j in judged.values()} == {"info"}
+    assert judged["config.max_iters"].rule.startswith("run-control config key")
+    # The harmful look-alike: the learning rate is not run control.
+    with pytest.raises(resumeguard.ResumeBlocked) as blocked:
+        start("rc2", project, config={**longer, "learning_rate": 1e-3}, resume="must")
+    assert [f.path for f in blocked.value.report.blocking] == ["config.learning_rate"]
+
+
+def test_a_rule_overrides_the_run_control_list(project: Path) -> None:
+    from resumeguard.entry import ResumeIntent, check_resume
+
+    (project / "pyproject.toml").write_text('[tool.resumeguard]\nblock = ["config.max_iters"]\n')
+    commit_all(project, "policy")
+    record_run("rc3", project, config=NANOGPT)
+    longer = {**NANOGPT, "max_iters": 10000}
+    report = check_resume(ResumeIntent("rc3", "must"), repo=project, config=longer).report
+    assert [f.path for f in report.blocking] == ["config.max_iters"]
+
+
+def test_run_control_names_from_the_frameworks() -> None:
+    import dataclasses
+    import inspect
+
+    import lightning
+    from transformers import TrainingArguments
+
+    hf = {f.name for f in dataclasses.fields(TrainingArguments)}
+    lightning_args = set(inspect.signature(lightning.Trainer.__init__).parameters)
+    for name in ("num_train_epochs", "max_steps", "output_dir", "logging_steps", "save_steps"):
+        assert name in hf and name in RUN_CONTROL_KEYS
+    for name in ("max_epochs", "val_check_interval", "log_every_n_steps", "default_root_dir"):
+        assert name in lightning_args and name in RUN_CONTROL_KEYS
+    # Computation stays out of the list.
+    for name in ("learning_rate", "lr", "warmup_steps", "batch_size", "seed", "weight_decay"):
+        assert run_control_family(name) is None
+    assert run_control_family("Max-Iters") == "how long the run lasts"
+
+
+# --- 2. Comment-only edits -----------------------------------------------------------------------
+
+
+def snapshot(capsys, repo: Path, name: str) -> Path:
+    code, out, _ = cli(capsys, "fingerprint", "--repo", str(repo), "--json")
+    assert code == 0
+    path = repo.parent / f"{name}.json"
+    path.write_text(out)
+    return path
+
+
+def diff(capsys, repo: Path, a: Path, b: Path) -> tuple[int, dict[str, dict]]:
+    code, report = cli_json(capsys, "diff", str(a), str(b), "--repo", str(repo))
+    return code, {f["path"]: f for f in report["findings"]}
+
+
+COMMENT_ONLY = TRAIN.replace("# the peak learning rate", "# peak LR, see the paper\n\n").replace(
+    "    return x * 2", "    return x*2   # doubled"
+)
+
+
+@pytest.mark.parametrize("commit", [True, False], ids=["committed", "dirty"])
+def test_comment_only_edit_is_info_and_a_token_change_blocks(
+    capsys, project: Path, commit: bool
+) -> None:
+    a = snapshot(capsys, project, "a")
+    write(project, {"train.py": COMMENT_ONLY})
+    if commit:
+        commit_all(project, "comments")
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
+    assert code == 0
+    edit = found["code.files.train.py"]
+    assert edit["severity"] == "info" and "comments/whitespace only" in edit["message"]
+    # The harmful look-alike: one token differs.
+    write(project, {"train.py": COMMENT_ONLY.replace("LR = 1e-3", "LR = 1e-4")})
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "c"))
+    assert code == 1 and found["code.files.train.py"]["severity"] == "block"
+
+
+def test_comment_edit_on_a_run_recorded_dirty(capsys, project: Path) -> None:
+    write(project, {"train.py": TRAIN.replace("LR = 1e-3", "LR = 3e-4")})
+    a = snapshot(capsys, project, "a")  # recorded with an uncommitted edit
+    write(project, {"train.py": TRAIN.replace("LR = 1e-3", "LR = 3e-4  # tuned")})
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
+    assert code == 0 and found["code.files.train.py"]["severity"] == "info"
+    git(project, "checkout", "train.py")  # back to the committed LR: a real change
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "c"))
+    assert code == 1 and found["code.files.train.py"]["severity"] == "block"
+
+
+def test_docstring_edit_blocks_and_says_so(capsys, project: Path) -> None:
+    a = snapshot(capsys, project, "a")
+    write(project, {"train.py": TRAIN.replace('"""One step."""', '"""Double the input."""')})
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
+    assert code == 1
+    assert "docstrings only" in found["code.files.train.py"]["message"]
+
+
+def test_python_change_kinds() -> None:
+    src = TRAIN.encode()
+    assert python_change(src, COMMENT_ONLY.encode()) is Change.LAYOUT
+    assert python_change(src, src.replace(b"\n", b"\r\n")) is Change.LAYOUT
+    assert python_change(src, src.replace(b"    ", b"  ")) is Change.LAYOUT
+    assert python_change(src, src.replace(b"    return", b"        return")) is Change.CODE
+    assert python_change(src, src.replace(b"x * 2", b"(x * 2)")) is Change.CODE
+    assert python_change(src, src.replace(b'"""One step."""\n', b"")) is Change.DOCSTRINGS
+    assert python_change(src, b"# -*- coding: latin-1 -*-\n" + src) is Change.CODE
+    assert python_change(src, src + b"(") is Change.CODE
+
+
+# --- 3. Files the run writes ---------------------------------------------------------------------
+
+RUN_OUTPUT = {
+    "train.log": "step 1 loss 2.3\n",
+    "out/config.json": "{}\n",
+    "out/training_args.bin": "\0",
+    "out/model.safetensors": "\0",
+    "out/checkpoint-500/trainer_state.json": "{}\n",
+    "out/checkpoint-500/optimizer.pt": "\0",
+    "lightning_logs/version_0/hparams.yaml": "lr: 0.001\n",
+    "lightning_logs/version_0/metrics.csv": "step,loss\n",
+    "outputs/2024-01-01/12-00-00/.hydra/config.yaml": "lr: 0.001\n",
+    "runs/Jan01/events.out.tfevents.1.host": "\0",
+}
+
+
+def test_files_the_run_writes_do_not_block_but_new_source_does(capsys, project: Path) -> None:
+    a = snapshot(capsys, project, "a")
+    write(project, RUN_OUTPUT)
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
+    assert (code, found) == (0, {})
+    for path, text in (("src/augment.py", "FLIP = 1\n"), ("conf/extra.yaml", "lr: 1\n")):
+        write(project, {path: text})
+        code, found = diff(capsys, project, a, snapshot(capsys, project, "c"))
+        assert code == 1 and found[f"code.untracked.{path}"]["severity"] == "block"
+        (project / path).unlink()
+
+
+def test_following_the_gitignore_hint_never_blocks(capsys, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "p", {"train.py": TRAIN})  # no .gitignore yet
+    write(repo, {"notes.py": "X = 1\n"})
+    a = snapshot(capsys, repo, "a")
+    # A new .gitignore (untracked), then a committed one, then an edit of it: never a block.
+    write(repo, {".gitignore": "train.log\nout/\n"})
+    code, found = diff(capsys, repo, a, snapshot(capsys, repo, "b"))
+    assert (code, found) == (0, {})
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-qm", "ignore")
+    code, found = diff(capsys, repo, a, snapshot(capsys, repo, "c"))
+    assert code == 0 and found[".".join(["code.files", ".gitignore"])]["severity"] == "info"
+    write(repo, {".gitignore": "train.log\nout/\n*.tmp\n"})
+    code, found = diff(capsys, repo, a, snapshot(capsys, repo, "d"))
+    assert code == 0
+    # The untracked source file recorded at the start still counts.
+    (repo / "notes.py").unlink()
+    code, found = diff(capsys, repo, a, snapshot(capsys, repo, "e"))
+    assert code == 1 and found["code.untracked.notes.py"]["severity"] == "block"
+
+
+# --- 5. A class change is one finding ------------------------------------------------------------
+
+
+def test_class_change_is_one_finding(project: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 1))
+    adamw = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    record_run("cls1", project, config={"lr": 1e-3}, optimizer=adamw, model=model)
+    sgd = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    with pytest.raises(resumeguard.ResumeBlocked) as blocked:
+        start("cls1", project, config={"lr": 1e-3}, optimizer=sgd, model=model, resume="must")
+    paths = [j.finding.path for j in blocked.value.report.findings]
+    assert paths == ["optimizer.class"]
+    # The harmless look-alike: the same class goes ahead.
+    again = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    start("cls1", project, config={"lr": 1e-3}, optimizer=again, model=model, resume="must")
