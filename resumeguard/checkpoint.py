@@ -137,7 +137,7 @@ def _write_shard(
     opt_state = find_optimizer_state(state)
     opt_record: Any = Unavailable("no optimizer state in the checkpoint")
     if optimizer is not None:
-        opt_record = collect_optimizer(optimizer)
+        opt_record = collect_optimizer(optimizer, model=model)
     elif opt_state is not None:
         opt_record = collect_optimizer(opt_state)
     return CheckpointRecord(
@@ -313,6 +313,7 @@ def check_state(
         model=model,
         saved_model_state=find_model_state(state),
         saved_class=getattr(checkpoint.optimizer, "cls", None),
+        saved_names=[p.name for p in getattr(checkpoint.optimizer, "params", ())],
     )
     if problems:
         lines = "; ".join(f"{p.path}: {p.message}" for p in problems[:5])

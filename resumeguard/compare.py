@@ -15,6 +15,7 @@ from deepdiff import DeepDiff
 
 from resumeguard.codechange import mark_harmless_code
 from resumeguard.collect.code import DELETED, CodeRecord
+from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
 from resumeguard.findings import Finding
 from resumeguard.fingerprint import Fingerprint
 from resumeguard.fit import one_class_finding
@@ -54,7 +55,7 @@ def compare(
     findings += _compare_section("deps", recorded.deps, current.deps, depth=2)
     findings += _compare_section("env", recorded.env, current.env, depth=1, skip={"rank"})
     findings += _compare_optimizer(recorded.optimizer, current.optimizer)
-    findings += _compare_section("model", recorded.model, current.model, depth=2, skip={"digest"})
+    findings += _compare_model(recorded, current)
     findings += mark_run_control(_diff_values("config", recorded.config, current.config, depth=1))
     return findings
 
@@ -84,25 +85,69 @@ def _compare_section(
 def _compare_optimizer(
     recorded: Record | Unavailable, current: Record | Unavailable
 ) -> list[Finding]:
-    # The state digest changes with every step; it identifies checkpoints, not the setup.
-    findings = _compare_section("optimizer", recorded, current, depth=3, skip={"state_digest"})
-    out = []
-    for f in findings:
-        parts = f.path.split(".")
-        # A fresh optimizer has no state yet: per-param state is compared at restore, not here.
-        if len(parts) >= 4 and parts[1] == "params" and parts[3] == "state":
-            continue
-        if f.path == "optimizer.cls":
-            f = explain("optimizer.class", f.recorded, f.current)
-        out.append(f)
-    return one_class_finding(out)
+    if not (isinstance(recorded, OptimizerRecord) and isinstance(current, OptimizerRecord)):
+        return _compare_section("optimizer", recorded, current, depth=3)
+    # Slot names count only where both sides have them: a record from before names were kept,
+    # or one taken without a model, cannot tell.
+    named = all(p.name for p in recorded.params) and all(p.name for p in current.params)
+    return one_class_finding(
+        _diff_values("optimizer", _setup(recorded, named), _setup(current, named), depth=3)
+    )
+
+
+def _setup(record: OptimizerRecord, named: bool) -> dict[str, Any]:
+    """What an optimizer's setup is compared by: not the state digest, which changes with every
+    step (it identifies checkpoints), nor per-param state (a fresh optimizer has none yet; the
+    restore compares it)."""
+    data = record.to_json()
+    params = [
+        {k: v for k, v in p.items() if k != "state" and (named or k != "name")}
+        for p in data["params"]
+    ]
+    return {"class": data["cls"], "groups": data["groups"], "params": params}
+
+
+def _compare_model(recorded: Fingerprint, current: Fingerprint) -> list[Finding]:
+    """Each parameter's shape and dtype, and the order they were registered in.
+
+    The order matters because an optimizer built from ``model.parameters()`` keys its state by
+    position: two equal-shaped layers that swap places pass every shape check and silently load
+    each other's moments. deepdiff compares mappings without order, so the order is compared
+    here, over the names both sides have (added or removed ones are reported on their own)."""
+    r, c = recorded.model, current.model
+    findings = _compare_section("model", r, c, depth=2, skip={"digest"})
+    if not (isinstance(r, ModelRecord) and isinstance(c, ModelRecord)):
+        return findings
+    common = set(r.params) & set(c.params)
+    before = [n for n in r.params if n in common]
+    after = [n for n in c.params if n in common]
+    moved = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    if moved:
+        # Where both optimizers name every slot, those names decide (optimizer.params.<i>.name):
+        # an optimizer built from an explicit list is untouched by the order of registration.
+        named = all(
+            isinstance(o, OptimizerRecord) and o.params and all(p.name for p in o.params)
+            for o in (recorded.optimizer, current.optimizer)
+        )
+        findings.append(
+            explain(
+                "model.order", [before[i] for i in moved], [after[i] for i in moved], context=named
+            )
+        )
+    return findings
 
 
 def _diff_values(
     prefix: str, recorded: Mapping[str, Any], current: Mapping[str, Any], *, depth: int
 ) -> list[Finding]:
-    """deepdiff two JSON values and report each change at ``depth`` path components."""
-    tree = DeepDiff(dict(recorded), dict(current), view="tree", verbose_level=2)
+    """deepdiff two JSON values and report each change at ``depth`` path components.
+
+    ``threshold_to_diff_deeper=0``: by default deepdiff reports a mapping whose keys mostly
+    changed as one replaced value, which would hide ``config.lr`` inside one ``config`` finding
+    that no rule on ``config.lr`` matches; every differing key must stay its own finding."""
+    tree = DeepDiff(
+        dict(recorded), dict(current), view="tree", verbose_level=2, threshold_to_diff_deeper=0
+    )
     seen: dict[tuple[Any, ...], None] = {}
     for changes in tree.values():
         for level in changes:

@@ -86,7 +86,7 @@ def take(
         from resumeguard.collect.optimizer import collect_model, collect_optimizer
 
         if optimizer is not None:
-            opt_record = collect_optimizer(optimizer)
+            opt_record = collect_optimizer(optimizer, model=model)
         if model is not None:
             model_record = collect_model(model)
     return Fingerprint(

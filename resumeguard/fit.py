@@ -22,6 +22,7 @@ from resumeguard.collect.optimizer import (
     dtype_name,
     expected_shape,
     json_safe,
+    param_names,
     qualified_name,
     resolve_class,
     state_dict_parts,
@@ -63,13 +64,15 @@ def check_fit(
     model: torch.nn.Module | None = None,
     saved_model_state: Mapping[str, Any] | None = None,
     saved_class: str | None = None,
+    saved_names: Sequence[str | None] = (),
 ) -> list[FitProblem]:
     """Every way optimizer state dict ``saved`` does not fit ``optimizer`` (and ``model``); no
-    tensor is loaded and nothing is stepped. ``saved_class`` is the recorded class name, if any."""
+    tensor is loaded and nothing is stepped. ``saved_class`` is the recorded class name and
+    ``saved_names`` the recorded parameter name of each slot, where known."""
     saved_groups, saved_state = state_dict_parts(saved)
     groups = optimizer.param_groups
     current_cls = qualified_name(type(optimizer))
-    names = _param_names(optimizer, model)
+    names = param_names(optimizer, model)
     problems = _check_class(saved_groups, groups, type(optimizer), saved_class)
     if saved_model_state is not None and model is not None:
         problems += _check_model(saved_model_state, model)
@@ -107,29 +110,26 @@ def check_fit(
         return one_class_finding(problems)
 
     state_problems = _Collector()
+    saved_slots = _saved_slot_names(
+        saved_groups, groups, names, model, saved_model_state, saved_names
+    )
     index = 0
     for sg, g in zip(saved_groups, groups, strict=True):
         # After loading, the checkpoint's hyperparameters are the ones in effect.
         effective = {**g, **sg}
-        # torch >= 2.6 can keep parameter names in the groups: compare them where both have them.
-        saved_names = sg.get("param_names")
-        current_names = g.get("param_names")
-        for j, (pid, param) in enumerate(zip(sg["params"], g["params"], strict=True)):
+        for pid, param in zip(sg["params"], g["params"], strict=True):
             label = names.get(id(param))
             state = saved_state.get(pid) or {}
-            if (
-                isinstance(saved_names, Sequence)
-                and isinstance(current_names, Sequence)
-                and len(saved_names) == len(current_names)
-                and saved_names[j] != current_names[j]
-            ):
+            was = saved_slots[index]
+            if was is not None and label is not None and was != label:
                 problems.append(
                     FitProblem(
                         f"optimizer.params.{index}.name",
-                        saved_names[j],
-                        current_names[j],
-                        f"param {index} was {saved_names[j]!r} in the checkpoint, now"
-                        f" {current_names[j]!r}: its state would load into another parameter",
+                        was,
+                        label,
+                        f"optimizer slot {index} held {was!r} in the checkpoint, now {label!r}:"
+                        " its state would load into another parameter (parameters registered"
+                        " in another order?)",
                         "register parameters in the recorded order: " + _SHAPE_HINT,
                     )
                 )
@@ -165,6 +165,46 @@ def hyper_overrides(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer) 
                 )
             )
     return problems
+
+
+def _saved_slot_names(
+    saved_groups: Sequence[Mapping[str, Any]],
+    groups: Sequence[Mapping[str, Any]],
+    names: Mapping[int, str],
+    model: torch.nn.Module | None,
+    saved_model_state: Mapping[str, Any] | None,
+    recorded: Sequence[str | None],
+) -> list[str | None]:
+    """The parameter name each checkpoint slot held, None where unknown: the state dict's own
+    ``param_names`` (torch >= 2.6, named optimizers), else the names recorded at save, else, for
+    a group built in the model's order (``model.parameters()``, how most scripts build it), the
+    order of those names in the checkpoint's model state dict (its keys keep registration order).
+    Equal shapes that swapped places pass every shape check; only the names tell them apart."""
+    order = {n: k for k, (n, _) in enumerate(model.named_parameters())} if model else {}
+    saved_order = [str(k) for k in saved_model_state or {} if str(k) in order]
+    out: list[str | None] = []
+    for sg, g in zip(saved_groups, groups, strict=True):
+        start = len(out)
+        given = sg.get("param_names")
+        if isinstance(given, Sequence) and len(given) == len(sg["params"]):
+            out += [str(n) for n in given]
+            continue
+        out += [
+            recorded[i] if i < len(recorded) else None
+            for i in range(start, start + len(g["params"]))
+        ]
+        current = [names.get(id(p)) for p in g["params"]]
+        if any(n is None for n in out[start:]) and all(n in order for n in current):
+            positions = [order[str(n)] for n in current]
+            if positions == sorted(positions):
+                members = set(current)
+                inferred = [n for n in saved_order if n in members]
+                if len(inferred) == len(current):
+                    out[start:] = [
+                        o if o is not None else n
+                        for o, n in zip(out[start:], inferred, strict=True)
+                    ]
+    return out
 
 
 # --- Class and hyperparameter keys ---------------------------------------------------------------
@@ -500,20 +540,6 @@ def _prefix_hint(saved: set[str], current: set[str]) -> str | None:
 
 
 # --- Helpers -------------------------------------------------------------------------------------
-
-
-def _param_names(optimizer: torch.optim.Optimizer, model: torch.nn.Module | None) -> dict[int, str]:
-    """id(param) -> its name, from the model or the optimizer's own ``param_names``."""
-    names: dict[int, str] = {}
-    for group in optimizer.param_groups:
-        group_names = group.get("param_names")
-        if isinstance(group_names, Sequence):
-            names.update(
-                {id(p): str(n) for p, n in zip(group["params"], group_names, strict=False)}
-            )
-    if model is not None:
-        names.update({id(p): n for n, p in model.named_parameters()})
-    return names
 
 
 def _short(cls: str) -> str:

@@ -6,6 +6,7 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any
 
+from resumeguard.finding_paths import require
 from resumeguard.findings import Finding
 
 Text = Callable[[str, Any, Any], str]
@@ -76,6 +77,25 @@ _TABLE: list[tuple[str, Text, Text]] = [
         lambda p, r, c: "commit it, remove it, or add it to .gitignore",
     ),
     (
+        "code.skipped.*",
+        lambda p, r, c: (
+            f"{_leaf(p, 2)}, left out of the code digest, "
+            + ("appeared" if r is None else "vanished" if c is None else "changed")
+            + f": {_short(r)} -> {_short(c)}"
+        ),
+        lambda p, r, c: (
+            f"restore {_leaf(p, 2)} as it was, or add {p} to ignore if it cannot change results"
+        ),
+    ),
+    (
+        "code.shallow",
+        lambda p, r, c: (
+            "the repository is a shallow clone: commits older than its depth are missing, so "
+            "changes since the recorded commit may be reported whole (code.diff), not per file"
+        ),
+        lambda p, r, c: "git fetch --unshallow for a per-file report",
+    ),
+    (
         "code.submodules.*",
         _version_change("submodule {leaf}"),
         lambda p, r, c: f"run `git submodule update` to check out {_short(r)} again",
@@ -133,6 +153,36 @@ _TABLE: list[tuple[str, Text, Text]] = [
         lambda p, r, c: (
             "the model's parameters changed: the recorded optimizer state no "
             "longer fits; start a new run"
+        ),
+    ),
+    (
+        "optimizer.params.*.name",
+        lambda p, r, c: (
+            f"optimizer slot {p.split('.')[2]} held {_short(r)} when recorded, now {_short(c)}: "
+            "its state would load into another parameter"
+        ),
+        lambda p, r, c: (
+            "register the layers in the recorded order (or build the optimizer from the same "
+            "parameter list), or start a new run"
+        ),
+    ),
+    (
+        "model.order",
+        lambda p, r, c: (
+            f"parameters registered in another order ({', '.join(map(str, r or []))} moved): "
+            "an optimizer keeps its state by position, so each would get another's moments"
+        ),
+        lambda p, r, c: "assign the layers in __init__ in the recorded order, or start a new run",
+    ),
+    (
+        "policy.rules",
+        lambda p, r, c: (
+            "the repository's resumeguard policy changed since the run was recorded "
+            f"({_short(r)} -> {_short(c)}); the recorded policy judges this resume"
+        ),
+        lambda p, r, c: (
+            "to resume under the new rules, pass them explicitly: --policy FILE "
+            "(or policy= in init/guard, or RESUMEGUARD_POLICY)"
         ),
     ),
     (
@@ -199,7 +249,9 @@ _TABLE: list[tuple[str, Text, Text]] = [
 
 
 def explain(path: str, recorded: Any, current: Any, *, context: bool = False) -> Finding:
-    """A finding at ``path`` with the message and hint of the first matching row."""
+    """A finding at ``path`` (a registered finding path) with the message and hint of the first
+    matching row."""
+    require(path)
     for pattern, message, hint in _TABLE:
         if fnmatch.fnmatchcase(path, pattern):
             return Finding(

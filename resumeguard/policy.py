@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from resumeguard import finding_paths
 from resumeguard.errors import BadInput
 from resumeguard.findings import Finding, Judged, Severity
 
@@ -30,7 +31,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SECTIONS = ("code", "deps", "optimizer", "model", "checkpoint", "config", "env", "run")
 LEVELS = ("ignore", "info", "warn", "block")
 
 
@@ -60,6 +60,9 @@ class Rule:
 
 def _preset(name: str, default: Severity, rules: Mapping[str, Severity]) -> Policy:
     source = f"preset {name}"
+    dead = [p for p in rules if not finding_paths.can_match(p)]
+    if dead:  # a preset rule that can never apply is a bug, caught at import
+        raise AssertionError(f"{source}: rules {dead} match no registered finding path")
     return Policy(
         name=name,
         default=default,
@@ -119,6 +122,7 @@ PRESETS: dict[str, Policy] = {
         B,
         {
             "code.root": INFO,
+            "code.shallow": INFO,
             "code.remote": W,
             "code.branch": W,
             "code.submodules.*": B,
@@ -126,8 +130,7 @@ PRESETS: dict[str, Policy] = {
             "deps.requirement_files.*": INFO,
             "deps.platform": W,
             "env.device_names": W,
-            "env.rank": INFO,
-            "checkpoint.step": W,
+            "run.step": W,
         },
     ),
     # Block only what breaks training mechanically or loses data; warn about the rest.
@@ -136,13 +139,13 @@ PRESETS: dict[str, Policy] = {
         W,
         {
             "code.root": INFO,
+            "code.shallow": INFO,
             "deps.requirement_files.*": INFO,
-            "env.rank": INFO,
             "optimizer.*": B,
             "model.*": B,
             "checkpoint.*": B,
-            "checkpoint.step": W,
             "run.*": B,
+            "run.step": W,
         },
     ),
 }
@@ -211,9 +214,15 @@ def _from_table(data: Mapping[str, Any], *, source: str, file_given: bool) -> Po
 
 
 def _check_pattern(pattern: str, source: str) -> None:
-    head = pattern.split(".", 1)[0]
-    if head not in SECTIONS and not fnmatch.filter(SECTIONS, head):
-        raise BadInput(
-            f"{source}: rule {pattern!r} matches no finding path; paths start with "
-            f"{', '.join(SECTIONS)} (e.g. 'code.files.docs/**')"
-        )
+    """BadInput for a rule that no finding path resumeguard emits can match (a typo would
+    otherwise leave the finding it meant at another severity, silently)."""
+    if finding_paths.can_match(pattern):
+        return
+    suggestion = finding_paths.nearest(pattern)
+    if suggestion is not None:
+        advice = f"did you mean {suggestion!r}?"
+    elif finding_paths.section_paths(pattern):
+        advice = "paths there: " + ", ".join(finding_paths.section_paths(pattern))
+    else:
+        advice = f"paths start with {', '.join(finding_paths.SECTIONS)} (e.g. 'code.files.docs/**')"
+    raise BadInput(f"{source}: rule {pattern!r} matches no finding path; {advice}")

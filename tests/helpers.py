@@ -34,6 +34,19 @@ def make_repo(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def offline_project(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, str] | None = None,
+) -> Path:
+    """A committed repository as the working directory, with W&B offline runs beside it."""
+    repo = make_repo(tmp_path / "proj", files or {"train.py": "x = 1\n", ".gitignore": "*.pt\n"})
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    (tmp_path / "wb").mkdir()
+    return repo
+
+
 def write(root: Path, files: dict[str, str]) -> None:
     """Write files below ``root``, making folders."""
     for rel, text in files.items():

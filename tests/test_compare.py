@@ -9,8 +9,9 @@ from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.env import EnvRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord, ParamRecord
 from resumeguard.compare import compare
+from resumeguard.findings import Severity
 from resumeguard.fingerprint import Fingerprint, from_json
-from resumeguard.policy import preset
+from resumeguard.policy import Rule, preset
 from resumeguard.record import Unavailable
 from resumeguard.report import build
 
@@ -157,3 +158,30 @@ def test_new_commit_without_history_reports_the_commit_whole() -> None:
     current = dataclasses.replace(base(), code=dataclasses.replace(code, commit="b" * 40))
     [f] = compare(base(), current)
     assert f.path == "code.commit" and not f.context
+
+
+def test_a_mostly_changed_mapping_is_one_finding_per_key() -> None:
+    # Most keys renamed: deepdiff's default would report the whole config as one change.
+    recorded = dataclasses.replace(base(), config={"lr": 0.1, "a": 1, "b": 2, "c": 3})
+    current = dataclasses.replace(base(), config={"lr": 0.2, "d": 1, "e": 2, "f": 3})
+    assert sorted(paths(recorded, current)) == sorted(f"config.{k}" for k in ["lr", *"abcdef"])
+    warn_lr = preset("strict").with_rules([Rule("config.lr", Severity.WARN, "test")])
+    judged = {
+        j.finding.path: j.severity for j in build("r", compare(recorded, current), warn_lr).findings
+    }
+    assert judged["config.lr"] is Severity.WARN
+    assert judged["config.d"] is Severity.BLOCK
+
+
+def test_a_mostly_changed_record_mapping_is_one_finding_per_key() -> None:
+    deps = base().deps
+    assert isinstance(deps, DepsRecord)
+    recorded = dataclasses.replace(
+        base(), deps=dataclasses.replace(deps, installed={"torch": "2.13.0", "a": "1", "b": "1"})
+    )
+    current = dataclasses.replace(
+        base(), deps=dataclasses.replace(deps, installed={"torch": "2.14.0", "c": "1", "d": "1"})
+    )
+    assert sorted(paths(recorded, current)) == [
+        f"deps.installed.{k}" for k in ["a", "b", "c", "d", "torch"]
+    ]

@@ -53,3 +53,66 @@ def test_installed_and_torch_versions_without_running_pip() -> None:
     assert deps.torch == torch.__version__
     assert deps.cuda == torch.version.cuda
     assert canonical_name("Pip_Requirements.Parser") == "pip-requirements-parser"
+
+
+def test_two_lines_of_one_distribution_are_two_entries(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text(
+        "torch==2.13.0; sys_platform == 'linux'\n"
+        "torch==2.12.0; sys_platform == 'darwin'\n"
+        "Rich_Text==1.0\n"
+    )
+    reqs = collect_deps(tmp_path).requirements
+    assert reqs == {
+        'torch;sys_platform == "darwin"': 'torch==2.12.0; sys_platform == "darwin"',
+        'torch;sys_platform == "linux"': 'torch==2.13.0; sys_platform == "linux"',
+        "rich-text": "Rich_Text==1.0",
+    }
+
+
+def test_one_distribution_in_two_files_is_two_entries(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("numpy==2.0\n-r requirements-extra.txt\n")
+    (tmp_path / "requirements-extra.txt").write_text("numpy<3\n")
+    reqs = collect_deps(tmp_path).requirements
+    # Also included by the other file: each line is counted once, where it is.
+    assert reqs == {
+        "numpy@requirements-extra.txt": "numpy<3",
+        "numpy@requirements.txt": "numpy==2.0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "changed"),
+    [
+        # The second line of a name changes: a finding at its own entry.
+        (
+            "torch==2.13.0; sys_platform == 'linux'\ntorch==2.12.0; sys_platform == 'darwin'\n",
+            "torch==2.13.0; sys_platform == 'linux'\ntorch==2.11.0; sys_platform == 'darwin'\n",
+            ['deps.requirements.torch;sys_platform == "darwin"'],
+        ),
+        # The first line changes.
+        (
+            "torch==2.13.0; sys_platform == 'linux'\ntorch==2.12.0; sys_platform == 'darwin'\n",
+            "torch==2.14.0; sys_platform == 'linux'\ntorch==2.12.0; sys_platform == 'darwin'\n",
+            ['deps.requirements.torch;sys_platform == "linux"'],
+        ),
+        # Only a comment and the order of lines moved: nothing to report.
+        (
+            "torch==2.13.0; sys_platform == 'linux'\ntorch==2.12.0; sys_platform == 'darwin'\n",
+            "# pins\ntorch==2.12.0; sys_platform == 'darwin'\n"
+            "torch==2.13.0; sys_platform == 'linux'\n",
+            [],
+        ),
+    ],
+)
+def test_changing_either_line_is_a_finding(
+    tmp_path: Path, before: str, after: str, changed: list[str]
+) -> None:
+    from resumeguard.compare import compare
+    from resumeguard.fingerprint import take
+
+    (tmp_path / "requirements.txt").write_text(before)
+    recorded = take(repo=None, requirements=[tmp_path / "requirements.txt"])
+    (tmp_path / "requirements.txt").write_text(after)
+    current = take(repo=None, requirements=[tmp_path / "requirements.txt"])
+    found = [f.path for f in compare(recorded, current) if f.path.startswith("deps.requirements")]
+    assert found == changed

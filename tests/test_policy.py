@@ -34,8 +34,9 @@ def test_default_preset_is_strict() -> None:
 def test_lenient_warns_code_but_blocks_optimizer() -> None:
     assert severity("lenient", "code.files.src/train.py") is Severity.WARN
     assert severity("lenient", "optimizer.params.3.shape") is Severity.BLOCK
-    assert severity("lenient", "checkpoint.digest") is Severity.BLOCK
-    assert severity("lenient", "checkpoint.step") is Severity.WARN
+    assert severity("lenient", "checkpoint.ckpt.pt.size") is Severity.BLOCK
+    assert severity("lenient", "run.step") is Severity.WARN
+    assert severity("strict", "run.step") is Severity.WARN
 
 
 def test_user_rule_beats_preset(tmp_path: Path) -> None:

@@ -315,7 +315,9 @@ def test_hyperparameter_override_is_warned(saved, caplog) -> None:
     run.finish()
 
 
-def test_step_regression_blocks_under_strict(saved, project: Path, caplog) -> None:
+def test_step_regression_warns_under_strict_and_blocks_by_rule(
+    saved, project: Path, caplog
+) -> None:
     run, _, model, opt = saved
     for step in range(3, 10):
         run.log({"loss": 1.0}, step=step)
@@ -323,15 +325,16 @@ def test_step_regression_blocks_under_strict(saved, project: Path, caplog) -> No
         run, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 9}, "late.pt"
     )
     run.finish()
-    resumed = start("ckpt1", project, resume="must")
+    # A rule given at init holds for the restore too: here the gap blocks.
+    no_gap = preset("strict").with_rules([Rule("run.step", Severity.BLOCK, "test")])
+    resumed = start("ckpt1", project, resume="must", policy=no_gap)
     with pytest.raises(resumeguard.ResumeBlocked) as info:
         resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
     [finding] = info.value.report.blocking
     assert finding.path == "run.step" and "late.pt" in finding.hint
     resumed.finish()
-    # The policy given at init holds for the restore too: the gap is accepted with a warning.
-    gap_ok = preset("strict").with_rules([Rule("run.step", Severity.WARN, "test")])
-    resumed = start("ckpt1", project, resume="must", policy=gap_ok)
+    # strict, as README promises, warns about the gap and restores.
+    resumed = start("ckpt1", project, resume="must")
     with caplog.at_level("WARNING", logger="resumeguard"):
         state = resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
     assert state["step"] == 2

@@ -8,9 +8,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import platform
-import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from resumeguard.collect import torch_or_none
 from resumeguard.errors import BadInput
@@ -39,7 +40,9 @@ class DepsRecord(Record):
     cudnn: str | None = None
     """cuDNN version torch loads, None for builds without it."""
     requirements: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Canonical name (or "url:<link>" for unnamed lines) -> the requirement as one line."""
+    """One entry per requirement line: canonical name (or "url:<link>" for unnamed lines) -> the
+    line. A name on several lines (other markers, other files) gets one entry per line, the key
+    qualified as ``<name>@<file>`` and/or ``<name>;<marker>`` (see :func:`line_keys`)."""
     requirement_files: dict[str, str] = dataclasses.field(default_factory=dict)
     """Requirement file (relative to the repo root where possible) -> its digest."""
     installed: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -48,7 +51,46 @@ class DepsRecord(Record):
 
 def canonical_name(name: str) -> str:
     """PEP 503 normalised project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return str(canonicalize_name(name))
+
+
+@dataclasses.dataclass(frozen=True)
+class RequirementLine:
+    """One requirement line as read, before it gets its key in the record."""
+
+    name: str
+    """Canonical name, or "url:<link>" for a line without one."""
+    file: str
+    """The file it is in (relative to the repository root where possible)."""
+    marker: str
+    """Its environment marker, "" when none."""
+    text: str
+    """The requirement as one normalised line."""
+
+
+def line_keys(lines: Sequence[RequirementLine]) -> dict[str, str]:
+    """Record keys for requirement lines: the name alone where it is on one line; else qualified
+    by file (when the lines are in several files) and marker (when their markers differ), so
+    that two lines of one distribution stay two entries and a change to either is a finding."""
+    by_name: dict[str, list[RequirementLine]] = {}
+    for line in lines:
+        by_name.setdefault(line.name, []).append(line)
+    keys: dict[str, str] = {}
+    for name, group in by_name.items():
+        several_files = len({g.file for g in group}) > 1
+        several_markers = len({g.marker for g in group}) > 1
+        named: dict[str, list[RequirementLine]] = {}
+        for line in group:
+            key = name
+            if len(group) > 1 and several_files:
+                key += f"@{line.file}"
+            if len(group) > 1 and several_markers and line.marker:
+                key += f";{line.marker}"
+            named.setdefault(key, []).append(line)
+        for key, same in named.items():
+            for n, line in enumerate(same, start=1):
+                keys[key if len(same) == 1 else f"{key}#{n}"] = line.text
+    return dict(sorted(keys.items()))
 
 
 def collect_deps(
@@ -98,7 +140,8 @@ def _parse_requirements(
 ) -> tuple[dict[str, str], dict[str, str]]:
     from pip_requirements_parser import RequirementsFile
 
-    reqs: dict[str, str] = {}
+    lines: dict[tuple[str, int | None], RequirementLine] = {}
+    invalid: dict[str, str] = {}
     digests: dict[str, str] = {}
     for path in files:
         try:
@@ -107,19 +150,26 @@ def _parse_requirements(
             raise BadInput(f"cannot parse requirements file {path}: {e}") from e
         seen_files = {str(path)}
         for req in parsed.requirements:
-            seen_files.add(req.filename or str(path))
-            key = canonical_name(req.name) if req.name else f"url:{req.link or req.line}"
-            # One canonical line keeps markers, extras, hashes and editable/VCS forms as they are.
-            reqs[key] = " ".join(req.dumps().replace("\\\n", " ").split())
+            filename = req.filename or str(path)
+            seen_files.add(filename)
+            rel = _rel(filename, root)
+            # Keyed by place: a file included twice (or also named) still counts its lines once.
+            lines[(rel, req.line_number)] = RequirementLine(
+                name=canonical_name(req.name) if req.name else f"url:{req.link or req.line}",
+                file=rel,
+                marker=str(req.marker) if req.marker else "",
+                # One canonical line keeps markers, extras, hashes and editable/VCS forms.
+                text=" ".join(req.dumps().replace("\\\n", " ").split()),
+            )
         for bad in parsed.invalid_lines:
             line = bad.requirement_line
-            reqs[f"invalid:{_rel(line.filename, root)}:{line.line_number}"] = line.line.strip()
+            invalid[f"invalid:{_rel(line.filename, root)}:{line.line_number}"] = line.line.strip()
         for option in parsed.options:
             seen_files.add(option.requirement_line.filename)
         for name in sorted(seen_files):
             if Path(name).is_file():
                 digests[_rel(name, root)] = digest_file(name)[0]
-    return dict(sorted(reqs.items())), digests
+    return dict(sorted({**line_keys(list(lines.values())), **invalid}.items())), digests
 
 
 def _rel(name: str, root: str | Path | None) -> str:

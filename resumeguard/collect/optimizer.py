@@ -28,6 +28,9 @@ class ParamRecord(Record):
     """The parameter's dtype name (e.g. "float32"), or None when unknown."""
     state: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     """Per-state-key {"shape": [...], "dtype": "..."} for tensors, {"value": x} for scalars."""
+    name: str | None = None
+    """The model's name for the parameter in this slot (the optimizer keys its state by slot);
+    None when unknown (no model given, or a record from before names were kept)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,10 +393,48 @@ def _state_tensors(params: Sequence[_Param]) -> Iterator[tuple[str, torch.Tensor
                         yield f"{i}.{key}.{j}", item
 
 
+def param_names(
+    optimizer: torch.optim.Optimizer, model: torch.nn.Module | None = None
+) -> dict[int, str]:
+    """id(param) -> its name, from the model or the optimizer's own ``param_names``."""
+    names: dict[int, str] = {}
+    for group in optimizer.param_groups:
+        group_names = group.get("param_names")
+        if isinstance(group_names, Sequence):
+            names.update(
+                {id(p): str(n) for p, n in zip(group["params"], group_names, strict=False)}
+            )
+    if model is not None:
+        names.update({id(p): n for n, p in model.named_parameters()})
+    return names
+
+
+def slot_names(source: torch.optim.Optimizer | Mapping[str, Any], model: Any = None) -> list[Any]:
+    """The parameter name in each optimizer slot (group order), None where unknown."""
+    import torch
+
+    if isinstance(source, torch.optim.Optimizer):
+        names = param_names(source, model)
+        return [names.get(id(p)) for g in source.param_groups for p in g["params"]]
+    groups, _ = state_dict_parts(source)
+    out: list[Any] = []
+    for g in groups:
+        given = g.get("param_names")
+        if isinstance(given, Sequence) and len(given) == len(g["params"]):
+            out += [str(n) for n in given]
+        else:
+            out += [None] * len(g["params"])
+    return out
+
+
 def collect_optimizer(
-    source: torch.optim.Optimizer | Mapping[str, Any], *, cls: str | None = None
+    source: torch.optim.Optimizer | Mapping[str, Any],
+    *,
+    cls: str | None = None,
+    model: torch.nn.Module | None = None,
 ) -> OptimizerRecord:
-    """Record a live optimizer or its ``state_dict()``; ``cls`` overrides the class name.
+    """Record a live optimizer or its ``state_dict()``; ``cls`` overrides the class name;
+    ``model`` names the parameter in each slot.
 
     Parameters without state (not stepped yet, or held by another shard) are recorded too.
     """
@@ -407,8 +448,9 @@ def collect_optimizer(
             cls = infer_class(groups)
     spec = state_specs().get(cls) if cls else None
     flat = [p for params in grouped for p in params]
+    names = slot_names(source, model)
     records = []
-    for param in flat:
+    for param, name in zip(flat, names, strict=True):
         state = {str(k): state_entry(v) for k, v in param.state.items()}
         if param.tensor is not None:
             shape: tuple[int, ...] | None = tuple(param.tensor.shape)
@@ -416,7 +458,7 @@ def collect_optimizer(
         else:
             found = _shape_from_state(param.state, spec)
             shape, dtype = found if found else (None, None)
-        records.append(ParamRecord(shape=shape, dtype=dtype, state=state))
+        records.append(ParamRecord(shape=shape, dtype=dtype, state=state, name=name))
     return OptimizerRecord(
         cls=cls,
         groups=[
