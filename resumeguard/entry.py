@@ -27,8 +27,8 @@ from resumeguard.report import Report
 from resumeguard.runrecord import (
     RunRecord,
     new_record,
-    record_from_json,
     resume_entry,
+    verified_record,
 )
 from resumeguard.stores.layout import CONFIG_KEY, LIVE_SECONDS, RECORD_FILE, parse_time
 
@@ -122,7 +122,8 @@ def check_resume(
             f"run {ref} has no resumeguard record, so this resume cannot be checked; adopt it "
             f"with `resumeguard record --run-id {ref}` from the run's code and environment"
         )
-    record = record_from_json(stored.record, source=f"{RECORD_FILE} of run {ref}")
+    record = verified_record(stored, source=f"{RECORD_FILE} of run {ref}")
+    assert record is not None
     recorded = record.fingerprint
     # Config keys not passed now keep their recorded value in W&B: only passed keys can differ.
     current = take(
@@ -163,7 +164,7 @@ def live_copy(state: str, heartbeat: str | None) -> Finding | None:
     if state != "running" or beat is None:
         return None
     age = (dt.datetime.now(dt.timezone.utc) - beat).total_seconds()
-    if age > LIVE_SECONDS:
+    if abs(age) > LIVE_SECONDS:  # stale, or from the future: no sign of life
         return None
     return explain("run.live", f"running (heartbeat {int(age)} s ago)", "starting again")
 
@@ -277,8 +278,8 @@ def ensure_recorded(
 
         store, ref = store_for_run(run)
         stored = store.fetch(ref)
-        if stored.record is not None:
-            record = record_from_json(stored.record)
+        record = verified_record(stored, source=f"{RECORD_FILE} of run {ref}")
+        if record is not None:
             attach(run, record)
             return record
     config = {k: v for k, v in dict(run.config).items() if k != CONFIG_KEY}

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from resumeguard import bounded
 from resumeguard._version import __version__
 from resumeguard.collect.code import CodeRecord
 from resumeguard.collect.deps import DepsRecord
@@ -118,34 +119,40 @@ def from_json(data: Any, *, source: str = "fingerprint") -> Fingerprint:
         raise BadInput(f"{source}: not a resumeguard fingerprint (expected a JSON object)")
     if "fingerprint" in data and isinstance(data["fingerprint"], Mapping):
         data = data["fingerprint"]  # a full run record (resumeguard.json) holds one
-    schema = data.get("schema")
-    if schema is None or "code" not in data or "deps" not in data:
+    if data.get("schema") is None or "code" not in data or "deps" not in data:
         raise BadInput(
             f"{source}: not a resumeguard fingerprint (no schema/code/deps keys); "
             "make one with `resumeguard fingerprint --json`"
         )
-    if not isinstance(schema, int) or schema > SCHEMA:
-        raise BadInput(
-            f"{source}: fingerprint schema {schema!r} is newer than this resumeguard "
-            f"understands ({SCHEMA}); upgrade resumeguard"
-        )
+    check_schema(data["schema"], f"{source}: fingerprint")
     try:
+        bounded.check_tree(data)
         return Fingerprint.from_json(_migrate(dict(data)))
-    except (TypeError, KeyError, ValueError) as e:
-        raise BadInput(f"{source}: malformed fingerprint ({e})") from e
+    except ValueError as e:
+        raise BadInput(f"{source}: malformed fingerprint ({e})") from None
+
+
+def check_schema(schema: object, what: str) -> None:
+    """BadInput unless ``schema`` is a schema version this resumeguard reads (1..SCHEMA)."""
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+        shown = repr(schema) if len(repr(schema)) < 30 else repr(schema)[:27] + "..."
+        raise BadInput(f"{what} schema {shown} is not a schema version (1 to {SCHEMA})")
+    if schema > SCHEMA:
+        raise BadInput(
+            f"{what} schema {schema} is newer than this resumeguard understands ({SCHEMA}); "
+            "upgrade resumeguard"
+        )
 
 
 def load(path: str | Path) -> Fingerprint:
     """Read a fingerprint JSON file."""
     p = Path(path)
     try:
-        text = p.read_text()
+        data = bounded.read_json(p)
     except OSError as e:
-        raise BadInput(f"cannot read {p}: {e.strerror or e}") from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadInput(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from e
+        raise BadInput(f"cannot read {p}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise BadInput(f"{p}: {e}") from None
     return from_json(data, source=str(p))
 
 

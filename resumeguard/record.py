@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import types
-import typing
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -29,6 +28,16 @@ class Unavailable:
         """Serialise as ``{"unavailable": reason}``."""
         return {"unavailable": self.reason}
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """Validation of the JSON form ``{"unavailable": "why"}`` (see :meth:`Record.from_json`)."""
+        from pydantic_core import core_schema as cs
+
+        form = cs.typed_dict_schema(
+            {"unavailable": cs.typed_dict_field(cs.str_schema())}, extra_behavior="forbid"
+        )
+        return cs.no_info_after_validator_function(lambda d: cls(d["unavailable"]), form)
+
 
 def is_unavailable(data: object) -> bool:
     """True for the JSON form of :class:`Unavailable`."""
@@ -46,22 +55,35 @@ class Record:
         return {f.name: _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_json(cls: type[R], data: Mapping[str, JSON]) -> R:
-        """Build from ``to_json`` output; unknown keys are ignored, missing ones take defaults."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"{cls.kind}: expected an object, got {type(data).__name__}")
-        hints = _hints(cast(type, cls))
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name in data:
-                kwargs[f.name] = _load(hints.get(f.name), data[f.name])
-        return cls(**kwargs)
+    def from_json(cls: type[R], data: Any) -> R:
+        """Build from ``to_json`` output, validated field by field: unknown keys are ignored,
+        missing ones take defaults, a wrong type is a ValueError naming the field's path."""
+        from pydantic import ValidationError
+
+        try:
+            text = json.dumps(data, allow_nan=False)
+            return cast(R, _adapter(cast(type, cls)).validate_json(text, strict=True))
+        except ValidationError as e:
+            raise ValueError(_describe(e)) from None
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    """A record class's resolved field types (resolving is slow; records are many)."""
-    return typing.get_type_hints(cls)
+def _adapter(cls: type) -> Any:
+    """A pydantic validator of a record class (building one is slow, records are many)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(cls)
+
+
+def _describe(error: Any) -> str:
+    """The first problem of a pydantic ValidationError as one line: "path: what (got X)"."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-")) or "top"
+    got = json.dumps(first.get("input"), default=str)
+    got = got if len(got) <= 40 else got[:37] + "..."
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {first['msg'].lower()} (got {got}){more}"
 
 
 def _dump(value: Any) -> JSON:
@@ -72,25 +94,3 @@ def _dump(value: Any) -> JSON:
     if isinstance(value, (list, tuple)):
         return [_dump(v) for v in value]
     return value
-
-
-def _load(hint: Any, value: JSON) -> Any:
-    """Rebuild nested records from a type hint such as ``CodeRecord | Unavailable``."""
-    if is_unavailable(value):
-        return Unavailable(value["unavailable"])
-    for arg in typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else (hint,):
-        if isinstance(arg, type) and issubclass(arg, Record) and isinstance(value, Mapping):
-            return arg.from_json(value)
-        if typing.get_origin(arg) is not None and typing.get_origin(hint) in _UNIONS:
-            return _load(arg, value)
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (list, tuple) and isinstance(value, list):
-        item = args[0] if args else Any
-        items = [_load(item, v) for v in value]
-        return tuple(items) if origin is tuple else items
-    if origin is dict and isinstance(value, Mapping) and len(args) == 2:
-        return {k: _load(args[1], v) for k, v in value.items()}
-    return value
-
-
-_UNIONS = (typing.Union, types.UnionType)

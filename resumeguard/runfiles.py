@@ -6,7 +6,6 @@ The only writer of run state; nothing here touches the user's config keys or fil
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
@@ -17,7 +16,7 @@ from resumeguard import atomic
 from resumeguard.errors import BadInput
 from resumeguard.policy import Policy
 from resumeguard.runrecord import RunRecord, now
-from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE
+from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE, read_state
 
 HEARTBEAT_SECONDS = 30.0
 """How often a guarded run refreshes its heartbeat (a live copy is one with a fresh heartbeat)."""
@@ -53,15 +52,20 @@ def publish(run: Any, record: RunRecord, *, policy: Policy | None = None) -> Non
             f"run.config[{CONFIG_KEY!r}] is already used by your code; rename that config key "
             "(resumeguard owns this one key and never overwrites yours)"
         )
-    path = Path(run.dir) / RECORD_FILE
-    atomic.write_json(path, record.to_json())
-    run.save(str(path), base_path=run.dir, policy="now")
-    run.config.update({CONFIG_KEY: record.compact()}, allow_val_change=True)
+    # The config names the record by digest (and keeps the one before): it goes first, so a
+    # process killed in between leaves a record the config still accepts.
+    compact = record.compact()
+    if isinstance(existing, dict) and existing.get("record_digest") != compact["record_digest"]:
+        compact["previous_record_digest"] = existing.get("record_digest")
+    run.config.update({CONFIG_KEY: compact}, allow_val_change=True)
     if getattr(run, "offline", False):
         # Offline, W&B keeps the config only inside its binary log: leave a readable copy.
         from resumeguard.stores.offline import write_config_sidecar
 
         write_config_sidecar(run.dir, {k: v for k, v in run.config.items() if k != "_wandb"})
+    path = Path(run.dir) / RECORD_FILE
+    atomic.write_json(path, record.to_json())
+    run.save(str(path), base_path=run.dir, policy="now")
     with _lock:
         _records[_key(run)] = record
         if policy is not None:
@@ -76,13 +80,11 @@ def save_run_file(run: Any, path: Path) -> None:
 def write_state(run: Any, *, state: str = "running") -> None:
     """Refresh ``resumeguard-state.json``: last step, heartbeat, and who holds the run."""
     path = Path(run.dir) / STATE_FILE
-    previous: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, ValueError):
-            previous = {}
-    last = previous.get("step")
+    try:
+        previous = read_state(path)
+    except BadInput:
+        previous = None  # damaged: this process's own state replaces it
+    last = previous.step if previous is not None else None
     # run.step is the step W&B is at: logs at it are still accepted, so the last one that
     # counts as logged is one below.
     current = getattr(run, "step", None)

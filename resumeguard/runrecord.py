@@ -7,17 +7,20 @@ import dataclasses
 import datetime as dt
 import os
 import socket
+from collections.abc import Mapping
 from typing import Any
 
+from resumeguard import bounded
 from resumeguard.collect.code import CodeRecord
 from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
-from resumeguard.errors import BadInput
-from resumeguard.fingerprint import NOT_GIVEN, SCHEMA, Fingerprint
+from resumeguard.errors import BadInput, Unverifiable
+from resumeguard.fingerprint import NOT_GIVEN, SCHEMA, Fingerprint, check_schema
 from resumeguard.fingerprint import from_json as fingerprint_from_json
 from resumeguard.hashing import digest_json
 from resumeguard.record import Record, Unavailable
-from resumeguard.stores.layout import RECORD_FILE
+from resumeguard.stores.interface import StoredRun
+from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
 
 CHECKPOINT_DIR = "resumeguard/checkpoints"
 """Where checkpoint copies live inside the run's files directory."""
@@ -57,6 +60,25 @@ class CheckpointRecord(Record):
     """The torch.distributed rank that wrote this file; None outside a distributed world."""
     shards: tuple[CheckpointRecord, ...] = ()
     """Every rank's shard (this record is rank 0's), when each rank saved its own file."""
+
+    def __post_init__(self) -> None:
+        """Refuse what no save writes: a copy outside the run's checkpoint folder, a negative
+        size, step or rank (records are read from run directories others can edit)."""
+        if self.file and not is_run_copy_name(self.file):
+            raise ValueError(f"file {self.file[:80]!r} is not inside {CHECKPOINT_DIR}/ of the run")
+        for what, value in (("size", self.size), ("step", self.step), ("rank", self.rank)):
+            if value is not None and value < 0:
+                raise ValueError(f"{what} {value} is negative")
+
+
+def is_run_copy_name(name: str) -> bool:
+    """True for a relative path below :data:`CHECKPOINT_DIR` that cannot climb out of it."""
+    parts = name.replace("\\", "/").split("/")
+    return (
+        name.startswith(CHECKPOINT_DIR + "/")
+        and "\0" not in name
+        and all(part not in ("", ".", "..") for part in parts)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,18 +163,49 @@ def new_record(fingerprint: Fingerprint) -> RunRecord:
 
 
 def record_from_json(data: Any, *, source: str = RECORD_FILE) -> RunRecord:
-    """Read a run record (or a bare fingerprint, for records adopted by hand)."""
+    """Read a run record (or a bare fingerprint, for records adopted by hand), validated field
+    by field; BadInput with one line naming the first bad field."""
     if not isinstance(data, dict):
         raise BadInput(f"{source}: not a resumeguard record (expected a JSON object)")
-    fp = fingerprint_from_json(data.get("fingerprint", data), source=source)
     try:
-        checkpoints = {
-            str(k): CheckpointRecord.from_json(v) for k, v in data.get("checkpoints", {}).items()
-        }
-        resumes = tuple(ResumeEntry.from_json(r) for r in data.get("resumes", []))
-    except (TypeError, KeyError) as e:
-        raise BadInput(f"{source}: malformed checkpoint or resume entry ({e})") from e
-    return RunRecord(fingerprint=fp, checkpoints=checkpoints, resumes=resumes)
+        bounded.check_tree(data)
+    except ValueError as e:
+        raise BadInput(f"{source}: malformed record ({e})") from None
+    if "fingerprint" in data:
+        check_schema(data.get("schema", SCHEMA), f"{source}: record")
+    fp = fingerprint_from_json(data.get("fingerprint", data), source=source)
+    body = {key: data[key] for key in ("checkpoints", "resumes") if key in data}
+    try:
+        return RunRecord.from_json({**body, "fingerprint": fp.to_json()})
+    except ValueError as e:
+        raise BadInput(f"{source}: malformed record ({e})") from None
+
+
+def verified_record(stored: StoredRun, *, source: str) -> RunRecord | None:
+    """A stored run's record, validated, and the very one its config names by digest (or the
+    one before it, which a process killed while publishing leaves); None when it has none.
+
+    The digest in ``config["resumeguard"]`` is what makes a replaced ``resumeguard.json`` (say,
+    another run's record with its checkpoint digests edited to match swapped copies) show: a
+    record that does not match it cannot be trusted, so the resume is unverifiable."""
+    if stored.record is None:
+        return None
+    record = record_from_json(stored.record, source=source)
+    compact = stored.config.get(CONFIG_KEY)
+    compact = compact if isinstance(compact, Mapping) else {}
+    named = {compact.get("record_digest"), compact.get("previous_record_digest")} - {None}
+    if not named:
+        raise Unverifiable(
+            f"{source} cannot be verified: the run config has no {CONFIG_KEY}.record_digest "
+            "to check it against; adopt the run again with `resumeguard record --force`"
+        )
+    if digest_json(stored.record) not in named:
+        raise Unverifiable(
+            f"{source} is not the record the run config names (record_digest "
+            f"{str(compact.get('record_digest'))[:19]}...): it was replaced or edited; restore "
+            "the original, or adopt the run again with `resumeguard record --force`"
+        )
+    return record
 
 
 def now() -> str:

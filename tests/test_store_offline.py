@@ -235,7 +235,7 @@ def test_corrupt_newest_record_is_bad_input(scratch: Path) -> None:
     store = OfflineStore(scratch)
     newest = Path(store.fetch(RunRef("spread")).location)
     (newest / "files" / layout.RECORD_FILE).write_text("{truncated")
-    with pytest.raises(BadInput, match="not a readable JSON object"):
+    with pytest.raises(BadInput, match="damaged: not valid JSON"):
         store.fetch(RunRef("spread"))
 
 
@@ -268,7 +268,7 @@ def state(state: str, minutes_ago: float, **extra: Any) -> dict[str, Any]:
         (state("running", 1, host=socket.gethostname(), pid=os.getpid()), "running"),
         (state("running", 1, host=socket.gethostname(), pid=2**22 + 12345), "crashed"),
         (state("running", 1, host="other-host", pid=2**22 + 12345), "running"),
-        ("{not json", "unknown"),
+        (state("running", -60), "unknown"),  # a heartbeat from the future is no sign of life
         ({"state": "running"}, "unknown"),
     ],
 )
@@ -276,6 +276,13 @@ def test_state_from_state_file(tmp_path: Path, content: Any, expected: str) -> N
     make_dir(tmp_path, "offline-run-20240501_115000-r1", "r1", **{layout.STATE_FILE: content})
     store = OfflineStore(tmp_path, stale_after_s=600, now=lambda: NOW)
     assert store.fetch(RunRef("r1")).state == expected
+
+
+@pytest.mark.parametrize("content", ["{not json", {"state": 5}, {"pid": "x"}, {"step": -1}, []])
+def test_damaged_state_file_is_bad_input(tmp_path: Path, content: Any) -> None:
+    make_dir(tmp_path, "offline-run-20240501_115000-r1", "r1", **{layout.STATE_FILE: content})
+    with pytest.raises(BadInput, match="damaged"):
+        OfflineStore(tmp_path, now=lambda: NOW).fetch(RunRef("r1"))
 
 
 def test_live_older_session_counts_and_steps_take_the_max(tmp_path: Path) -> None:

@@ -250,7 +250,7 @@ def test_write_record_retries_a_failed_update(server: StandinServer) -> None:
 def test_corrupt_record_is_bad_input(server: StandinServer) -> None:
     server.add_run("bad", files={"resumeguard.json": b"{not json"})
     store, _ = make_store(server)
-    with pytest.raises(BadInput, match="not a JSON object"):
+    with pytest.raises(BadInput, match=r"resumeguard.json of run .* is damaged"):
         store.fetch(RunRef("bad", "p", "me"))
 
 

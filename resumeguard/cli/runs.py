@@ -40,16 +40,17 @@ def _recorded(
 ) -> tuple[Any, Any, Any, Any]:
     """Store, ref, stored run and its parsed record; Unverifiable when nothing is recorded."""
     from resumeguard.errors import Unverifiable
-    from resumeguard.runrecord import record_from_json
+    from resumeguard.runrecord import verified_record
 
     store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
     stored = store.fetch(ref)
-    if stored.record is None:
+    record = verified_record(stored, source=f"record of run {ref}")
+    if record is None:
         raise Unverifiable(
             f"run {ref} has no resumeguard record; "
             f"adopt it with `resumeguard record --run-id {ref}`"
         )
-    return store, ref, stored, record_from_json(stored.record, source=f"record of run {ref}")
+    return store, ref, stored, record
 
 
 def check(

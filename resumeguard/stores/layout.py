@@ -31,14 +31,15 @@ Because config is not on disk offline, resumeguard writes its own small files ne
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
-import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from resumeguard.errors import BadInput
+from resumeguard.record import Record
 
 RECORD_FILE = "resumeguard.json"
 """The full record, a run file."""
@@ -145,13 +146,84 @@ def unwrap_config(raw: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def read_json_object(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``; None when absent, unreadable or not an object."""
+def read_json_object(path: Path, *, label: str | None = None) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when there is no such file. BadInput (one line naming
+    ``label`` or the path) when a file is there but is not a JSON object read within bounds
+    (see :mod:`resumeguard.bounded`: no FIFOs or devices, size, nesting and numbers capped)."""
+    from resumeguard import bounded
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = bounded.read_json(path)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return data if isinstance(data, dict) else None
+    except OSError as e:
+        raise BadInput(f"cannot read {label or path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise BadInput(f"{label or path} is damaged: {e}; restore or delete it") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{label or path} is damaged: not a JSON object; restore or delete it")
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class StateRecord(Record):
+    """``resumeguard-state.json``: who holds a run, its last logged step and its heartbeat."""
+
+    kind = "state file"
+
+    step: int | None = None
+    """The last step logged (None before the first)."""
+    pid: int | None = None
+    """The holding process."""
+    host: str | None = None
+    """Its host name."""
+    heartbeat: str | None = None
+    """ISO time of its last sign of life."""
+    state: str = "unknown"
+    """"running" or "finished"."""
+
+    def __post_init__(self) -> None:
+        if self.step is not None and self.step < 0:
+            raise ValueError(f"step {self.step} is negative")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigSidecar(Record):
+    """``resumeguard-config.json``: the run config as resumeguard saw it (offline runs)."""
+
+    kind = "config sidecar"
+
+    config: dict[str, Any]
+    """The run config, resumeguard's key included."""
+    schema: int = 1
+    """Schema version (only 1 exists)."""
+
+    def __post_init__(self) -> None:
+        if self.schema != 1:
+            raise ValueError(f"schema {self.schema} is not 1; upgrade resumeguard")
+
+
+def read_state(path: Path) -> StateRecord | None:
+    """The state file at ``path``, validated; None when absent, BadInput when malformed."""
+    return _read_record(path, StateRecord)
+
+
+def read_config_sidecar(path: Path) -> ConfigSidecar | None:
+    """The config sidecar at ``path``, validated; None when absent, BadInput when malformed."""
+    return _read_record(path, ConfigSidecar)
+
+
+R = TypeVar("R", bound=Record)
+
+
+def _read_record(path: Path, cls: type[R]) -> R | None:
+    data = read_json_object(path)
+    if data is None:
+        return None
+    try:
+        return cls.from_json(data)
+    except ValueError as e:
+        raise BadInput(f"{path} is damaged: {e}; restore or delete it") from None
 
 
 def parse_time(value: object) -> dt.datetime | None:

@@ -61,7 +61,7 @@ class OfflineStore(RunStore):
             record=record,
             last_step=_last_step(dirs),
             state=self._state(dirs),
-            heartbeat=_heartbeat(dirs),
+            heartbeat=_heartbeat(dirs, self._now()),
             location=str(dirs[-1]),
             directories=tuple(str(d) for d in dirs),
         )
@@ -113,22 +113,18 @@ class OfflineStore(RunStore):
     def _newest_record(self, dirs: list[Path]) -> dict[str, Any] | None:
         """The record in the newest directory that has one; BadInput when that one is corrupt."""
         for directory in reversed(dirs):
-            path = directory / "files" / layout.RECORD_FILE
-            if not path.exists():
-                continue
-            record = layout.read_json_object(path)
-            if record is None:
-                # Written atomically by resumeguard, so this is damage, not a race: say so
-                # rather than silently using an older record.
-                raise BadInput(f"{path} is not a readable JSON object; restore or delete it")
-            return record
+            # Written atomically by resumeguard, so a damaged one is damage, not a race: it is
+            # reported (BadInput) rather than silently replaced by an older record.
+            record = layout.read_json_object(directory / "files" / layout.RECORD_FILE)
+            if record is not None:
+                return record
         return None
 
     def _state(self, dirs: list[Path]) -> RunState:
         """Running when any directory's state file shows a live process, else the newest's."""
         newest: RunState = "unknown"
         for i, directory in enumerate(dirs):
-            state = layout.read_json_object(directory / "files" / layout.STATE_FILE)
+            state = layout.read_state(directory / "files" / layout.STATE_FILE)
             verdict = self._judge(state) if state is not None else "unknown"
             if verdict == "running":
                 return "running"
@@ -136,18 +132,20 @@ class OfflineStore(RunStore):
                 newest = verdict
         return newest
 
-    def _judge(self, state: Mapping[str, Any]) -> RunState:
-        said = state.get("state")
-        if said == "finished":
+    def _judge(self, state: layout.StateRecord) -> RunState:
+        if state.state == "finished":
             return "finished"
-        if said != "running":
+        if state.state != "running":
             return "unknown"
-        beat = layout.parse_time(state.get("heartbeat"))
+        beat = layout.parse_time(state.heartbeat)
         if beat is None:
             return "unknown"
-        if (self._now() - beat).total_seconds() > self.stale_after_s:
+        age = (self._now() - beat).total_seconds()
+        if age > self.stale_after_s:
             return "crashed"  # said running, then stopped beating without saying finished
-        if _dead_here(state.get("host"), state.get("pid")):
+        if age < -self.stale_after_s:
+            return "unknown"  # a heartbeat from the future is no sign of life
+        if _dead_here(state.host, state.pid):
             return "crashed"
         return "running"
 
@@ -161,9 +159,9 @@ def _config(dirs: list[Path], record: Mapping[str, Any] | None = None) -> dict[s
     """
     for directory in reversed(dirs):
         files = directory / "files"
-        sidecar = layout.read_json_object(files / layout.CONFIG_SIDECAR)
-        if sidecar is not None and isinstance(sidecar.get("config"), dict):
-            return dict(sidecar["config"])
+        sidecar = layout.read_config_sidecar(files / layout.CONFIG_SIDECAR)
+        if sidecar is not None:
+            return dict(sidecar.config)
         from_yaml = _read_config_yaml(files / layout.WANDB_CONFIG_FILE)
         if from_yaml is not None:
             return from_yaml
@@ -182,14 +180,16 @@ def _record_config(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _read_config_yaml(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
+    if not path.exists():
         return None
-    import yaml  # only for runs that have one: old wandb versions, online-mode directories
+    from resumeguard import bounded
 
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
+        raw = bounded.read_yaml(path)  # old wandb versions, online-mode directories
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise BadInput(f"{path} is damaged: {e}; restore or delete it") from None
     return layout.unwrap_config(raw) if isinstance(raw, dict) else None
 
 
@@ -202,22 +202,25 @@ def _last_step(dirs: list[Path]) -> int | None:
             data = layout.read_json_object(files / name)
             value = data.get(key) if data else None
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-                steps.append(int(value))
+                steps.append(int(value))  # finite and in range: read_json_object checks that
     return max(steps, default=None)
 
 
-def _heartbeat(dirs: list[Path]) -> str | None:
-    """The latest of: state-file heartbeats, and when W&B last wrote a run's log or output."""
+def _heartbeat(dirs: list[Path], now: dt.datetime) -> str | None:
+    """The latest of: state-file heartbeats, and when W&B last wrote a run's log or output.
+    Times from the future (beyond the liveness window, for clock skew) are no sign of life."""
     times: list[dt.datetime] = []
     for directory in dirs:
-        state = layout.read_json_object(directory / "files" / layout.STATE_FILE)
-        beat = layout.parse_time(state.get("heartbeat")) if state else None
+        state = layout.read_state(directory / "files" / layout.STATE_FILE)
+        beat = layout.parse_time(state.heartbeat) if state else None
         if beat is not None:
             times.append(beat)
         # wandb-core appends to these while the process lives (the log every 15 s).
         for path in [*directory.glob("run-*.wandb"), directory / "files" / "output.log"]:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, OverflowError, ValueError):
                 times.append(dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc))
+    horizon = now + dt.timedelta(seconds=layout.LIVE_SECONDS)
+    times = [t for t in times if t <= horizon]
     return max(times).isoformat() if times else None
 
 
@@ -234,8 +237,10 @@ def write_config_sidecar(run_dir: str | Path, config: Mapping[str, Any]) -> Path
 
 def _dead_here(host: object, pid: object) -> bool:
     """True only when the state file's process was on this host and no longer exists."""
-    if os.name != "posix" or host != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+    if os.name != "posix" or host != socket.gethostname() or not isinstance(pid, int):
         return False  # on Windows os.kill(pid, 0) would terminate the process
+    if not 0 < pid < 2**31:
+        return True  # no such process can exist
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -222,7 +222,8 @@ class OnlineStore(RunStore):
                 )
             except _NotFound:
                 return None
-            record = layout.read_json_object(Path(tmp) / layout.RECORD_FILE)
+            label = f"{layout.RECORD_FILE} of run {path}"
+            record = layout.read_json_object(Path(tmp) / layout.RECORD_FILE, label=label)
         if record is None:
             raise BadInput(
                 f"{layout.RECORD_FILE} of run {path} is not a JSON object; "
