@@ -30,6 +30,7 @@ from resumeguard.runrecord import (
     resume_entry,
     verified_record,
 )
+from resumeguard.stores.interface import StoredRun
 from resumeguard.stores.layout import CONFIG_KEY, LIVE_SECONDS, RECORD_FILE, parse_time
 
 log = logging.getLogger("resumeguard")
@@ -94,12 +95,16 @@ def check_resume(
     model: Any = None,
     include_live: bool = True,
     timeout: float | None = None,
+    claim: bool = True,
 ) -> ResumeCheck:
     """Compare this process with the run's record, under ``policy`` (a Policy, preset name, TOML
     file, or None for the repo's ``[tool.resumeguard]`` over strict).
 
     Raises Unverifiable when the run has nothing recorded, or does not exist and ``intent.mode``
-    is "must"; a run that does not exist otherwise is a new run (verdict ok, ``stored`` None)."""
+    is "must"; a run that does not exist otherwise is a new run (verdict ok, ``stored`` None).
+
+    With ``claim``, a resume that is not blocked holds the run's claim (see
+    :mod:`resumeguard.claims`) until its run finishes; without, the claim is only looked at."""
     from resumeguard.stores.interface import RunRef, open_store
 
     assert intent.run_id is not None
@@ -141,10 +146,33 @@ def check_resume(
     live = live_copy(stored.state, stored.heartbeat) if include_live else None
     if live is not None:
         extra.append(live)
+    claim_path = _claim_path(store.name, stored)
+    if include_live and live is None and not _claimed(claim_path, ref.id, take=claim):
+        extra.append(explain("run.live", "another resume holds the run now", "starting again"))
     report = compare_fingerprints(
         recorded, current, run=str(ref), policy=resolved, repo=repo, extra=extra
     )
+    if claim and report.verdict is Verdict.BLOCK:
+        from resumeguard import claims
+
+        claims.release(ref.id)
     return ResumeCheck(ref.id, report, record, current, resolved)
+
+
+def _claim_path(store_name: str, stored: StoredRun) -> Path:
+    from resumeguard import claims
+
+    if store_name == "offline" and stored.directories:
+        return claims.offline_claim_path(stored.directories[0])
+    return claims.online_claim_path(str(stored.ref))
+
+
+def _claimed(path: Path, run_id: str, *, take: bool) -> bool:
+    """True when this process may go ahead: it took (or holds) the claim, or, only looking,
+    no other process holds it."""
+    from resumeguard import claims
+
+    return claims.take(path, run_id) if take else not claims.held_elsewhere(path)
 
 
 def _policy(policy: Policy | str | None, current: Fingerprint) -> Policy:

@@ -136,9 +136,12 @@ def _hook_finish(run: Any) -> None:
 
 def stop_heartbeat(run: Any, *, state: str) -> None:
     """Stop the heartbeat and write the final state."""
+    from resumeguard import claims
+
     with _lock:
         stop = _heartbeats.pop(_key(run), None)
     if stop is not None:
         stop.set()
     with contextlib.suppress(OSError):  # the files directory is already gone: nothing to mark
         write_state(run, state=state)
+    claims.release(str(run.id))  # the next resume of this run may go ahead
