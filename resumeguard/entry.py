@@ -271,9 +271,12 @@ def record_for(check: ResumeCheck) -> RunRecord:
 
 def attach(run: Any, record: RunRecord, policy: Policy | None = None) -> None:
     """Publish ``record`` to a live run and start its heartbeat; ``policy`` is kept for the
-    checks made later in the run (a restore's step check)."""
-    from resumeguard import runfiles
+    checks made later in the run (a restore's step check). An offline run holds the claim
+    on its own directory too: the one later resumes claim when it is their oldest."""
+    from resumeguard import claims, runfiles
 
+    if getattr(run, "offline", False):
+        claims.take(claims.offline_claim_path(Path(run.dir).parent), str(run.id))
     runfiles.publish(run, record, policy=policy)
     runfiles.write_state(run)
     runfiles.start_heartbeat(run)
