@@ -345,12 +345,14 @@ def _check_step(
     from resumeguard.report import build
 
     accepted = _first_accepted_step(run)
-    if checkpoint.step is None or accepted is None or checkpoint.step >= accepted:
+    # The resumed loop logs from checkpoint.step + 1 on: a checkpoint saved at the run's last
+    # logged step (accepted - 1) loses nothing.
+    if checkpoint.step is None or accepted is None or checkpoint.step + 1 >= accepted:
         return
     newer = sorted(
         (c.step, n)
         for n, c in record.checkpoints.items()
-        if c.step is not None and c.step >= accepted
+        if c.step is not None and c.step + 1 >= accepted
     )
     finding = explain("run.step", accepted - 1, checkpoint.step)
     if newer:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wandb_server import API_KEY, WandbServer
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -42,3 +43,31 @@ def _fresh_wandb_settings() -> Iterator[None]:
         if wandb.run is not None:
             wandb.run.finish()
         wandb.teardown()
+
+
+@pytest.fixture(scope="session")
+def wandb_server() -> Iterator[WandbServer]:
+    """One W&B-protocol server per test session (runs are told apart by their ids)."""
+    server = WandbServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def online(
+    wandb_server: WandbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WandbServer]:
+    """The real wandb client pointed at the session's server: online mode, a valid key, W&B's
+    directories in ``tmp_path``; no faults pending and an empty request log."""
+    wandb_server.heal()
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        folder = tmp_path / name.lower()
+        folder.mkdir()
+        monkeypatch.setenv(name, str(folder))
+    monkeypatch.setenv("WANDB_BASE_URL", wandb_server.base_url)
+    monkeypatch.setenv("WANDB_API_KEY", API_KEY)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_ENTITY", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    yield wandb_server
+    wandb_server.heal()

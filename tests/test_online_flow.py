@@ -1,0 +1,253 @@
+"""The online flow through the real wandb client against the W&B-protocol test server: record at
+start, check before a resume, checkpoints kept in the run and verified when fetched back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+import wandb
+from helpers import cli, cli_json, make_repo, write
+from wandb_server import ENTITY, WandbServer
+
+import resumeguard
+from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
+
+FILES = {"train.py": "HIDDEN = 8\n", "requirements.txt": "torch>=2.1\n", ".gitignore": "*.pt\n"}
+
+
+@pytest.fixture
+def project(online: WandbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    repo = make_repo(tmp_path / "proj", FILES)
+    monkeypatch.chdir(repo)
+    return repo
+
+
+def new_id(prefix: str) -> str:
+    """A run id no other test of the session uses (the server is shared)."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def path_of(run_id: str) -> str:
+    return f"{ENTITY}/p/{run_id}"
+
+
+def model_and_opt(hidden: int = 8):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+
+def start(run_id: str, repo: Path, **kw):
+    kw.setdefault("config", {"lr": 1e-3})
+    return resumeguard.init(project="p", id=run_id, repo=repo, **kw)
+
+
+def check(capsys, run_id: str, repo: Path) -> tuple[int, dict]:
+    return cli_json(capsys, "check", "--run-id", path_of(run_id), "--repo", str(repo))
+
+
+def test_fresh_init_records_on_the_server(online: WandbServer, project: Path) -> None:
+    run_id = new_id("fresh")
+    run = start(run_id, project, config={"lr": 1e-3, "nested": {"a": 1}})
+    run.finish()
+    stored = online.store.get(path_of(run_id))
+    compact = stored.user_config[CONFIG_KEY]
+    assert compact["record_digest"].startswith("blake3:")
+    assert {k: v for k, v in stored.user_config.items() if k != CONFIG_KEY} == {
+        "lr": 1e-3,
+        "nested": {"a": 1},
+    }
+    record = json.loads(stored.files[RECORD_FILE].data)
+    assert record["fingerprint"]["config"] == {"lr": 1e-3, "nested": {"a": 1}}
+
+
+def test_check_passes_then_blocks_on_a_change(capsys, online: WandbServer, project: Path) -> None:
+    run_id = new_id("chk")
+    start(run_id, project).finish()
+    online.heal()
+    code, report = check(capsys, run_id, project)
+    assert (code, report["verdict"], report["findings"]) == (0, "ok", []), report
+    assert online.count("Run") == 1, "one run fetch per check"
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    code, report = check(capsys, run_id, project)
+    assert code == 1
+    assert [f["path"] for f in report["findings"]] == ["code.files.train.py"]
+
+
+@pytest.mark.parametrize("mode", ["must", "allow"])
+def test_resume_goes_ahead_and_is_audited(
+    capsys, online: WandbServer, project: Path, mode: str
+) -> None:
+    run_id = new_id(f"res-{mode}")
+    start(run_id, project).finish()
+    run = start(run_id, project, resume=mode)
+    assert run.resumed
+    run.finish()
+    code, shown = cli_json(capsys, "show", "--run-id", path_of(run_id))
+    assert code == 0
+    [entry] = shown["resumes"]
+    assert entry["verdict"] == "ok"
+
+
+@pytest.mark.parametrize("mode", ["must", "allow"])
+def test_blocked_resume_leaves_the_server_run_untouched(
+    online: WandbServer, project: Path, mode: str
+) -> None:
+    run_id = new_id(f"blk-{mode}")
+    start(run_id, project).finish()
+    before = online.store.get(path_of(run_id))
+    snapshot = (dict(before.config), dict(before.summary), list(before.history), dict(before.files))
+    online.heal()
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        start(run_id, project, resume=mode)
+    assert [f.path for f in info.value.report.blocking] == ["code.files.train.py"]
+    assert wandb.run is None
+    after = online.store.get(path_of(run_id))
+    assert (after.config, after.summary, after.history, after.files) == snapshot
+    writes = {"UpsertBucket", "file_stream", "CreateRunFiles", "upload"}
+    assert not writes & set(online.operations()), online.operations()
+
+
+def test_allow_on_a_missing_run_starts_fresh_and_must_is_unverifiable(
+    online: WandbServer, project: Path
+) -> None:
+    run_id = new_id("new")
+    run = start(run_id, project, resume="allow")
+    assert not run.resumed
+    run.finish()
+    assert CONFIG_KEY in online.store.get(path_of(run_id)).user_config
+    with pytest.raises(resumeguard.Unverifiable):
+        start(new_id("none"), project, resume="must")
+
+
+def save(run, model, opt, step: int, name: str = "checkpoint.pt"):
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}
+    return resumeguard.save_checkpoint(run, state, name)
+
+
+def train_and_save(run, steps: int = 3):
+    """Log ``steps`` steps (0..steps-1) and save at the last logged one, as a training loop does."""
+    model, opt = model_and_opt()
+    for step in range(steps):
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        run.log({"loss": loss.item()}, step=step)
+    return save(run, model, opt, steps - 1), model, opt
+
+
+def test_checkpoint_is_uploaded_and_restored_verified(online: WandbServer, project: Path) -> None:
+    run_id = new_id("ckpt")
+    run = start(run_id, project)
+    record, model, _ = train_and_save(run)
+    run.finish()
+    stored = online.store.get(path_of(run_id))
+    assert stored.files[record.file].data == (project / "checkpoint.pt").read_bytes()
+
+    (project / "checkpoint.pt").unlink()  # only the run's copy is left: it is downloaded
+    resumed = start(run_id, project, resume="must")
+    fresh_model, fresh_opt = model_and_opt()
+    state = resumeguard.restore_checkpoint(
+        resumed, "checkpoint.pt", model=fresh_model, optimizer=fresh_opt
+    )
+    assert state["step"] == 2
+    assert torch.equal(fresh_model[0].weight, model[0].weight)
+    resumed.finish()
+
+
+def test_cli_restore_downloads_a_verified_copy(capsys, online: WandbServer, project: Path) -> None:
+    run_id = new_id("clirest")
+    run = start(run_id, project)
+    train_and_save(run)
+    run.finish()
+    dest = project / "restored"
+    code, out, err = cli(
+        capsys, "restore", "--run-id", path_of(run_id), "checkpoint.pt", "--dest", str(dest)
+    )
+    assert code == 0 and "digest verified" in out, err
+    assert (dest / "checkpoint.pt").read_bytes() == (project / "checkpoint.pt").read_bytes()
+    assert online.count("download") >= 1
+
+
+def test_a_copy_altered_on_the_server_is_refused(
+    capsys, online: WandbServer, project: Path
+) -> None:
+    run_id = new_id("alter")
+    run = start(run_id, project)
+    record, _, _ = train_and_save(run)
+    run.finish()
+    data = bytearray(online.store.get(path_of(run_id)).files[record.file].data)
+    data[len(data) // 2] ^= 0x01
+    online.put_file(path_of(run_id), record.file, bytes(data))
+    dest = project / "restored"
+    code, _, err = cli(
+        capsys, "restore", "--run-id", path_of(run_id), "checkpoint.pt", "--dest", str(dest)
+    )
+    assert code == 1 and "does not match its record" in err
+    assert not (dest / "checkpoint.pt").exists()
+    resumed = start(run_id, project, resume="must")
+    model, opt = model_and_opt()
+    before = model[0].weight.detach().clone()
+    with pytest.raises(resumeguard.CheckpointError, match="does not match its record"):
+        resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
+    assert torch.equal(model[0].weight, before), "nothing was loaded"
+    resumed.finish()
+
+
+def test_resume_from_the_checkpoint_at_the_last_logged_step(
+    online: WandbServer, project: Path
+) -> None:
+    run_id = new_id("laststep")
+    run = start(run_id, project)
+    train_and_save(run, steps=3)  # logs steps 0, 1, 2 and saves at step 2
+    run.finish()
+    resumed = start(run_id, project, resume="must")
+    model, opt = model_and_opt()
+    state = resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
+    assert state["step"] == 2
+    resumed.log({"loss": 0.0}, step=3)
+    resumed.finish()
+    steps = [row["_step"] for row in online.store.get(path_of(run_id)).history_rows()]
+    assert steps == [0, 1, 2, 3]
+
+
+def test_resume_from_a_checkpoint_older_than_the_last_logged_step_blocks(
+    online: WandbServer, project: Path
+) -> None:
+    run_id = new_id("older")
+    run = start(run_id, project)
+    _, model, opt = train_and_save(run, steps=3)  # checkpoint.pt at step 2
+    for step in range(3, 6):
+        run.log({"loss": 1.0}, step=step)
+    save(run, model, opt, 5, "late.pt")
+    run.finish()
+    resumed = start(run_id, project, resume="must")
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
+    [finding] = info.value.report.blocking
+    assert finding.path == "run.step" and "late.pt" in finding.hint
+    assert resumeguard.restore_checkpoint(resumed, "late.pt")["step"] == 5
+    resumed.finish()
+
+
+def test_record_adopts_an_online_run(capsys, online: WandbServer, project: Path) -> None:
+    run_id = new_id("adopt")
+    wandb.init(project="p", id=run_id, config={"lr": 1, "layers": [2, 3]}).finish()
+    code, _, err = cli(capsys, "check", "--run-id", path_of(run_id), "--repo", str(project))
+    assert code == 3 and "resumeguard record" in err
+    code, out, err = cli(capsys, "record", "--run-id", path_of(run_id), "--repo", str(project))
+    assert code == 0 and f"recorded run {path_of(run_id)}" in out, err
+    stored = online.store.get(path_of(run_id))
+    assert {k: v for k, v in stored.user_config.items() if k != CONFIG_KEY} == {
+        "lr": 1,
+        "layers": [2, 3],
+    }
+    assert RECORD_FILE in stored.files
+    code, report = check(capsys, run_id, project)
+    assert (code, report["verdict"]) == (0, "ok"), report
