@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
 import logging
 import os
 import shutil
@@ -12,11 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from resumeguard import runfiles
+from resumeguard.distributed import agree, all_ranks, rank_and_world
 from resumeguard.errors import CheckpointError, ResumeBlocked
-from resumeguard.findings import Finding, Severity
-from resumeguard.fingerprint import Fingerprint
 from resumeguard.hashing import digest_file
-from resumeguard.policy import Rule
+from resumeguard.pipeline import ensure_recorded, settle, step_check
 from resumeguard.record import Unavailable
 from resumeguard.runrecord import CheckpointRecord, RunRecord, now, run_copy_name
 
@@ -92,10 +91,6 @@ def save_checkpoint(
     Under torch.distributed every rank calls it (``run`` may be None off rank 0): with
     ``{rank}`` in ``name`` each rank writes and fingerprints its own shard, without it rank 0
     writes the (replicated) state; rank 0 records every shard."""
-    from resumeguard import runfiles
-    from resumeguard.distributed import all_ranks, rank_and_world
-    from resumeguard.entry import ensure_recorded
-
     rank, world = rank_and_world()
     template = Path(name).as_posix()
     per_rank = "{rank}" in template
@@ -123,7 +118,8 @@ def save_checkpoint(
     if len(shards) > 1:
         main = dataclasses.replace(main, shards=tuple(shards))
     runfiles.publish(run, record.with_checkpoint(template, main))
-    runfiles.write_state(run)  # the logged step, not the checkpoint's: W&B drops logs below it
+    runfiles.write_state(run)
+    settle(run, "resumed")  # a resume that saves a checkpoint went ahead
     return main
 
 
@@ -155,7 +151,6 @@ def _write_shard(
 def _keep_in_run(run: Any, shard: CheckpointRecord, key: str) -> CheckpointRecord:
     """Put the run's own copy of a shard's bytes in its files directory (when this host can
     read the file) and hand it to W&B; the record then points at that copy."""
-    from resumeguard import runfiles
 
     source = Path(shard.source)
     if not source.is_file():
@@ -242,19 +237,21 @@ def restore_checkpoint(
 
     Under torch.distributed every rank calls it (``run`` may be None off rank 0); each rank
     verifies and fit-checks its own shard, and unless every rank passes, none loads."""
-    from resumeguard.distributed import agree, all_ranks, rank_and_world
-    from resumeguard.entry import ensure_recorded
-
     label = Path(name).as_posix()
     rank, world = rank_and_world()
 
     def recorded() -> dict[str, Any]:
         record = ensure_recorded(run)
         checkpoint = lookup(record, label, run_label=str(getattr(run, "id", run)))
-        _check_step(run, record, checkpoint, label, policy)
+        step_check(run, record, checkpoint, label, policy)
         return checkpoint.to_json()
 
-    checkpoint = CheckpointRecord.from_json(agree(recorded, tag="restore"))
+    try:
+        checkpoint = CheckpointRecord.from_json(agree(recorded, tag="restore"))
+    except (CheckpointError, ResumeBlocked) as e:
+        if run is not None:
+            settle(run, "refused", str(e))
+        raise
     shards = checkpoint.shards or (checkpoint,)
     error = ""
     state: Any = None
@@ -272,12 +269,19 @@ def restore_checkpoint(
         check_state(state, mine, model=model, optimizer=optimizer, name=label)
     except CheckpointError as e:
         if world <= 1:
+            if run is not None:
+                settle(run, "refused", str(e))
             raise
         error = f"rank {rank}: {e}"
     errors = [e for e in all_ranks(error) if e]
     if errors:
-        raise CheckpointError("; ".join(errors))
+        refused = CheckpointError("; ".join(errors))
+        if run is not None:
+            settle(run, "refused", str(refused))
+        raise refused
     load_state(state, model=model, optimizer=optimizer)
+    if run is not None:
+        settle(run, "resumed")
     return state
 
 
@@ -334,106 +338,3 @@ def load_state(state: Any, *, model: Any, optimizer: Any) -> None:
         model.load_state_dict(model_state)
     if optimizer is not None and opt_state is not None:
         optimizer.load_state_dict(opt_state)
-
-
-def _check_step(
-    run: Any, record: RunRecord, checkpoint: CheckpointRecord, name: str, policy: Any
-) -> None:
-    """A checkpoint older than the run's last step: W&B drops every log below that step."""
-    from resumeguard.hints import explain
-    from resumeguard.policy import Policy, load_policy
-    from resumeguard.report import build
-
-    accepted = _first_accepted_step(run)
-    # The resumed loop logs from checkpoint.step + 1 on: a checkpoint saved at the run's last
-    # logged step (accepted - 1) loses nothing.
-    if checkpoint.step is None or accepted is None or checkpoint.step + 1 >= accepted:
-        return
-    newer = sorted(
-        (c.step, n)
-        for n, c in record.checkpoints.items()
-        if c.step is not None and c.step + 1 >= accepted
-    )
-    finding = explain("run.step", accepted - 1, checkpoint.step)
-    if newer:
-        finding = dataclasses.replace(
-            finding, hint=f"restore {newer[-1][1]} (step {newer[-1][0]}) instead; " + finding.hint
-        )
-    from resumeguard import runfiles
-
-    # Unless told otherwise: the policy the run was checked or recorded with.
-    kept = runfiles.current_policy(run) if policy is None and run is not None else None
-    resolved = policy if isinstance(policy, Policy) else kept or load_policy(policy, repo=".")
-    report = build(str(getattr(run, "id", "")), [finding], resolved)
-    if report.findings and report.findings[0].severity is Severity.BLOCK:
-        raise ResumeBlocked(report)
-    for j in report.warnings:
-        log.warning("resumeguard: %s (%s)", j.finding.message, j.finding.path)
-
-
-def _first_accepted_step(run: Any) -> int | None:
-    """The lowest step W&B still accepts for this run (it drops log calls below it)."""
-    if getattr(run, "resumed", False) and isinstance(getattr(run, "starting_step", None), int):
-        starting: int = run.starting_step  # online resume: the run's last _step + 1
-        return starting
-    try:
-        from resumeguard.stores.interface import store_for_run
-
-        store, ref = store_for_run(run)
-        stored = store.fetch(ref)
-    except Exception:  # the step check is advisory when the store can't say
-        return None
-    last = stored.last_step
-    return None if last is None else int(last) + 1
-
-
-def checkpoint_findings(record: RunRecord, store: Any, ref: Any) -> list[Finding]:
-    """``checkpoint.<name>.missing`` / ``.size`` for recorded checkpoints whose run copy is on
-    this machine (offline runs) and is gone or truncated. Only the size, which costs a stat: the
-    digest is read once, by the restore that loads the file."""
-    from resumeguard.hints import explain
-
-    findings: list[Finding] = []
-    for name, checkpoint in sorted(record.checkpoints.items()):
-        for shard in checkpoint.shards or (checkpoint,):
-            if not shard.file:
-                continue
-            label = name if shard.rank is None else f"{name}[rank {shard.rank}]"
-            path = store.local_file(ref, shard.file)
-            if path is None:
-                if store.name == "offline":
-                    findings.append(explain(f"checkpoint.{label}.missing", shard.file, None))
-                continue
-            size = path.stat().st_size
-            if size != shard.size:
-                findings.append(explain(f"checkpoint.{label}.size", shard.size, size))
-    return findings
-
-
-OWN_CHECKPOINT_RULE = "a checkpoint file recorded by resumeguard (verified by its digest)"
-
-
-def own_checkpoint_rules(stored: RunRecord, current: Fingerprint) -> list[Rule]:
-    """Ignore rules for the recorded checkpoint files that lie inside the repository.
-
-    Frameworks write their checkpoints below the working directory by default (Lightning's
-    ``<project>/<id>/checkpoints``, a Trainer's ``output_dir``): untracked files that appear
-    after the run was recorded, which strict would block as ``code.untracked.*``. They are
-    the checkpoint, not code, and their bytes are verified against the record instead."""
-    from resumeguard.collect.code import CodeRecord
-
-    if not isinstance(current.code, CodeRecord):
-        return []
-    root = Path(current.code.root).resolve()
-    rules: list[Rule] = []
-    for checkpoint in stored.checkpoints.values():
-        if not checkpoint.source:
-            continue
-        try:
-            rel = Path(checkpoint.source).relative_to(root).as_posix()
-        except ValueError:
-            continue
-        rules.append(
-            Rule(f"code.untracked.{glob.escape(rel)}", Severity.IGNORE, OWN_CHECKPOINT_RULE)
-        )
-    return rules

@@ -45,34 +45,54 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def agree(decide: Callable[[], Any], *, tag: str) -> Any:
-    """Run ``decide`` on rank 0 only and return its JSON-able result on every rank; an error
-    raised on rank 0 (a ResumeGuardError) is raised on every rank."""
+    """Run ``decide`` on rank 0 only and return its JSON-able result on every rank. Whatever
+    rank 0 raises while deciding reaches every rank at once, so none is left waiting: a
+    ResumeGuardError as itself, anything else re-raised on rank 0 and as
+    :class:`RankFailed` on the others."""
     rank, world = rank_and_world()
     if world <= 1:
         return decide()
     payload: dict[str, Any] | None = None
+    failure: BaseException | None = None
     if rank == 0:
         try:
             payload = {"ok": decide()}
         except ResumeGuardError as e:
             payload = {"error": _error_to_json(e)}
+        except BaseException as e:  # every rank must hear it; rank 0 re-raises it below
+            failure = e
+            payload = {"error": {"type": "RankFailed", "message": _failure_line(e)}}
     dist = _dist()
     if dist is not None:
         payload = share(payload)
     else:
         store = _agent_store()
         if store is None:
-            return decide()  # no channel: every rank decides on the same files
-        key = _key(tag)
-        if rank == 0:
-            store.set(key, json.dumps(payload))
+            if rank != 0:
+                return decide()  # no channel: every rank decides on the same files
+        elif rank == 0:
+            store.set(_key(tag), json.dumps(payload))
         else:
+            key = _key(tag)
             store.wait([key], dt.timedelta(seconds=TIMEOUT_SECONDS))
             payload = json.loads(store.get(key))
     assert payload is not None
+    if failure is not None:
+        raise failure
     if "error" in payload:
         raise _error_from_json(payload["error"])
     return payload["ok"]
+
+
+class RankFailed(ResumeGuardError):
+    """Rank 0 failed while deciding with an error that is not resumeguard's verdict (a bug, an
+    interrupt); the other ranks stop with it rather than wait for a verdict."""
+
+
+def _failure_line(error: BaseException) -> str:
+    first = next((line for line in str(error).splitlines() if line.strip()), "")
+    what = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return f"rank 0 failed while deciding whether to resume ({what}); see rank 0's output"
 
 
 def all_ranks(value: Any) -> list[Any]:
@@ -168,6 +188,8 @@ def _error_from_json(data: dict[str, Any]) -> ResumeGuardError:
 
     if data.get("type") == "ResumeBlocked" and "report" in data:
         return errors.ResumeBlocked(Report.from_json(data["report"]))
+    if data.get("type") == "RankFailed":
+        return RankFailed(data.get("message", ""))
     cls = getattr(errors, str(data.get("type")), None)
     if (
         isinstance(cls, type)

@@ -222,6 +222,14 @@ _TABLE: list[tuple[str, Text, Text]] = [
         lambda p, r, c: "resume from an intact copy or another recorded checkpoint",
     ),
     (
+        "checkpoint.*.digest",
+        lambda p, r, c: (
+            f"checkpoint {p.split('.', 1)[1].rsplit('.', 1)[0]} does not match its recorded "
+            "digest: its bytes changed after it was saved"
+        ),
+        lambda p, r, c: "resume from an intact copy or another recorded checkpoint",
+    ),
+    (
         "run.step",
         lambda p, r, c: (
             f"the checkpoint is at step {c} but the run already logged up to step "

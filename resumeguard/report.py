@@ -25,6 +25,9 @@ class Report:
     """Judged findings, most severe first; ignored ones are left out."""
     reason: str = ""
     """Why the check is unverified, when it is."""
+    unchecked: tuple[str, ...] = ()
+    """What this check could not see (a check from outside the training process), so that
+    "ok" is not read as more than it is."""
 
     @property
     def blocking(self) -> list[Finding]:
@@ -46,6 +49,8 @@ class Report:
         }
         if self.reason:
             data["reason"] = self.reason
+        if self.unchecked:
+            data["unchecked"] = list(self.unchecked)
         return data
 
     @classmethod
@@ -70,6 +75,7 @@ class Report:
             verdict=Verdict(data["verdict"]),
             findings=judged,
             reason=data.get("reason", ""),
+            unchecked=tuple(data.get("unchecked", ())),
         )
 
     def dumps(self) -> str:
@@ -121,6 +127,8 @@ def render(report: Report, file: IO[str] | None = None, *, width: int | None = N
     console.print(f"{who}{headline}")
     if report.reason:
         console.print(f"  {report.reason}", markup=False)
+    for note in report.unchecked:
+        console.print(f"  not checked from here: {note}", markup=False)
     if not report.findings:
         if detail:
             console.print(f"  {detail}")

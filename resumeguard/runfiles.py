@@ -5,9 +5,11 @@ The only writer of run state; nothing here touches the user's config keys or fil
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from resumeguard import atomic
 from resumeguard.errors import BadInput
 from resumeguard.policy import Policy
 from resumeguard.runrecord import RunRecord, now
-from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE, read_state
+from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE
 
 HEARTBEAT_SECONDS = 30.0
 """How often a guarded run refreshes its heartbeat (a live copy is one with a fresh heartbeat)."""
@@ -25,6 +27,10 @@ _records: dict[tuple[str, str], RunRecord] = {}
 _policies: dict[tuple[str, str], Policy] = {}
 _heartbeats: dict[tuple[str, str], threading.Event] = {}
 _lock = threading.Lock()
+_state_lock = threading.Lock()
+"""Held while a state file is written: a heartbeat never lands after the final state."""
+_final: set[tuple[str, str]] = set()
+"""Runs whose final state is written."""
 
 
 def _key(run: Any) -> tuple[str, str]:
@@ -78,30 +84,23 @@ def save_run_file(run: Any, path: Path) -> None:
 
 
 def write_state(run: Any, *, state: str = "running") -> None:
-    """Refresh ``resumeguard-state.json``: last step, heartbeat, and who holds the run."""
-    path = Path(run.dir) / STATE_FILE
-    try:
-        previous = read_state(path)
-    except BadInput:
-        previous = None  # damaged: this process's own state replaces it
-    last = previous.step if previous is not None else None
-    # run.step is the step W&B is at: logs at it are still accepted, so the last one that
-    # counts as logged is one below.
-    current = getattr(run, "step", None)
-    if isinstance(current, int) and current > 0 and (last is None or current - 1 > last):
-        last = current - 1
-    body = {
-        "step": last,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "heartbeat": now(),
-        "state": state,
-    }
-    atomic.write_json(path, body)
+    """Refresh ``resumeguard-state.json``: heartbeat, state, and who holds the run. Once a final
+    state ("finished", "failed") is written, nothing writes "running" over it again."""
+    key = _key(run)
+    with _state_lock:
+        if key in _final:
+            return
+        if state != "running":
+            _final.add(key)
+        body = {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": now()}
+        body["state"] = state
+        atomic.write_json(Path(run.dir) / STATE_FILE, body)
 
 
 def start_heartbeat(run: Any) -> None:
-    """Keep the state file's heartbeat fresh while the run lives; mark it finished at the end."""
+    """Keep the state file's heartbeat fresh while the run lives; mark it finished (or failed)
+    when it ends: at ``run.finish()``, or at the exit of a process whose run W&B finishes for
+    it (Lightning, Transformers and plain scripts leave that to wandb's exit hook)."""
     stop = threading.Event()
     with _lock:
         old = _heartbeats.pop(_key(run), None)
@@ -118,6 +117,8 @@ def start_heartbeat(run: Any) -> None:
 
     threading.Thread(target=beat, name="resumeguard-heartbeat", daemon=True).start()
     _hook_finish(run)
+    _watch_exit()
+    atexit.register(_at_exit, run)
 
 
 def _hook_finish(run: Any) -> None:
@@ -127,15 +128,41 @@ def _hook_finish(run: Any) -> None:
         return
 
     def finish(*args: Any, **kwargs: Any) -> Any:
-        stop_heartbeat(run, state="finished")
+        exit_code = kwargs.get("exit_code", args[0] if args else None)
+        failed = isinstance(exit_code, int) and exit_code != 0
+        stop_heartbeat(run, state="failed" if failed else "finished")
         return original(*args, **kwargs)
 
     finish._resumeguard = True  # type: ignore[attr-defined]
     run.finish = finish
 
 
+_uncaught: list[BaseException] = []
+
+
+def _watch_exit() -> None:
+    """Note an uncaught exception (the process is failing, not finishing); once per process."""
+    hook = sys.excepthook
+    if getattr(hook, "_resumeguard", False):
+        return
+
+    def excepthook(kind: Any, value: Any, tb: Any) -> None:
+        _uncaught.append(value)
+        hook(kind, value, tb)
+
+    excepthook._resumeguard = True  # type: ignore[attr-defined]
+    sys.excepthook = excepthook
+
+
+def _at_exit(run: Any) -> None:
+    """At interpreter exit: the final state of a run nobody finished explicitly."""
+    state = "failed" if _uncaught else "finished"
+    with contextlib.suppress(Exception):
+        stop_heartbeat(run, state=state)
+
+
 def stop_heartbeat(run: Any, *, state: str) -> None:
-    """Stop the heartbeat and write the final state."""
+    """Stop the heartbeat and write the final state (the first final state written stays)."""
     from resumeguard import claims
 
     with _lock:

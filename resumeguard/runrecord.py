@@ -83,7 +83,7 @@ def is_run_copy_name(name: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class ResumeEntry(Record):
-    """One resume that went ahead: the audit trail kept in the run."""
+    """One resume that passed its check: the audit trail kept in the run."""
 
     kind = "resume"
 
@@ -101,6 +101,12 @@ class ResumeEntry(Record):
     """Paths that differed and were allowed (warn or info)."""
     policy: str = ""
     """The policy preset in force."""
+    outcome: str = ""
+    """"pending" until the resume went ahead ("resumed": its checkpoint restored, a checkpoint
+    saved, or the run finished) or a later check refused it ("refused": a checkpoint that is not
+    the recorded one, or does not fit); "" in records made before outcomes were kept."""
+    reason: str = ""
+    """Why a refused resume was refused."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +131,11 @@ class RunRecord(Record):
     def with_resume(self, entry: ResumeEntry) -> RunRecord:
         """This record with one more resume in the audit trail."""
         return dataclasses.replace(self, resumes=(*self.resumes, entry))
+
+    def with_outcome(self, outcome: str, reason: str = "") -> RunRecord:
+        """This record with the last resume's outcome settled."""
+        last = dataclasses.replace(self.resumes[-1], outcome=outcome, reason=reason)
+        return dataclasses.replace(self, resumes=(*self.resumes[:-1], last))
 
     def digest(self) -> str:
         """Digest of the whole record, kept in the compact config to verify the run file."""
@@ -214,7 +225,7 @@ def now() -> str:
 
 
 def resume_entry(fp: Fingerprint, verdict: str, allowed: list[str], policy: str) -> ResumeEntry:
-    """The audit entry for a resume that goes ahead now."""
+    """The audit entry for a resume that passed its check now (pending until it goes ahead)."""
     code = fp.code
     return ResumeEntry(
         at=now(),
@@ -224,4 +235,5 @@ def resume_entry(fp: Fingerprint, verdict: str, allowed: list[str], policy: str)
         verdict=verdict,
         allowed=tuple(allowed),
         policy=policy,
+        outcome="pending",
     )

@@ -72,15 +72,30 @@ def check(
         float | None,
         typer.Option("--timeout", help="Seconds per W&B API request (default 10).", min=0.1),
     ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="Compare only the sizes of recorded checkpoint copies (a stat each), not their "
+            "full digests (online: without downloading them).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> int:
-    """Check that resuming the run now is the same experiment (0 ok, 1 blocked, 3 unverifiable)."""
-    from resumeguard.entry import ResumeIntent, check_resume
+    """Check that resuming the run now is the same experiment (0 ok, 1 blocked, 3 unverifiable).
+
+    Predicts what the resume will refuse from outside the training process: code and
+    dependencies, every recorded checkpoint copy (full digest; --quick: sizes only), a
+    checkpoint older than the last logged step (run.step) and a live copy (run.live). Config,
+    optimizer and model are checked when the script resumes; the report says so."""
+    import dataclasses
+
     from resumeguard.errors import Unverifiable
+    from resumeguard.pipeline import ResumeIntent, decide, unchecked_from_outside
     from resumeguard.report import unverified
 
     try:
-        report = check_resume(
+        result = decide(
             ResumeIntent(run_id=run_id, mode="allow" if allow_new else "must"),
             project=project,
             entity=entity,
@@ -90,13 +105,18 @@ def check(
             requirements=requirements or (),
             policy=policy,
             timeout=timeout,
+            digests="stat" if quick else "full",
             claim=False,  # a prediction from outside: it looks at the claim, never takes it
-        ).report
+        )
     except Unverifiable as e:
         if as_json:
             emit_report(unverified(run_id, str(e)), True)
             return e.exit_code
         raise
+    report = result.report
+    if not result.fresh:
+        notes = unchecked_from_outside(result.stored, "stat" if quick else "full", result.store)
+        report = dataclasses.replace(report, unchecked=tuple(notes))
     return emit_report(report, as_json)
 
 

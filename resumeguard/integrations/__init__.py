@@ -18,9 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from resumeguard.entry import ResumeCheck, ResumeIntent, exit_with, warn_about
-from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError, Unverifiable
-from resumeguard.findings import Verdict
+from resumeguard.entry import exit_with
+from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError
+from resumeguard.pipeline import (
+    ResumeCheck,
+    ResumeIntent,
+    check_live_run,
+    decide,
+    ensure_recorded,
+    raise_if_blocked,
+    settle,
+)
 from resumeguard.policy import Policy
 from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now, run_copy_name
 
@@ -71,44 +79,32 @@ class FrameworkGuard:
         not go on. ``run`` is the W&B run when the framework has started it already (then a run
         with data from before this process is a resume, whatever the mode)."""
         from resumeguard import runfiles
-        from resumeguard.entry import check_resume
 
-        offline: bool | None = None
-        wandb_dir: str | None = None
         if run is not None:
             if runfiles.current_record(run) is not None:
                 return  # resumeguard.init, @guard or an earlier fit of this process guards it
-            if started_fresh(run):
-                if intent.mode == "must":
-                    raise Unverifiable(
-                        f"run {run.id} was to be resumed (resume='must') but has no earlier "
-                        "data to compare with"
-                    )
-                return
-            intent = ResumeIntent(run_id=run.id, mode=intent.mode or "allow")
-            offline = bool(getattr(run, "offline", False))
-            wandb_dir = str(run.settings.root_dir) if offline else None
-            project, entity = run.project or project, run.entity or entity
-        elif not intent.resumes:
+            check = check_live_run(
+                run,
+                mode=intent.mode,
+                repo=self.repo,
+                requirements=self.requirements,
+                policy=self.policy,
+            )
+        elif intent.run_id:
+            check = decide(
+                intent,
+                project=project,
+                entity=entity,
+                repo=self.repo,
+                requirements=self.requirements,
+                policy=self.policy,
+                digests="stat",
+            )
+        else:
             return
-        check = check_resume(
-            intent,
-            project=project,
-            entity=entity,
-            offline=offline,
-            wandb_dir=wandb_dir,
-            repo=self.repo,
-            requirements=self.requirements,
-            policy=self.policy,
-            # Once the framework has resumed the run online, W&B shows it running because of
-            # this very process: a live copy can no longer be told apart.
-            include_live=not (run is not None and not offline),
-        )
-        if check.stored is None:
-            return  # mode allow/auto and no such run yet: a new run
-        if check.report.verdict is Verdict.BLOCK:
-            raise ResumeBlocked(check.report)
-        warn_about(check.report)
+        if check.fresh:
+            return
+        raise_if_blocked(check)
         self.checked = check
 
     # --- the run's record ---------------------------------------------------------------------
@@ -116,8 +112,6 @@ class FrameworkGuard:
     def adopt(self, run: Any) -> RunRecord:
         """Make sure ``run`` carries a record: the checked record with this resume in its audit
         trail, else the one it has, else a fresh fingerprint."""
-        from resumeguard.entry import ensure_recorded
-
         return ensure_recorded(
             run,
             check=self.checked,
@@ -262,30 +256,14 @@ class FrameworkGuard:
 
     # --- failing ------------------------------------------------------------------------------
 
-    def fail(self, error: ResumeGuardError) -> NoReturn:
+    def fail(self, error: ResumeGuardError, run: Any = None) -> NoReturn:
         """Raise ``error``, or (``raise_on_block=False``) print it and exit with its status, as
-        ``@resumeguard.guard`` does."""
+        ``@resumeguard.guard`` does; a refused checkpoint is recorded in ``run``'s audit trail."""
+        if run is not None and isinstance(error, (CheckpointError, ResumeBlocked)):
+            settle(run, "refused", str(error))
         if self.raise_on_block:
             raise error
         exit_with(error)
-
-
-def started_fresh(run: Any) -> bool:
-    """True when ``run`` has no data from before this process: nothing to compare with.
-
-    Online, W&B says so (``run.resumed``). Offline, every ``wandb.init`` makes a new directory
-    and ``resumed`` is always False, so look for other directories of the same id."""
-    if not getattr(run, "offline", False):
-        return not bool(getattr(run, "resumed", False))
-    from resumeguard.stores.interface import RunRef
-    from resumeguard.stores.offline import OfflineStore
-
-    try:
-        dirs = OfflineStore(run.settings.root_dir).dirs(RunRef(run.id))
-    except Unverifiable:
-        return True
-    own = Path(run.dir).parent.resolve()
-    return all(d.resolve() == own for d in dirs)
 
 
 def find_checkpoint(record: RunRecord, path: Path) -> tuple[str, CheckpointRecord] | None:

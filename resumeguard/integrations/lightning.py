@@ -55,9 +55,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from resumeguard.entry import resume_intent
 from resumeguard.errors import ResumeGuardError
 from resumeguard.integrations import FrameworkGuard, checkpoint_name, is_disabled, run_label
+from resumeguard.pipeline import resolve_intent, settle
 from resumeguard.policy import Policy
 
 try:
@@ -127,11 +127,11 @@ class ResumeGuardCallback(Callback):
             run = logger.experiment  # created by Lightning just before this hook (call.py:103)
             # The logger's own wandb.init arguments: WandbLogger always passes resume="allow".
             init = getattr(logger, "_wandb_init", {}) or {}
-            intent = resume_intent(init.get("id"), init.get("resume"))
+            intent = resolve_intent(init.get("id"), init.get("resume"))
         else:
             import wandb
 
-            run, intent = wandb.run, resume_intent()
+            run, intent = wandb.run, resolve_intent()
         if run is None or is_disabled(run):
             self._warn_once(
                 "no-run",
@@ -170,6 +170,7 @@ class ResumeGuardCallback(Callback):
                 return
             record = self.guard.known_record(self.run)
             self.guard.verify_file(record, Path(path), run_label=run_label(self.run))
+            settle(self.run, "resumed")
 
         self._agree(verify, tag="lightning-load")
 
@@ -179,7 +180,7 @@ class ResumeGuardCallback(Callback):
         try:
             agree(decide, tag=tag)
         except ResumeGuardError as e:
-            self.guard.fail(e)
+            self.guard.fail(e, self.run)
 
     def _wrap_checkpoint_io(self, trainer: pl.Trainer) -> None:
         strategy = trainer.strategy

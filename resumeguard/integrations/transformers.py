@@ -51,7 +51,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from resumeguard.entry import resume_intent
 from resumeguard.errors import CheckpointError, ResumeGuardError
 from resumeguard.integrations import (
     FrameworkGuard,
@@ -60,6 +59,7 @@ from resumeguard.integrations import (
     is_disabled,
     run_label,
 )
+from resumeguard.pipeline import resolve_intent, settle
 from resumeguard.policy import Policy
 
 try:
@@ -136,7 +136,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
 
     def _early(self, args: Any) -> None:
         run = _wandb_run()
-        self.guard.check(resume_intent(), run=run, project=_project(), entity=_entity())
+        self.guard.check(resolve_intent(), run=run, project=_project(), entity=_entity())
         self._checked = True
         if args.resume_from_checkpoint and Path(args.resume_from_checkpoint).is_dir():
             self._verify(Path(args.resume_from_checkpoint))
@@ -146,7 +146,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         # has started the run by now.
         run = _wandb_run()
         if not self._checked:
-            self.guard.check(resume_intent(), run=run, project=_project(), entity=_entity())
+            self.guard.check(resolve_intent(), run=run, project=_project(), entity=_entity())
             self._checked = True
         if run is None:
             self._warn_once(
@@ -189,6 +189,8 @@ class ResumeGuardTrainerCallback(TrainerCallback):
                 else f"{said} ({late})"
             ) from e
         self._verified = directory.resolve()
+        if run is not None:
+            settle(run, "resumed")
 
     def _record(self, args: Any, state: Any) -> None:
         run = _wandb_run()
@@ -225,7 +227,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         try:
             agree(decide, tag=tag)
         except ResumeGuardError as e:
-            self.guard.fail(e)
+            self.guard.fail(e, _wandb_run())
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -2,8 +2,10 @@
 
 A run's data may be spread over several ``offline-run-*-<id>[-N]`` directories, one per
 ``wandb.init`` of that id (see :mod:`resumeguard.stores.layout` for what wandb 0.31
-writes where, and when). This store never parses W&B's ``.wandb`` transaction log: it reads the
-JSON/YAML files W&B or resumeguard leave next to it, newest directory first.
+writes where, and when). The last logged step and whether a directory's process exited come
+from W&B's own ``run-<id>.wandb`` transaction log (:mod:`resumeguard.stores.txlog`), what
+``wandb sync`` uploads; the record, config and heartbeat from the JSON/YAML files W&B or
+resumeguard leave next to it, newest directory first.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from resumeguard import atomic
 from resumeguard.errors import BadInput, CheckpointError, RunNotFound
-from resumeguard.stores import layout
+from resumeguard.stores import layout, txlog
 from resumeguard.stores.interface import RunRef, RunState, RunStore, StoredRun
 
 
@@ -59,8 +61,8 @@ class OfflineStore(RunStore):
             ref=ref,
             config=_config(dirs),
             record=record,
-            last_step=_last_step(dirs),
-            state=self._state(dirs),
+            last_step=_last_step(dirs, ref.id),
+            state=self._state(dirs, ref.id),
             heartbeat=_heartbeat(dirs, self._now()),
             location=str(dirs[-1]),
             directories=tuple(str(d) for d in dirs),
@@ -120,12 +122,18 @@ class OfflineStore(RunStore):
                 return record
         return None
 
-    def _state(self, dirs: list[Path]) -> RunState:
-        """Running when any directory's state file shows a live process, else the newest's."""
+    def _state(self, dirs: list[Path], run_id: str) -> RunState:
+        """Running when any directory's process lives, else the newest directory's state. A
+        directory whose transaction log holds W&B's exit record is over, whatever else says."""
         newest: RunState = "unknown"
         for i, directory in enumerate(dirs):
+            exit_code = txlog.read_log(txlog.run_log(directory, run_id)).exit_code
             state = layout.read_state(directory / "files" / layout.STATE_FILE)
-            verdict = self._judge(state) if state is not None else "unknown"
+            verdict: RunState
+            if exit_code is not None:
+                verdict = "finished" if exit_code == 0 else "failed"
+            else:
+                verdict = self._judge(state) if state is not None else "unknown"
             if verdict == "running":
                 return "running"
             if i == len(dirs) - 1:
@@ -193,16 +201,18 @@ def _read_config_yaml(path: Path) -> dict[str, Any] | None:
     return layout.unwrap_config(raw) if isinstance(raw, dict) else None
 
 
-def _last_step(dirs: list[Path]) -> int | None:
-    """Max over directories of ``wandb-summary.json`` ``_step`` and the state file's step."""
+def _last_step(dirs: list[Path], run_id: str) -> int | None:
+    """The highest step W&B logged in any directory: its transaction log, else (older wandb,
+    online-mode directories) ``wandb-summary.json``'s ``_step``."""
     steps: list[int] = []
     for directory in dirs:
-        files = directory / "files"
-        for name, key in ((layout.WANDB_SUMMARY_FILE, "_step"), (layout.STATE_FILE, "step")):
-            data = layout.read_json_object(files / name)
-            value = data.get(key) if data else None
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-                steps.append(int(value))  # finite and in range: read_json_object checks that
+        logged = txlog.read_log(txlog.run_log(directory, run_id)).last_step
+        if logged is not None:
+            steps.append(logged)
+        summary = layout.read_json_object(directory / "files" / layout.WANDB_SUMMARY_FILE)
+        value = summary.get("_step") if summary else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            steps.append(int(value))
     return max(steps, default=None)
 
 

@@ -232,12 +232,14 @@ class OnlineStore(RunStore):
         return record
 
     def _last_step(self, run: Any) -> int | None:
-        summary = getattr(run, "summary_metrics", None)
-        if not isinstance(summary, Mapping):
-            summary = getattr(run, "summary", None) or {}
-        step = _step(summary.get("_step"))
-        if step is None:  # no summary step: ask the history (one more request)
-            step = _step(self._call("reading the last step", lambda: run.lastHistoryStep))
+        """The run's last history step, as W&B holds it (the summary's ``_step`` can lag a
+        rewind or be overwritten); the summary's only when the history cannot say."""
+        step = _step(self._call("reading the last step", lambda: run.lastHistoryStep))
+        if step is None:
+            summary = getattr(run, "summary_metrics", None)
+            if not isinstance(summary, Mapping):
+                summary = getattr(run, "summary", None) or {}
+            step = _step(summary.get("_step"))
         return step
 
     def _call(self, what: str, fn: Callable[[], T], *, missing_ok: bool = False) -> T:

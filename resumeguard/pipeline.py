@@ -1,0 +1,610 @@
+"""The resume decision, one pipeline for every front door.
+
+resolve the intent -> fetch the run -> compare -> judge -> report.
+
+:func:`resolve_intent` answers "is this process resuming a run, and which"; :func:`decide` takes
+that answer to a :class:`ResumeCheck`. ``resumeguard.init``, ``@guard``, ``resumeguard check``
+and the framework callbacks only call these, :func:`check_live_run` for a run a framework or a
+plain ``wandb.init`` has started already, and :func:`ensure_recorded` to make sure a live run
+carries a record (checked, never replaced).
+
+Fail closed: only a store that answers "no such run" (:class:`~resumeguard.errors.RunNotFound`)
+makes a fresh run; a store that cannot answer (:class:`~resumeguard.errors.StoreError`), a run
+with nothing recorded, or a resume of a run that is not there (mode "must") is
+:class:`~resumeguard.errors.Unverifiable`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import glob
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from resumeguard import claims, runfiles
+from resumeguard.check import compare_fingerprints
+from resumeguard.errors import BadInput, ResumeBlocked, RunNotFound, Unverifiable
+from resumeguard.findings import Finding, Severity, Verdict
+from resumeguard.fingerprint import Fingerprint, take
+from resumeguard.hashing import digest_file
+from resumeguard.hints import explain
+from resumeguard.policy import Policy, Rule, load_policy
+from resumeguard.report import Report, build
+from resumeguard.runrecord import (
+    CheckpointRecord,
+    RunRecord,
+    new_record,
+    resume_entry,
+    verified_record,
+)
+from resumeguard.stores import interface
+from resumeguard.stores.interface import RunRef, RunStore, StoredRun, store_for_run
+from resumeguard.stores.layout import CONFIG_KEY, LIVE_SECONDS, RECORD_FILE, parse_time
+
+log = logging.getLogger("resumeguard")
+
+RESUME_MODES = ("must", "allow", "auto")
+"""``resume`` values under which wandb.init continues an existing run."""
+
+Digests = Literal["full", "stat"]
+"""How recorded checkpoint copies are checked: every byte digested, or a stat of the size."""
+
+OWN_CHECKPOINT_RULE = "a checkpoint file recorded by resumeguard (verified by its digest)"
+
+NOT_SEEN_FROM_OUTSIDE = (
+    "config, optimizer and model state: checked when the script resumes "
+    "(resumeguard.init, restore_checkpoint or a framework callback)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeIntent:
+    """Whether this process resumes a run, and which."""
+
+    run_id: str | None
+    """The run id; None when this process starts a run with a new id."""
+    mode: str | None
+    """must, allow, auto, never, or None (wandb.init's ``resume``)."""
+    source: str = "argument"
+    """Where the id came from: argument, WANDB_RUN_ID, wandb-resume.json, checkpoint, live run."""
+
+    @property
+    def resumes(self) -> bool:
+        """True when an existing run is to be continued (the id is known and the mode says so)."""
+        return bool(self.run_id) and self.mode in RESUME_MODES
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeCheck:
+    """The outcome of checking a resume against the run's record."""
+
+    run_id: str
+    """The run checked ("" for a new run without an id yet)."""
+    report: Report
+    """What diverged, judged with :attr:`policy`."""
+    stored: RunRecord | None
+    """The run's record before this resume; None for a run that does not exist yet."""
+    current: Fingerprint
+    """This process's fingerprint."""
+    policy: Policy
+    """The policy the report was judged with (the run's own checkpoint files excluded)."""
+    last_step: int | None = None
+    """The run's last logged step, as W&B holds it (None for a new run)."""
+    store: str = ""
+    """The store the run was read from: "offline" or "online" ("" for a run not looked up)."""
+
+    @property
+    def fresh(self) -> bool:
+        """True for a run that does not exist yet: recorded, not compared."""
+        return self.stored is None
+
+
+# --- resolve the intent ------------------------------------------------------------------------
+
+
+def resolve_intent(
+    run_id: str | None = None,
+    resume: str | bool | None = None,
+    *,
+    wandb_dir: str | Path | None = None,
+) -> ResumeIntent:
+    """Resolve the run id and resume mode as ``wandb.init`` will: the arguments, then
+    ``WANDB_RUN_ID`` / ``WANDB_RESUME``, then (mode "auto" without an id) the run id wandb kept
+    in ``wandb-resume.json`` under the wandb directory."""
+    source = "argument"
+    if not run_id and os.environ.get("WANDB_RUN_ID"):
+        run_id, source = os.environ["WANDB_RUN_ID"], "WANDB_RUN_ID"
+    mode: str | None
+    if resume is True:
+        mode = "auto"
+    elif resume is False:
+        mode = None
+    else:
+        mode = resume or os.environ.get("WANDB_RESUME") or None
+    if not run_id and mode == "auto":
+        run_id = _autoresume_id(wandb_dir)
+        source = "wandb-resume.json"
+    return ResumeIntent(run_id=run_id or None, mode=mode, source=source)
+
+
+def _autoresume_id(wandb_dir: str | Path | None) -> str | None:
+    """The run id wandb's resume="auto" will reuse: ``<root>/wandb/wandb-resume.json``
+    (``.wandb/`` when that folder exists), written by the last run that did not finish."""
+    root = Path(wandb_dir or os.environ.get("WANDB_DIR") or os.getcwd()).expanduser()
+    folder = root / (".wandb" if (root / ".wandb").exists() else "wandb")
+    try:
+        data = json.loads((folder / "wandb-resume.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    run_id = data.get("run_id") if isinstance(data, dict) else None
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+# --- fetch, compare, judge ---------------------------------------------------------------------
+
+
+def decide(
+    intent: ResumeIntent,
+    *,
+    project: str | None = None,
+    entity: str | None = None,
+    offline: bool | None = None,
+    wandb_dir: str | Path | None = None,
+    repo: str | Path = ".",
+    requirements: Sequence[str | Path] = (),
+    policy: Policy | str | None = None,
+    config: Mapping[str, Any] | None = None,
+    optimizer: Any = None,
+    model: Any = None,
+    include_live: bool = True,
+    include_step: bool = True,
+    digests: Digests = "stat",
+    timeout: float | None = None,
+    claim: bool = True,
+) -> ResumeCheck:
+    """Check this process against the record of the run ``intent`` names.
+
+    A run id the store does not know is a new run (Unverifiable with mode "must"); a run that
+    exists is compared whatever the mode (BadInput with mode "never"); one with nothing
+    recorded, or a store that cannot answer, is Unverifiable. ``digests`` says how recorded
+    checkpoint copies are checked (in a training process "stat": its restore reads and
+    verifies the bytes of the checkpoint it loads); ``include_live`` and ``include_step`` add
+    ``run.live`` and ``run.step`` (a newest checkpoint older than the last logged step).
+
+    With ``claim``, a resume that is not blocked holds the run's claim (see
+    :mod:`resumeguard.claims`) until its run finishes; without, the claim is only looked at."""
+    if not intent.run_id:
+        return _fresh(intent, repo, requirements, optimizer, model, config, policy, "new run")
+    ref = RunRef.parse(intent.run_id, project=project, entity=entity)
+    store = interface.open_store(
+        offline=offline, wandb_dir=str(wandb_dir) if wandb_dir else None, timeout=timeout
+    )
+    try:
+        stored = store.fetch(ref)  # StoreError propagates: unreachable is never "new"
+    except RunNotFound as e:
+        if intent.mode == "must":
+            raise
+        return _fresh(
+            intent, repo, requirements, optimizer, model, config, policy, f"new run ({e})"
+        )
+    if intent.mode == "never":
+        raise BadInput(
+            f"run {ref} already exists and resume='never' was asked: pick a new run id, or "
+            "resume it (resume='allow')"
+        )
+    if stored.record is None:
+        raise Unverifiable(
+            f"run {ref} has no resumeguard record, so this resume cannot be checked; adopt it "
+            f"with `resumeguard record --run-id {ref}` from the run's code and environment"
+        )
+    record = verified_record(stored, source=f"{RECORD_FILE} of run {ref}")
+    assert record is not None
+    recorded = record.fingerprint
+    # Config keys not passed now keep their recorded value in W&B: only passed keys can differ.
+    current = take(
+        repo=repo,
+        requirements=requirements,
+        optimizer=optimizer,
+        model=model,
+        config={**recorded.config, **dict(config or {})},
+    )
+    # The run's own checkpoint files below the repo are verified by digest, not diffed as code.
+    resolved = _policy(policy, current).with_rules(own_checkpoint_rules(record, current))
+    extra = checkpoint_findings(record, store, ref, digests=digests)
+    if include_step:
+        extra.extend(step_findings(record, stored.last_step, run_id=ref.id))
+    live = live_copy(stored.state, stored.heartbeat) if include_live else None
+    if live is not None:
+        extra.append(live)
+    claim_path = _claim_path(store.name, stored)
+    if include_live and live is None and not _claimed(claim_path, ref.id, take=claim):
+        extra.append(explain("run.live", "another resume holds the run now", "starting again"))
+    report = compare_fingerprints(
+        recorded, current, run=str(ref), policy=resolved, repo=repo, extra=extra
+    )
+    if claim and report.verdict is Verdict.BLOCK:
+        claims.release(ref.id)
+    return ResumeCheck(ref.id, report, record, current, resolved, stored.last_step, store.name)
+
+
+def _claim_path(store_name: str, stored: StoredRun) -> Path:
+    if store_name == "offline" and stored.directories:
+        return claims.offline_claim_path(stored.directories[0])
+    return claims.online_claim_path(str(stored.ref))
+
+
+def _claimed(path: Path, run_id: str, *, take: bool) -> bool:
+    """True when this process may go ahead: it took (or holds) the claim, or, only looking,
+    no other process holds it."""
+    return claims.take(path, run_id) if take else not claims.held_elsewhere(path)
+
+
+def _fresh(
+    intent: ResumeIntent,
+    repo: str | Path,
+    requirements: Sequence[str | Path],
+    optimizer: Any,
+    model: Any,
+    config: Mapping[str, Any] | None,
+    policy: Policy | str | None,
+    reason: str,
+) -> ResumeCheck:
+    """The check of a run that does not exist yet: this process's fingerprint, nothing compared."""
+    current = take(
+        repo=repo, requirements=requirements, optimizer=optimizer, model=model, config=config
+    )
+    report = Report(run=intent.run_id, verdict=Verdict.OK, reason=reason)
+    return ResumeCheck(intent.run_id or "", report, None, current, _policy(policy, current))
+
+
+def _policy(policy: Policy | str | None, current: Fingerprint) -> Policy:
+    """``policy`` resolved against the repository the fingerprint was taken in."""
+    from resumeguard.collect.code import CodeRecord
+
+    if isinstance(policy, Policy):
+        return policy
+    return load_policy(
+        policy, repo=current.code.root if isinstance(current.code, CodeRecord) else None
+    )
+
+
+def check_live_run(
+    run: Any,
+    *,
+    mode: str | None = None,
+    repo: str | Path = ".",
+    requirements: Sequence[str | Path] = (),
+    policy: Policy | str | None = None,
+    include_step: bool = True,
+) -> ResumeCheck:
+    """Check a run that a framework or a plain ``wandb.init`` has started already: a run with
+    data from before this process is a resume, whatever the mode, and is compared with its
+    record; a run without is new (Unverifiable with mode "must")."""
+    if started_fresh(run):
+        if mode == "must":
+            raise Unverifiable(
+                f"run {run.id} was to be resumed (resume='must') but has no earlier data to "
+                "compare with"
+            )
+        return _fresh(
+            ResumeIntent(str(run.id), mode, "live run"),
+            repo,
+            requirements,
+            None,
+            None,
+            _user_config(run),
+            policy,
+            "new run",
+        )
+    offline = bool(getattr(run, "offline", False))
+    return decide(
+        ResumeIntent(str(run.id), mode if mode in RESUME_MODES else "allow", "live run"),
+        project=getattr(run, "project", None) or None,
+        entity=getattr(run, "entity", None) or None,
+        offline=True if offline else None,
+        wandb_dir=str(run.settings.root_dir) if offline else None,
+        repo=repo,
+        requirements=requirements,
+        policy=policy,
+        # Online, W&B shows the run running because of this very process: a live copy can no
+        # longer be told apart. Offline each process has its own directory.
+        include_live=offline,
+        include_step=include_step,
+        digests="stat",
+    )
+
+
+def started_fresh(run: Any) -> bool:
+    """True when ``run`` has no data from before this process: nothing to compare with.
+
+    Online, W&B says so (``run.resumed``). Offline, every ``wandb.init`` makes a new directory
+    and ``resumed`` is always False, so look for other directories of the same id."""
+    if not getattr(run, "offline", False):
+        return not bool(getattr(run, "resumed", False))
+    from resumeguard.stores.offline import OfflineStore
+
+    try:
+        dirs = OfflineStore(run.settings.root_dir).dirs(RunRef(run.id))
+    except RunNotFound:
+        return True
+    own = Path(run.dir).parent.resolve()
+    return all(d.resolve() == own for d in dirs)
+
+
+def _user_config(run: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(run.config).items() if k != CONFIG_KEY}
+
+
+# --- what is checked besides the fingerprints --------------------------------------------------
+
+
+def live_copy(state: str, heartbeat: str | None) -> Finding | None:
+    """A ``run.live`` finding when the run shows a fresh sign of life elsewhere."""
+    beat = parse_time(heartbeat)
+    if state != "running" or beat is None:
+        return None
+    age = (dt.datetime.now(dt.timezone.utc) - beat).total_seconds()
+    if abs(age) > LIVE_SECONDS:  # stale, or from the future: no sign of life
+        return None
+    return explain("run.live", f"running (heartbeat {int(age)} s ago)", "starting again")
+
+
+def step_finding(
+    checkpoint_step: int | None, last_step: int | None, *, run_id: str, newer: str = ""
+) -> Finding | None:
+    """``run.step`` when a checkpoint is older than the run's last logged step (W&B drops every
+    log call below the step it is at); a checkpoint at the last logged step resumes cleanly.
+    The hint offers W&B's rewind to the checkpoint's step."""
+    if checkpoint_step is None or last_step is None or checkpoint_step >= last_step:
+        return None
+    finding = explain("run.step", last_step, checkpoint_step)
+    rewind = (
+        f'rewind the run to the checkpoint: wandb.init(resume_from="{run_id}?_step='
+        f'{checkpoint_step}") (resumeguard.init(..., rewind=True) does it)'
+    )
+    return dataclasses.replace(finding, hint=f"{newer}{rewind}; or {finding.hint}")
+
+
+def step_findings(record: RunRecord, last_step: int | None, *, run_id: str) -> list[Finding]:
+    """``run.step`` for the newest recorded checkpoint, the one a resume restores."""
+    newest = newest_checkpoint(record)
+    if newest is None:
+        return []
+    found = step_finding(newest[1].step, last_step, run_id=run_id)
+    return [found] if found is not None else []
+
+
+def newest_checkpoint(record: RunRecord) -> tuple[str, CheckpointRecord] | None:
+    """The recorded checkpoint with the highest step, if any has a step."""
+    stepped = [(c.step, n, c) for n, c in record.checkpoints.items() if c.step is not None]
+    if not stepped:
+        return None
+    _, name, checkpoint = max(stepped, key=lambda t: (t[0], t[2].saved_at))
+    return name, checkpoint
+
+
+def checkpoint_findings(
+    record: RunRecord, store: RunStore, ref: RunRef, *, digests: Digests = "full"
+) -> list[Finding]:
+    """``checkpoint.<name>.missing`` / ``.size`` / ``.digest`` for recorded checkpoint copies
+    in the run that are gone, truncated or changed. ``digests="full"`` reads every byte (online:
+    downloads each copy); ``"stat"`` compares sizes of the copies on this machine only."""
+    findings: list[Finding] = []
+    for name, checkpoint in sorted(record.checkpoints.items()):
+        for shard in checkpoint.shards or (checkpoint,):
+            if not shard.file:
+                continue  # stayed on its rank's node: verified by that rank at restore
+            label = name if shard.rank is None else f"{name}[rank {shard.rank}]"
+            finding = _copy_finding(store, ref, shard, label, digests)
+            if finding is not None:
+                findings.append(finding)
+    return findings
+
+
+def _copy_finding(
+    store: RunStore, ref: RunRef, shard: CheckpointRecord, label: str, digests: Digests
+) -> Finding | None:
+    from resumeguard.errors import CheckpointError
+
+    path = store.local_file(ref, shard.file)
+    if path is None and (digests == "stat" or store.name == "offline"):
+        if store.name == "offline":
+            return explain(f"checkpoint.{label}.missing", shard.file, None)
+        return None
+    with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
+        if path is None:
+            try:
+                path = store.fetch_file(ref, shard.file, Path(tmp))
+            except CheckpointError:
+                return explain(f"checkpoint.{label}.missing", shard.file, None)
+        if digests == "stat":
+            size = path.stat().st_size
+            if size != shard.size:
+                return explain(f"checkpoint.{label}.size", shard.size, size)
+            return None
+        digest, size = digest_file(path)
+    if size != shard.size:
+        return explain(f"checkpoint.{label}.size", shard.size, size)
+    if digest != shard.digest:
+        return explain(f"checkpoint.{label}.digest", shard.digest, digest)
+    return None
+
+
+def unchecked_from_outside(
+    record: RunRecord | None, digests: Digests, store_name: str
+) -> list[str]:
+    """What a check from outside the training process cannot see, to say so in its report."""
+    notes = [NOT_SEEN_FROM_OUTSIDE]
+    if record is None:
+        return notes
+    shards = [s for c in record.checkpoints.values() for s in (c.shards or (c,))]
+    if digests == "stat" and shards:
+        notes.append(
+            "checkpoint bytes: only sizes compared (--quick); the restore verifies the digest"
+        )
+        if store_name == "online":
+            notes.append("checkpoint copies in the W&B run: not fetched (--quick)")
+    elsewhere = sum(1 for s in shards if not s.file)
+    if elsewhere:
+        notes.append(
+            f"{elsewhere} checkpoint file(s) kept only on a rank's own disk: verified by that "
+            "rank at restore"
+        )
+    return notes
+
+
+def own_checkpoint_rules(stored: RunRecord, current: Fingerprint) -> list[Rule]:
+    """Ignore rules for the recorded checkpoint files that lie inside the repository.
+
+    Frameworks write their checkpoints below the working directory by default (Lightning's
+    ``<project>/<id>/checkpoints``, a Trainer's ``output_dir``): untracked files that appear
+    after the run was recorded, which strict would block as ``code.untracked.*``. They are
+    the checkpoint, not code, and their bytes are verified against the record instead."""
+    from resumeguard.collect.code import CodeRecord
+
+    if not isinstance(current.code, CodeRecord):
+        return []
+    root = Path(current.code.root).resolve()
+    rules: list[Rule] = []
+    for checkpoint in stored.checkpoints.values():
+        if not checkpoint.source:
+            continue
+        try:
+            rel = Path(checkpoint.source).relative_to(root).as_posix()
+        except ValueError:
+            continue
+        rules.append(
+            Rule(f"code.untracked.{glob.escape(rel)}", Severity.IGNORE, OWN_CHECKPOINT_RULE)
+        )
+    return rules
+
+
+# --- what the run carries afterwards -----------------------------------------------------------
+
+
+def warn_about(report: Report) -> None:
+    """Log each warning of a resume that goes ahead."""
+    for judged in report.warnings:
+        log.warning("resumeguard: %s (%s)", judged.finding.message, judged.finding.path)
+
+
+def raise_if_blocked(check: ResumeCheck) -> None:
+    """ResumeBlocked when the check blocks; its warnings logged otherwise."""
+    if check.report.verdict is Verdict.BLOCK:
+        raise ResumeBlocked(check.report)
+    warn_about(check.report)
+
+
+def rewound(check: ResumeCheck) -> tuple[ResumeCheck | None, int | None]:
+    """When ``run.step`` is all that blocks: the check without it, and the step to rewind the
+    run to (the newest checkpoint's); ``(None, None)`` otherwise."""
+    report = check.report
+    steps = [j for j in report.findings if j.finding.path == "run.step"]
+    if not steps or any(p != "run.step" for p in (f.path for f in report.blocking)):
+        return None, None
+    rest = [j for j in report.findings if j.finding.path != "run.step"]
+    verdict = Verdict.WARN if any(j.severity is Severity.WARN for j in rest) else Verdict.OK
+    kept = dataclasses.replace(report, findings=tuple(rest), verdict=verdict)
+    step = steps[0].finding.current
+    return dataclasses.replace(check, report=kept), step if isinstance(step, int) else None
+
+
+def record_for(check: ResumeCheck) -> RunRecord:
+    """What a run carries after ``check``: the stored record with this resume added to the
+    audit trail (pending until it goes ahead), or a fresh record for a new run."""
+    if check.stored is None:
+        return new_record(check.current)
+    report = check.report
+    allowed = [j.finding.path for j in report.findings if j.severity is not Severity.BLOCK]
+    entry = resume_entry(check.current, report.verdict.value, allowed, check.policy.name)
+    return check.stored.with_resume(entry)
+
+
+def attach(run: Any, record: RunRecord, policy: Policy | None = None) -> None:
+    """Publish ``record`` to a live run and start its heartbeat; ``policy`` is kept for the
+    checks made later in the run (a restore's step check). An offline run holds the claim
+    on its own directory too: the one later resumes claim when it is their oldest."""
+    if getattr(run, "offline", False):
+        claims.take(claims.offline_claim_path(Path(run.dir).parent), str(run.id))
+    runfiles.publish(run, record, policy=policy)
+    runfiles.write_state(run)
+    runfiles.start_heartbeat(run)
+
+
+def ensure_recorded(
+    run: Any,
+    *,
+    check: ResumeCheck | None = None,
+    policy: Policy | str | None = None,
+    repo: str | Path = ".",
+    requirements: Sequence[str | Path] = (),
+) -> RunRecord:
+    """The record of a live run, published first if this process has none for it yet: the
+    ``check``ed record with this resume in its audit trail, else (a run started by a plain
+    wandb.init or a framework) the result of checking it now: its stored record if it has
+    data from before (ResumeBlocked / Unverifiable when that check refuses), a fresh
+    fingerprint if it is new. A stored record is never replaced."""
+    record = runfiles.current_record(run)
+    if record is not None:
+        return record
+    if check is None or check.fresh or check.run_id != str(run.id):
+        # Which checkpoint this resume restores is known only at the restore, which checks it.
+        check = check_live_run(
+            run, repo=repo, requirements=requirements, policy=policy, include_step=False
+        )
+        raise_if_blocked(check)
+    record = record_for(check)
+    attach(run, record, check.policy)
+    return record
+
+
+def step_check(
+    run: Any, record: RunRecord, checkpoint: CheckpointRecord, name: str, policy: Any
+) -> None:
+    """Before a restore: ResumeBlocked (or a warning, by policy) when ``checkpoint`` is older
+    than the run's last logged step, naming a newer recorded checkpoint if there is one."""
+    last = last_logged_step(run)
+    newer = sorted(
+        (c.step, n)
+        for n, c in record.checkpoints.items()
+        if c.step is not None and last is not None and c.step >= last
+    )
+    prefix = f"restore {newer[-1][1]} (step {newer[-1][0]}) instead, or " if newer else ""
+    finding = step_finding(checkpoint.step, last, run_id=str(run.id), newer=prefix)
+    if finding is None:
+        return
+    # Unless told otherwise: the policy the run was checked or recorded with.
+    kept = runfiles.current_policy(run) if policy is None else None
+    resolved = policy if isinstance(policy, Policy) else kept or load_policy(policy, repo=".")
+    report = build(str(run.id), [finding], resolved)
+    if report.findings and report.findings[0].severity is Severity.BLOCK:
+        raise ResumeBlocked(report)
+    warn_about(report)
+
+
+def last_logged_step(run: Any) -> int | None:
+    """The run's last logged step as W&B holds it. Online, a resumed run starts at it plus
+    one; otherwise the store says (offline: the transaction logs of every directory)."""
+    if getattr(run, "resumed", False) and isinstance(getattr(run, "starting_step", None), int):
+        starting: int = run.starting_step
+        return starting - 1 if starting > 0 else None
+    store, ref = store_for_run(run)
+    try:
+        return store.fetch(ref).last_step
+    except RunNotFound:
+        return None  # nothing of the run reached the store yet: nothing logged
+
+
+def settle(run: Any, outcome: str, reason: str = "") -> None:
+    """Mark the pending resume in the run's audit trail as ``outcome`` ("resumed" once it went
+    ahead, "refused" when a later check refused it)."""
+    record = runfiles.current_record(run)
+    if record is None or not record.resumes or record.resumes[-1].outcome != "pending":
+        return
+    runfiles.publish(run, record.with_outcome(outcome, reason))
