@@ -72,11 +72,11 @@ def test_extending_the_run_goes_ahead(project: Path) -> None:
 
 
 def test_run_control_keys_are_info_and_the_lr_still_blocks(project: Path) -> None:
-    from resumeguard.entry import ResumeIntent, check_resume
+    from resumeguard.pipeline import ResumeIntent, decide
 
     record_run("rc2", project, config=NANOGPT)
     longer = {**NANOGPT, "max_iters": 10000, "init_from": "resume", "out_dir": "out-2"}
-    report = check_resume(ResumeIntent("rc2", "must"), repo=project, config=longer).report
+    report = decide(ResumeIntent("rc2", "must"), repo=project, config=longer).report
     assert report.verdict.value == "ok"
     judged = {j.finding.path: j for j in report.findings}
     assert set(judged) == {"config.max_iters", "config.init_from", "config.out_dir"}
@@ -89,13 +89,13 @@ def test_run_control_keys_are_info_and_the_lr_still_blocks(project: Path) -> Non
 
 
 def test_a_rule_overrides_the_run_control_list(project: Path) -> None:
-    from resumeguard.entry import ResumeIntent, check_resume
+    from resumeguard.pipeline import ResumeIntent, decide
 
     (project / "pyproject.toml").write_text('[tool.resumeguard]\nblock = ["config.max_iters"]\n')
     commit_all(project, "policy")
     record_run("rc3", project, config=NANOGPT)
     longer = {**NANOGPT, "max_iters": 10000}
-    report = check_resume(ResumeIntent("rc3", "must"), repo=project, config=longer).report
+    report = decide(ResumeIntent("rc3", "must"), repo=project, config=longer).report
     assert [f.path for f in report.blocking] == ["config.max_iters"]
 
 
