@@ -184,6 +184,9 @@ def _compare_code(
         if r != c:
             findings.append(explain(f"code.{field}", r, c))
     findings += _diff_values("code.submodules", recorded.submodules, current.submodules, depth=1)
+    findings += _compare_skipped(recorded, current)
+    if current.shallow:
+        findings.append(explain("code.shallow", recorded.shallow, current.shallow, context=True))
     same_commit = recorded.commit == current.commit
     resolved = same_commit or bool(
         history
@@ -209,6 +212,7 @@ def _compare_files(
 ) -> Iterator[Finding]:
     paths = set(recorded.changed) | set(current.changed)
     paths |= set(recorded.untracked) | set(current.untracked)
+    paths -= set(recorded.stamps) | set(current.stamps)  # see _compare_skipped
     if history is not None and recorded.commit and current.commit:
         paths |= history.changed_between(recorded.commit, current.commit)
     for path in sorted(paths):
@@ -220,6 +224,22 @@ def _compare_files(
         tracked = path in recorded.changed or path in current.changed
         section = "untracked" if untracked and not tracked else "files"
         yield explain(f"code.{section}.{path}", r, c)
+
+
+def _compare_skipped(recorded: CodeRecord, current: CodeRecord) -> list[Finding]:
+    """``code.skipped.<path>`` for files left out of the digest (too large, unreadable, nested
+    repositories) whose stamp changed, or that moved between being hashed and being left out.
+    A path skipped without a stamp then (a record from before stamps were kept, or run output)
+    has nothing to compare with."""
+    findings = []
+    for path in sorted(set(recorded.stamps) | set(current.stamps)):
+        if path in recorded.skipped and path not in recorded.stamps:
+            continue
+        r = recorded.stamps.get(path, recorded.untracked.get(path))
+        c = current.stamps.get(path, current.untracked.get(path))
+        if r != c:
+            findings.append(explain(f"code.skipped.{path}", r, c))
+    return findings
 
 
 def _effective(

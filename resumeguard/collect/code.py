@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from resumeguard import hashing
 from resumeguard.collect.filekinds import run_output_reason
+from resumeguard.collect.skipped import stamps
 from resumeguard.record import Record, Unavailable
 from resumeguard.sourcechange import PY_SUFFIXES
 
@@ -73,6 +74,9 @@ class CodeRecord(Record):
     """Untracked, not ignored source and configuration files: path -> git blob sha."""
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     """Untracked files left out, path -> why (run output such as a log, "larger than 1 MiB")."""
+    stamps: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The skipped files that are not run output (too large, unreadable, nested repositories):
+    path -> a cheap stamp that changes when they do (see :mod:`resumeguard.collect.skipped`)."""
     submodules: dict[str, str] = dataclasses.field(default_factory=dict)
     """Submodule path -> the commit checked out in it (or "uninitialized"), "-dirty" if edited."""
 
@@ -274,6 +278,7 @@ def _collect(repo: Repo, max_untracked_bytes: int) -> CodeRecord:
         changes[p] = submodules.get(p, UNINITIALIZED)
 
     skipped: dict[str, str] = {}
+    left_out: list[str] = []
     untracked_paths = []
     for p in untracked_listing():
         if is_own_file(p, wandb_dir):
@@ -281,10 +286,14 @@ def _collect(repo: Repo, max_untracked_bytes: int) -> CodeRecord:
         if p.endswith("/"):
             # git lists a nested repository (not a submodule) as its directory only.
             skipped[p.rstrip("/")] = "nested git repository (not a submodule)"
+            left_out.append(p.rstrip("/"))
             continue
-        note = run_output_reason(p, root) or _skip_reason(root / p, max_untracked_bytes)
+        output = run_output_reason(p, root)
+        note = output or _skip_reason(root / p, max_untracked_bytes)
         if note:
             skipped[p] = note
+            if not output:
+                left_out.append(p)  # code all the same: stamped below
         else:
             untracked_paths.append(p)
 
@@ -306,6 +315,7 @@ def _collect(repo: Repo, max_untracked_bytes: int) -> CodeRecord:
         changed=changed,
         untracked=untracked,
         skipped=dict(sorted(skipped.items())),
+        stamps=stamps(root, left_out),
         submodules=submodules,
     )
 
