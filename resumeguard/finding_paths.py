@@ -88,6 +88,7 @@ TEMPLATES: tuple[Template, ...] = (
     _t("config.<key>", "a config value"),
     _t("checkpoint.<name>.missing", "a recorded checkpoint's copy is gone"),
     _t("checkpoint.<name>.size", "a recorded checkpoint's copy has another size"),
+    _t("checkpoint.<name>.digest", "a recorded checkpoint's copy has other bytes"),
     _t("run.step", "the checkpoint is older than the run's last logged step"),
     _t("run.live", "another copy of the run looks alive"),
     _t("policy.rules", "the repository's policy differs from the one recorded with the run"),
