@@ -281,11 +281,13 @@ def check_live_run(
     repo: str | Path = ".",
     requirements: Sequence[str | Path] = (),
     policy: Policy | str | None = None,
+    config: Mapping[str, Any] | None = None,
     include_step: bool = True,
 ) -> ResumeCheck:
     """Check a run that a framework or a plain ``wandb.init`` has started already: a run with
     data from before this process is a resume, whatever the mode, and is compared with its
-    record; a run without is new (Unverifiable with mode "must")."""
+    record; a run without is new (Unverifiable with mode "must"). ``config`` is what the
+    framework knows of the run's config before it logs it (over the run's own)."""
     if started_fresh(run):
         if mode == "must":
             raise Unverifiable(
@@ -298,7 +300,7 @@ def check_live_run(
             requirements,
             None,
             None,
-            _user_config(run),
+            {**_user_config(run), **dict(config or {})},
             policy,
             "new run",
         )
@@ -312,6 +314,7 @@ def check_live_run(
         repo=repo,
         requirements=requirements,
         policy=policy,
+        config=config,
         # Online, W&B shows the run running because of this very process: a live copy can no
         # longer be told apart. Offline each process has its own directory.
         include_live=offline,
@@ -544,19 +547,26 @@ def ensure_recorded(
     policy: Policy | str | None = None,
     repo: str | Path = ".",
     requirements: Sequence[str | Path] = (),
+    config: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """The record of a live run, published first if this process has none for it yet: the
     ``check``ed record with this resume in its audit trail, else (a run started by a plain
     wandb.init or a framework) the result of checking it now: its stored record if it has
     data from before (ResumeBlocked / Unverifiable when that check refuses), a fresh
-    fingerprint if it is new. A stored record is never replaced."""
+    fingerprint if it is new (with ``config``, what a framework knows before it logs it, over
+    the run's config). A stored record is never replaced."""
     record = runfiles.current_record(run)
     if record is not None:
         return record
     if check is None or check.fresh or check.run_id != str(run.id):
         # Which checkpoint this resume restores is known only at the restore, which checks it.
         check = check_live_run(
-            run, repo=repo, requirements=requirements, policy=policy, include_step=False
+            run,
+            repo=repo,
+            requirements=requirements,
+            policy=policy,
+            config=config,
+            include_step=False,
         )
         raise_if_blocked(check)
     record = record_for(check)

@@ -4,6 +4,8 @@ WandbLogger, Lightning's own ModelCheckpoint files, and a resume from ``ckpt_pat
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,12 +30,14 @@ FILES = {
 
 
 class Tiny(pl.LightningModule):
-    """Two linear layers; counts the training steps this instance ran."""
+    """Two linear layers, their width, lr and batch size saved as hparams; counts the training
+    steps this instance ran."""
 
-    def __init__(self) -> None:
+    def __init__(self, hidden: int = 8, lr: float = 1e-2, batch_size: int = 4) -> None:
         super().__init__()
+        self.save_hyperparameters()
         torch.manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 1))
+        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
         self.steps_run = 0
 
     def training_step(self, batch, batch_idx):
@@ -42,13 +46,16 @@ class Tiny(pl.LightningModule):
         return torch.nn.functional.mse_loss(self.net(x), y)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=1e-2)
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
+
+    def train_dataloader(self):
+        return loader(self.hparams.batch_size)
 
 
-def loader():
+def loader(batch_size: int = 4):
     g = torch.Generator().manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(8, 4, generator=g), torch.randn(8, 1))
-    return torch.utils.data.DataLoader(data, batch_size=4)  # 2 steps per epoch
+    return torch.utils.data.DataLoader(data, batch_size=batch_size)  # 8 / batch_size per epoch
 
 
 def fit(
@@ -58,10 +65,13 @@ def fit(
     ckpt_path: str | None = None,
     model: Tiny | None = None,
     resume: str = "allow",
+    trainer_options: dict | None = None,
     **options,
 ) -> Tiny:
-    """One fit as a fresh process would run it: a new WandbLogger, trainer and callback."""
+    """One fit as a fresh process would run it: a new WandbLogger, trainer and callback
+    (raising rather than exiting, unless the test says otherwise)."""
     model = model or Tiny()
+    options.setdefault("raise_on_block", True)
     trainer = pl.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
@@ -71,9 +81,10 @@ def fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=1,
+        **(trainer_options or {}),
     )
     try:
-        trainer.fit(model, loader(), ckpt_path=ckpt_path)
+        trainer.fit(model, ckpt_path=ckpt_path)
     finally:
         wandb.finish()  # Lightning leaves the run open; the next "process" starts anew
     return model
@@ -108,6 +119,16 @@ def test_fit_records_the_run_and_lightnings_checkpoint(project: Path) -> None:
     assert (entry["step"], entry["size"]) == (2, ckpt.stat().st_size)
     assert entry["digest"] == digest_file(ckpt)[0]
     assert record["fingerprint"]["code"]["commit"]
+    # The hparams, recorded at the start although Lightning logs them to W&B only later.
+    config = record["fingerprint"]["config"]
+    assert {k: config[k] for k in ("hidden", "lr", "batch_size")} == {
+        "hidden": 8,
+        "lr": 1e-2,
+        "batch_size": 4,
+    }
+    assert config["effective_batch_size"] == 4
+    assert config["trainer/precision"] == "32-true"
+    assert config["trainer/accumulate_grad_batches"] == 1
     [run_dir] = (project / "wandb").glob("offline-run-*-lt1")
     copy = run_dir / "files" / entry["file"]
     assert copy.read_bytes() == ckpt.read_bytes() and not copy.samefile(ckpt)
@@ -166,14 +187,16 @@ def test_tampered_checkpoint_is_refused_before_lightning_loads_it(project: Path,
         fit(project, "lt4", epochs=2, ckpt_path=str(ckpt))
 
 
-def test_blocked_resume_can_exit_like_the_decorator(project: Path, capsys) -> None:
+def test_blocked_resume_exits_with_the_report_by_default(project: Path, capsys) -> None:
     fit(project, "lt5", epochs=1)
     write(project, {"train.py": "HIDDEN = 16\n"})
     model = Tiny()
+    capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         fit(project, "lt5", epochs=2, ckpt_path="last", model=model, raise_on_block=False)
-    assert info.value.code == resumeguard.ResumeBlocked.exit_code
-    assert "train.py" in capsys.readouterr().err
+    assert info.value.code == resumeguard.ResumeBlocked.exit_code == 1
+    err = capsys.readouterr().err
+    assert "code.files.train.py" in err and "Traceback" not in err
     assert model.steps_run == 0
 
 
@@ -182,3 +205,96 @@ def test_must_resume_of_a_run_with_nothing_recorded_is_unverifiable(project: Pat
     with pytest.raises(resumeguard.Unverifiable, match="lt6"):
         fit(project, "lt6", epochs=1, model=model, resume="must")
     assert model.steps_run == 0
+
+
+def test_changed_hparams_block_before_the_checkpoint_is_read(project: Path) -> None:
+    fit(project, "lt7", epochs=1)
+    for changed, path in (({"lr": 1e-3}, "config.lr"), ({"hidden": 16}, "config.hidden")):
+        model = Tiny(**changed)
+        weight = model.net[0].weight.detach().clone()
+        with pytest.raises(resumeguard.ResumeBlocked) as info:
+            fit(project, "lt7", epochs=2, ckpt_path="last", model=model)
+        assert [f.path for f in info.value.report.blocking] == [path]
+        assert model.steps_run == 0 and torch.equal(model.net[0].weight, weight)
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        fit(project, "lt7", epochs=2, ckpt_path="last", trainer_options={"precision": "bf16-mixed"})
+    assert [f.path for f in info.value.report.blocking] == ["config.trainer/precision"]
+
+
+def test_resume_that_goes_ahead_says_what_was_verified_in_one_line(project: Path, caplog) -> None:
+    fit(project, "lt8", epochs=1)
+    caplog.set_level(logging.INFO, logger="resumeguard")
+    fit(project, "lt8", epochs=2, ckpt_path="last")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "resumeguard"]
+    assert line.startswith("resumeguard: resuming run p/lt8; verified code, dependencies, ")
+    assert "effective batch size 4, checkpoint p/lt8/checkpoints/last.ckpt (blake3:" in line
+
+
+def test_effective_batch_size_is_compared_as_its_own_finding(project: Path, caplog) -> None:
+    fit(project, "lt9", epochs=1)  # 4 per step, 1 step per optimizer step
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        fit(project, "lt9", epochs=2, ckpt_path="last", model=Tiny(batch_size=2))
+    blocking = info.value.report.blocking
+    assert [(f.path, f.recorded, f.current) for f in blocking] == [
+        ("config.effective_batch_size", 4, 2)
+    ]
+    # The same product from other factors (2 x 2) is a legitimate change: it goes ahead, warned.
+    caplog.set_level(logging.WARNING, logger="resumeguard")
+    model = fit(
+        project,
+        "lt9",
+        epochs=2,
+        ckpt_path="last",
+        model=Tiny(batch_size=2),
+        trainer_options={"accumulate_grad_batches": 2},
+    )
+    assert model.steps_run == 4  # epoch 1 only: 4 batches of 2, 2 optimizer steps
+    said = [r.getMessage() for r in caplog.records if r.name == "resumeguard"]
+    warned = {m.split("(")[-1].rstrip(")") for m in said}
+    assert {"config.batch_size", "config.trainer/accumulate_grad_batches"} <= warned
+
+
+def test_a_resumed_run_that_restarts_from_step_zero_is_caught(project: Path) -> None:
+    fit(project, "lt10", epochs=1)
+    shutil.rmtree(project / "p" / "lt10" / "checkpoints")  # ckpt_path="last" finds nothing
+    model = Tiny()
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        fit(project, "lt10", epochs=2, ckpt_path="last", model=model)
+    [finding] = info.value.report.blocking
+    assert finding.path == "run.step" and finding.current == 0
+    assert "starts from step 0" in finding.message
+    assert model.steps_run == 0
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_by_resumeguard(project: Path) -> None:
+    fit(project, "lt11", epochs=1)
+    model = Tiny(hidden=16)
+    # lenient lets the hparam change through (warn): the checkpoint itself must be refused,
+    # with resumeguard's report, before Lightning's size-mismatch RuntimeError.
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        fit(project, "lt11", epochs=2, ckpt_path="last", model=model, policy="lenient")
+    paths = [f.path for f in info.value.report.blocking]
+    assert paths == [
+        "model.params.net.0.bias",
+        "model.params.net.0.weight",
+        "model.params.net.1.weight",
+    ]
+    assert info.value.report.blocking[1].recorded == [8, 4]
+    assert model.steps_run == 0
+
+
+def test_the_cli_agrees_with_the_callback(project: Path, capsys) -> None:
+    """Each scenario the CLI can see from outside gets the callback's verdict; what it cannot
+    see (hparams, batch size, the step the fit starts at, the model) it does not block."""
+    fit(project, "lt12", epochs=1)
+    check = ["check", "--run-id", "lt12", "--offline", "--wandb-dir", str(project)]
+    assert cli(capsys, *check, "--repo", str(project))[0] == 0
+    fit(project, "lt12", epochs=2, ckpt_path="last")  # and the callback lets it go ahead
+    for model in (Tiny(lr=1e-3), Tiny(batch_size=2)):  # invisible from outside
+        with pytest.raises(resumeguard.ResumeBlocked):
+            fit(project, "lt12", epochs=3, ckpt_path="last", model=model)
+        assert cli(capsys, *check, "--repo", str(project))[0] == 0
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    assert cli(capsys, *check, "--repo", str(project))[0] == 1
+    with pytest.raises(resumeguard.ResumeBlocked):
+        fit(project, "lt12", epochs=3, ckpt_path="last")

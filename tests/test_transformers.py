@@ -5,6 +5,7 @@ directories, resumed with ``train(resume_from_checkpoint=True)``."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ pytest.importorskip("accelerate")
 torch = pytest.importorskip("torch")
 wandb = pytest.importorskip("wandb")
 
-from helpers import make_repo, write  # noqa: E402
+from helpers import cli, make_repo, write  # noqa: E402
 
 import resumeguard  # noqa: E402
 from resumeguard.integrations.transformers import ResumeGuardTrainerCallback  # noqa: E402
@@ -39,19 +40,31 @@ CHECKPOINT_FILES = {
 
 
 class StepCounter(transformers.TrainerCallback):
-    """Counts the training steps this Trainer ran."""
+    """Counts the training steps this Trainer ran; stops training after ``stop_at`` steps, as
+    a preemption would (the next process resumes with the same arguments)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop_at: int | None = None) -> None:
         self.steps = 0
+        self.stop_at = stop_at
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.steps += 1
 
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop_at is not None and state.global_step >= self.stop_at:
+            control.should_training_stop = True
 
-def tiny_model():
+
+def tiny_model(width: int = 8):
     torch.manual_seed(0)
     config = transformers.GPT2Config(
-        vocab_size=32, n_positions=16, n_embd=8, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0
+        vocab_size=32,
+        n_positions=16,
+        n_embd=width,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     return transformers.GPT2LMHeadModel(config)
 
@@ -64,37 +77,54 @@ def dataset() -> list[dict]:
     ]
 
 
-def trainer_for(project: Path, max_steps: int, **args) -> tuple:
-    counter = StepCounter()
+def trainer_for(
+    project: Path,
+    max_steps: int = 4,
+    *,
+    stop_at: int | None = None,
+    width: int = 8,
+    guard: dict | None = None,
+    **args,
+) -> tuple:
+    counter = StepCounter(stop_at)
+    args = {"per_device_train_batch_size": 2, "save_steps": 2, **args}
     training_args = transformers.TrainingArguments(
         output_dir="out",
         max_steps=max_steps,
-        per_device_train_batch_size=2,
-        save_steps=2,
         logging_steps=1,
         use_cpu=True,
         report_to=["wandb"],
         disable_tqdm=True,
         **args,
     )
-    model = tiny_model()
+    guard = {"raise_on_block": True, **(guard or {})}
     trainer = transformers.Trainer(
-        model=model,
+        model=tiny_model(width),
         args=training_args,
         train_dataset=dataset(),
-        callbacks=[ResumeGuardTrainerCallback(repo=project), counter],
+        callbacks=[ResumeGuardTrainerCallback(repo=project, **guard), counter],
     )
     return trainer, counter
 
 
-def train(project: Path, max_steps: int, resume=None, **args):
+def train(project: Path, max_steps: int = 4, resume=None, **options):
     """One training as a fresh process would run it: a new Trainer, model and W&B run."""
     try:
-        trainer, counter = trainer_for(project, max_steps, **args)
+        trainer, counter = trainer_for(project, max_steps, **options)
         trainer.train(resume_from_checkpoint=resume)
     finally:
         wandb.finish()  # as the process exit would
     return trainer, counter
+
+
+def preempted(project: Path, **options) -> None:
+    """A first process that saved checkpoint-2 and was stopped there."""
+    _, counter = train(project, stop_at=2, **options)
+    assert counter.steps == 2
+
+
+def run_dirs(project: Path) -> list[Path]:
+    return sorted((project / "wandb").glob("offline-run-*-hf1*"))
 
 
 @pytest.fixture
@@ -130,22 +160,27 @@ def test_training_records_the_run_and_each_checkpoint_directory(project: Path) -
     [run_dir] = (project / "wandb").glob("offline-run-*-hf1")
     copies = run_dir / "files" / "resumeguard" / "checkpoints" / "out"
     assert sorted(p.name for p in copies.iterdir()) == ["checkpoint-4", "checkpoint-6"]
+    # What WandbCallback gives the run's config, compared on resume, and the effective batch.
+    config = record["fingerprint"]["config"]
+    assert (config["learning_rate"], config["per_device_train_batch_size"]) == (5e-05, 2)
+    assert (config["n_embd"], config["effective_batch_size"]) == (8, 2)
 
 
 def test_changed_code_blocks_before_the_run_is_touched(project: Path) -> None:
-    train(project, max_steps=2)
+    preempted(project)
     write(project, {"train.py": "HIDDEN = 16\n"})  # a dirty edit before the requeued job
     with pytest.raises(resumeguard.ResumeBlocked) as info:
-        trainer_for(project, max_steps=4)  # on_init_end: before WandbCallback's wandb.init
+        trainer_for(project)  # on_init_end: before WandbCallback's wandb.init
     # Only the edit blocks: the checkpoint files that appeared in out/ are not code.
     assert [f.path for f in info.value.report.blocking] == ["code.files.train.py"]
     assert len(list((project / "wandb").glob("offline-run-*-hf1*"))) == 1
     assert wandb.run is None
 
 
-def test_unchanged_resume_is_verified_and_trains_on(project: Path) -> None:
-    train(project, max_steps=2)
-    trainer, counter = train(project, max_steps=4, resume=True)
+def test_unchanged_resume_is_verified_and_trains_on(project: Path, caplog) -> None:
+    preempted(project)
+    caplog.set_level(logging.INFO, logger="resumeguard")
+    trainer, counter = train(project, resume=True)
     assert counter.steps == 2 and trainer.state.global_step == 4
     first, second = records(project)
     [resume] = second["resumes"]
@@ -155,6 +190,10 @@ def test_unchanged_resume_is_verified_and_trains_on(project: Path) -> None:
         "out/checkpoint-2",
         "out/checkpoint-4",
     }
+    # One line says what was verified.
+    [line] = [r.getMessage() for r in caplog.records if r.name == "resumeguard"]
+    assert line.startswith("resumeguard: resuming run p/hf1; verified code, dependencies, ")
+    assert line.endswith("effective batch size 2, checkpoint out/checkpoint-2")
 
 
 def flip_last_byte(path: Path) -> None:
@@ -165,12 +204,12 @@ def flip_last_byte(path: Path) -> None:
 
 
 def test_tampered_checkpoint_is_refused_before_any_training_step(project: Path) -> None:
-    train(project, max_steps=2)
+    preempted(project)
     flip_last_byte(project / "out" / "checkpoint-2" / "model.safetensors")
     counter = None
     with pytest.raises(resumeguard.CheckpointError, match="does not match its record") as info:
         try:
-            trainer, counter = trainer_for(project, max_steps=4)
+            trainer, counter = trainer_for(project)
             trainer.train(resume_from_checkpoint=True)  # refused in on_train_begin
         finally:
             wandb.finish()
@@ -179,9 +218,89 @@ def test_tampered_checkpoint_is_refused_before_any_training_step(project: Path) 
 
 
 def test_named_checkpoint_is_verified_before_the_trainer_reads_it(project: Path) -> None:
-    train(project, max_steps=2)
+    # The job's one command line names the checkpoint its requeues resume from.
+    preempted(project, resume_from_checkpoint="out/checkpoint-2")
     optimizer = project / "out" / "checkpoint-2" / "optimizer.pt"
     optimizer.write_bytes(optimizer.read_bytes()[:100])
     with pytest.raises(resumeguard.CheckpointError, match=r"optimizer\.pt is truncated"):
         # TrainingArguments(resume_from_checkpoint=...): checked in on_init_end, before train()
-        trainer_for(project, max_steps=4, resume_from_checkpoint="out/checkpoint-2")
+        trainer_for(project, resume_from_checkpoint="out/checkpoint-2")
+
+
+def test_changed_training_arguments_block_before_the_run_is_touched(project: Path) -> None:
+    preempted(project)
+    changes = [
+        ({"learning_rate": 1e-3}, ["config.learning_rate"]),
+        ({"optim": "sgd"}, ["config.optim"]),
+        ({"bf16": True}, ["config.bf16"]),
+        ({"width": 16}, ["config.n_embd"]),
+        # the product changes too: blocked as its own finding, the factor only warned
+        ({"gradient_accumulation_steps": 2}, ["config.effective_batch_size"]),
+        ({"per_device_train_batch_size": 1}, ["config.effective_batch_size"]),
+    ]
+    for change, paths in changes:
+        with pytest.raises(resumeguard.ResumeBlocked) as info:
+            trainer_for(project, **change)
+        assert [f.path for f in info.value.report.blocking] == paths, change
+    assert len(run_dirs(project)) == 1 and wandb.run is None  # W&B never started
+
+
+def test_batch_factors_that_keep_the_product_go_ahead_warned(project: Path, caplog) -> None:
+    preempted(project)  # 2 per device x 1 process x 1 accumulation
+    caplog.set_level(logging.WARNING, logger="resumeguard")
+    trainer, counter = train(
+        project, resume=True, per_device_train_batch_size=1, gradient_accumulation_steps=2
+    )
+    assert trainer.state.global_step == 4 and counter.steps == 2
+    said = [r.getMessage() for r in caplog.records if r.name == "resumeguard"]
+    warned = {m.split("(")[-1].rstrip(")") for m in said}
+    assert warned == {"config.per_device_train_batch_size", "config.gradient_accumulation_steps"}
+
+
+def test_a_resumed_run_trained_from_step_zero_is_caught(project: Path, capsys) -> None:
+    preempted(project)
+    counter = None
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:  # the default: the report and exit status 1
+        try:
+            trainer, counter = trainer_for(project, guard={"raise_on_block": False})
+            trainer.train()  # no resume_from_checkpoint: the Trainer starts at step 0
+        finally:
+            wandb.finish()
+    assert info.value.code == 1
+    assert counter is not None and counter.steps == 0
+    said = "".join(capsys.readouterr())  # the rendered report (W&B still wraps the streams)
+    assert "blocked" in said and "run.step" in said and "Traceback" not in said
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_by_resumeguard(project: Path) -> None:
+    preempted(project)
+    counter = None
+    # lenient lets the config change through (warn): the checkpoint must still be refused,
+    # with resumeguard's report, before the Trainer's own size-mismatch RuntimeError and
+    # before WandbCallback starts the run.
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        trainer, counter = trainer_for(project, width=16, guard={"policy": "lenient"})
+        trainer.train(resume_from_checkpoint=True)
+    blocking = info.value.report.blocking
+    assert blocking and all(f.path.startswith("model.params.transformer.") for f in blocking)
+    assert counter is not None and counter.steps == 0
+    assert len(run_dirs(project)) == 1 and wandb.run is None
+
+
+def test_the_cli_agrees_with_the_callback(project: Path, capsys) -> None:
+    """Each scenario the CLI can see from outside gets the callback's verdict; what it cannot
+    see (TrainingArguments, batch size, the step training starts at, the model) it does not
+    block."""
+    preempted(project)
+    check = ["check", "--run-id", "hf1", "--offline", "--wandb-dir", str(project)]
+    assert cli(capsys, *check, "--repo", str(project))[0] == 0
+    trainer_for(project)  # and the callback lets it go ahead
+    for change in ({"learning_rate": 1e-3}, {"per_device_train_batch_size": 1}):
+        with pytest.raises(resumeguard.ResumeBlocked):
+            trainer_for(project, **change)
+        assert cli(capsys, *check, "--repo", str(project))[0] == 0
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    assert cli(capsys, *check, "--repo", str(project))[0] == 1
+    with pytest.raises(resumeguard.ResumeBlocked):
+        trainer_for(project)

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -74,21 +74,28 @@ class FrameworkGuard:
         run: Any = None,
         project: str | None = None,
         entity: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
     ) -> None:
         """Check a resume against the run's record; ResumeBlocked or Unverifiable when it must
         not go on. ``run`` is the W&B run when the framework has started it already (then a run
-        with data from before this process is a resume, whatever the mode)."""
+        with data from before this process is a resume, whatever the mode); ``config`` is what
+        the framework knows of the run's configuration, ``policy`` replaces :attr:`policy`."""
         from resumeguard import runfiles
 
         if run is not None:
             if runfiles.current_record(run) is not None:
                 return  # resumeguard.init, @guard or an earlier fit of this process guards it
+            # The frameworks log their own step metric (trainer/global_step, train/global_step)
+            # while W&B's step counts log calls: a checkpoint's step is not comparable with it.
             check = check_live_run(
                 run,
                 mode=intent.mode,
                 repo=self.repo,
                 requirements=self.requirements,
-                policy=self.policy,
+                policy=policy or self.policy,
+                config=config,
+                include_step=False,
             )
         elif intent.run_id:
             check = decide(
@@ -97,7 +104,9 @@ class FrameworkGuard:
                 entity=entity,
                 repo=self.repo,
                 requirements=self.requirements,
-                policy=self.policy,
+                policy=policy or self.policy,
+                config=config,
+                include_step=False,
                 digests="stat",
             )
         else:
@@ -109,15 +118,16 @@ class FrameworkGuard:
 
     # --- the run's record ---------------------------------------------------------------------
 
-    def adopt(self, run: Any) -> RunRecord:
+    def adopt(self, run: Any, config: Mapping[str, Any] | None = None) -> RunRecord:
         """Make sure ``run`` carries a record: the checked record with this resume in its audit
-        trail, else the one it has, else a fresh fingerprint."""
+        trail, else the one it has, else a fresh fingerprint (with ``config`` over the run's)."""
         return ensure_recorded(
             run,
             check=self.checked,
             policy=self.policy,
             repo=self.repo,
             requirements=self.requirements,
+            config=config,
         )
 
     def known_record(self, run: Any) -> RunRecord | None:

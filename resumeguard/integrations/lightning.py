@@ -51,12 +51,29 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from resumeguard.errors import ResumeGuardError
-from resumeguard.integrations import FrameworkGuard, checkpoint_name, is_disabled, run_label
+from resumeguard.integrations import (
+    FrameworkGuard,
+    checkpoint_name,
+    find_checkpoint,
+    is_disabled,
+    run_label,
+)
+from resumeguard.integrations.training import (
+    BatchSize,
+    LoadWatch,
+    fit_findings,
+    framework_policy,
+    judge,
+    restart_finding,
+    say,
+    verified_line,
+    with_batch,
+)
 from resumeguard.pipeline import resolve_intent, settle
 from resumeguard.policy import Policy
 
@@ -94,7 +111,7 @@ class ResumeGuardCallback(Callback):
         policy: Policy | str | None = None,
         repo: str | Path = ".",
         requirements: Sequence[str | Path] = (),
-        raise_on_block: bool = True,
+        raise_on_block: bool = False,
         keep_copies: bool = True,
     ) -> None:
         super().__init__()
@@ -108,20 +125,33 @@ class ResumeGuardCallback(Callback):
         self.run: Any = None
         """The W&B run this callback records into (None until a fit starts, or without one)."""
         self._warned: set[str] = set()
+        self._batch: BatchSize | None = None
+        self._config: dict[str, Any] = {}
+        self._loaded: str | None = None
+        self._loads = LoadWatch()
 
     # --- Lightning hooks ----------------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Wrap the checkpoint IO; at a fit, check a resume and make sure the run is recorded."""
+        """Wrap the checkpoint IO; at a fit, check a resume (code, dependencies, hparams,
+        effective batch size) and make sure the run is recorded, then watch the checkpoint's
+        load into the module."""
         self._wrap_checkpoint_io(trainer)
         if stage == "fit":
             # Rank zero holds the W&B run and decides; every rank gets its error (DDP has set up
             # the process group before this hook), so no rank trains on alone.
-            self._agree(lambda: self._start(trainer), tag="lightning-setup")
+            self._agree(lambda: self._start(trainer, pl_module), tag="lightning-setup")
+            self._loads.arm(pl_module, lambda state: self._fit(state, pl_module))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """After the restore, before the first step: a resumed run that starts from step 0
+        (no checkpoint was loaded) is a silent restart."""
+        self._loads.disarm()
+        self._agree(lambda: self._begin(trainer), tag="lightning-start")
 
     # --- what the hooks do --------------------------------------------------------------------
 
-    def _start(self, trainer: pl.Trainer) -> None:
+    def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         logger = _wandb_logger(trainer)
         if logger is not None:
             run = logger.experiment  # created by Lightning just before this hook (call.py:103)
@@ -139,9 +169,30 @@ class ResumeGuardCallback(Callback):
                 "resume against, and the checkpoints are not recorded",
             )
             return
-        self.guard.check(intent, run=run)
-        self.guard.adopt(run)
+        hparams = _hparams(trainer, pl_module)
+        self._batch = _batch_size(trainer, pl_module, hparams)
+        self._config = with_batch({**hparams, **_trainer_facts(trainer)}, self._batch)
+        policy = framework_policy(self.guard.policy, self.guard.repo, self._batch)
+        self.guard.check(intent, run=run, config=self._config, policy=policy)
+        self.guard.adopt(run, config=self._config)
         self.run = run
+
+    def _fit(self, state: Mapping[str, Any], pl_module: pl.LightningModule) -> None:
+        """Before Lightning copies the checkpoint's weights into the module (every rank)."""
+
+        def decide() -> None:
+            if self.guard.checked is not None:
+                judge(self.guard.checked, fit_findings(state, pl_module))
+
+        self._agree(decide, tag="lightning-fit")
+
+    def _begin(self, trainer: pl.Trainer) -> None:
+        check = self.guard.checked
+        if check is None:
+            return  # a fresh run, or one another front door guards
+        found = restart_finding(check, trainer.global_step)
+        judge(check, [found] if found is not None else [])
+        say(verified_line(check, self._loaded, self._batch))
 
     def _saved(self, path: Any, step: Any) -> None:
         """After Lightning wrote a checkpoint file (global rank zero): record it."""
@@ -170,7 +221,9 @@ class ResumeGuardCallback(Callback):
                 return
             record = self.guard.known_record(self.run)
             self.guard.verify_file(record, Path(path), run_label=run_label(self.run))
-            settle(self.run, "resumed")
+            found = find_checkpoint(record, Path(path)) if record is not None else None
+            if found is not None:
+                self._loaded = f"{found[0]} ({found[1].digest[:19]})"
 
         self._agree(verify, tag="lightning-load")
 
@@ -255,3 +308,61 @@ def _wandb_logger(trainer: pl.Trainer) -> Any:
 def _is_local(path: Any) -> bool:
     """True for a path on this machine's file system (not an fsspec URL such as s3://)."""
     return "://" not in str(os.fspath(path))
+
+
+def _hparams(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+    """The hyper-parameters Lightning logs after the setup hook (``_log_hyperparams``: the
+    module's and the datamodule's ``hparams_initial``), converted as ``WandbLogger`` does."""
+    from importlib import import_module
+
+    fabric = "lightning.fabric" if pl.__name__ == "lightning.pytorch" else "lightning_fabric"
+    convert = import_module(f"{fabric}.utilities.logger")
+    merged: dict[str, Any] = {}
+    if getattr(pl_module, "_log_hyperparams", True):
+        merged.update(pl_module.hparams_initial)
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is not None and getattr(datamodule, "_log_hyperparams", True):
+        merged.update(datamodule.hparams_initial)
+    merged.pop("_class_path", None)  # LightningCLI's own key, not logged either
+    params = convert._convert_params(merged)
+    params = convert._sanitize_callable_params(params)
+    return dict(convert._convert_json_serializable(params))
+
+
+def _trainer_facts(trainer: pl.Trainer) -> dict[str, Any]:
+    """Trainer settings that change what a step computes, under resumeguard's own keys."""
+    return {
+        "trainer/precision": str(trainer.precision),
+        "trainer/accumulate_grad_batches": trainer.accumulate_grad_batches,
+    }
+
+
+def _batch_size(
+    trainer: pl.Trainer, pl_module: pl.LightningModule, hparams: Mapping[str, Any]
+) -> BatchSize | None:
+    """The effective batch size, where the per-device batch is known before the data loads:
+    a DataLoader passed to ``fit``, else ``batch_size`` of the module or datamodule (attribute
+    or hparam, as Lightning's batch-size finder reads it). None when it is not."""
+    from importlib import import_module
+
+    from torch.utils.data import DataLoader
+
+    parsing = import_module(f"{pl.__name__}.utilities.parsing")
+    per_device: Any = None
+    source = getattr(trainer.fit_loop, "_data_source", None)
+    loader = getattr(source, "instance", None)
+    if isinstance(loader, DataLoader):
+        per_device = loader.batch_size or getattr(loader.batch_sampler, "batch_size", None)
+    elif parsing.lightning_hasattr(pl_module, "batch_size"):
+        per_device = parsing.lightning_getattr(pl_module, "batch_size")
+    if not isinstance(per_device, int) or per_device <= 0:
+        return None
+    keys = ["trainer/accumulate_grad_batches"]
+    if hparams.get("batch_size") == per_device:
+        keys.append("batch_size")
+    return BatchSize(
+        per_device=per_device,
+        world_size=trainer.world_size,
+        accumulation=trainer.accumulate_grad_batches,
+        factor_keys=tuple(keys),
+    )

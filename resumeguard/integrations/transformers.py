@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,17 @@ from resumeguard.integrations import (
     files_below,
     is_disabled,
     run_label,
+)
+from resumeguard.integrations.training import (
+    BatchSize,
+    LoadWatch,
+    fit_findings,
+    framework_policy,
+    judge,
+    restart_finding,
+    say,
+    verified_line,
+    with_batch,
 )
 from resumeguard.pipeline import resolve_intent, settle
 from resumeguard.policy import Policy
@@ -93,7 +104,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         policy: Policy | str | None = None,
         repo: str | Path = ".",
         requirements: Sequence[str | Path] = (),
-        raise_on_block: bool = True,
+        raise_on_block: bool = False,
         keep_copies: bool = True,
     ) -> None:
         self.guard = FrameworkGuard(
@@ -106,17 +117,28 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         self._checked = False
         self._verified: Path | None = None
         self._warned: set[str] = set()
+        self._batch: BatchSize | None = None
+        self._config: dict[str, Any] = {}
+        self._loads = LoadWatch()
 
     # --- Trainer events -----------------------------------------------------------------------
 
     def on_init_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Check the W&B resume before WandbCallback resumes the run; verify a checkpoint named
-        in ``args.resume_from_checkpoint`` before the Trainer reads it."""
-        self._decide(lambda: self._early(args), tag="transformers-init")
+        """Check the W&B resume (code, dependencies, TrainingArguments and model config,
+        effective batch size) before WandbCallback resumes the run; verify a checkpoint named
+        in ``args.resume_from_checkpoint`` before the Trainer reads it; watch the model for the
+        checkpoint's weights."""
+        model = kwargs.get("model")
+        self._decide(lambda: self._early(args, model), tag="transformers-init")
+        self._watch(model)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Record the run WandbCallback started; verify the checkpoint resumed from."""
-        self._decide(lambda: self._begin(args, state), tag="transformers-begin")
+        """Record the run WandbCallback started; verify the checkpoint resumed from; a resumed
+        run that starts from step 0 (no checkpoint) is a silent restart."""
+        self._loads.disarm()
+        self._decide(
+            lambda: self._begin(args, state, kwargs.get("model")), tag="transformers-begin"
+        )
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Record the files of the checkpoint directory just written."""
@@ -134,20 +156,49 @@ class ResumeGuardTrainerCallback(TrainerCallback):
 
     # --- what the events do -------------------------------------------------------------------
 
-    def _early(self, args: Any) -> None:
+    def _early(self, args: Any, model: Any) -> None:
         run = _wandb_run()
-        self.guard.check(resolve_intent(), run=run, project=_project(), entity=_entity())
+        self._gather(args, model)
+        policy = framework_policy(self.guard.policy, self.guard.repo, self._batch)
+        self.guard.check(
+            resolve_intent(),
+            run=run,
+            project=_project(),
+            entity=_entity(),
+            config=self._config,
+            policy=policy,
+        )
         self._checked = True
         if args.resume_from_checkpoint and Path(args.resume_from_checkpoint).is_dir():
             self._verify(Path(args.resume_from_checkpoint))
 
-    def _begin(self, args: Any, state: Any) -> None:
+    def _gather(self, args: Any, model: Any) -> None:
+        """What WandbCallback records as the run's config, and the effective batch size."""
+        self._batch = _batch_size(args)
+        self._config = with_batch(_run_config(args, model), self._batch)
+
+    def _watch(self, model: Any) -> None:
+        """Fit-check the state dict the Trainer loads into ``model`` (every rank)."""
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            return
+
+        def on_load(state: Mapping[str, Any]) -> None:
+            def decide() -> None:
+                if self.guard.checked is not None:
+                    judge(self.guard.checked, fit_findings(state, model))
+
+            self._decide(decide, tag="transformers-fit")
+
+        self._loads.arm(model, on_load)
+
+    def _begin(self, args: Any, state: Any, model: Any) -> None:
         # WandbCallback comes before user callbacks (trainer.py:586-595), so its on_train_begin
         # has started the run by now.
         run = _wandb_run()
         if not self._checked:
-            self.guard.check(resolve_intent(), run=run, project=_project(), entity=_entity())
-            self._checked = True
+            self._early(args, model)
         if run is None:
             self._warn_once(
                 "no-run",
@@ -155,11 +206,13 @@ class ResumeGuardTrainerCallback(TrainerCallback):
                 "resumeguard.init before train()): the checkpoints are not recorded",
             )
         else:
-            self.guard.adopt(run)
+            self.guard.adopt(run, config=self._config)
+        check = self.guard.checked
+        if check is not None:
+            found = restart_finding(check, state.global_step)
+            judge(check, [found] if found is not None else [])
         if state.global_step > 0:  # restored from a checkpoint's trainer_state.json
             directory = _resumed_from(args, state.global_step)
-            if directory is not None and directory.resolve() == self._verified:
-                return  # verified in on_init_end, before the Trainer read it
             if directory is None:
                 self._warn_once(
                     "lost",
@@ -167,8 +220,11 @@ class ResumeGuardTrainerCallback(TrainerCallback):
                     "outside output_dir; it cannot be verified (set "
                     "TrainingArguments(resume_from_checkpoint=PATH))",
                 )
-            else:
+            elif directory.resolve() != self._verified:
                 self._verify(directory, already_read=True)
+        if check is not None:
+            said = checkpoint_name(self._verified) if self._verified is not None else None
+            say(verified_line(check, said, self._batch))
 
     def _verify(self, directory: Path, *, already_read: bool = False) -> None:
         run = _wandb_run()
@@ -265,3 +321,24 @@ def _resumed_from(args: Any, step: int) -> Path | None:
         if isinstance(saved, dict) and saved.get("global_step") == step:
             return directory
     return None
+
+
+def _run_config(args: Any, model: Any) -> dict[str, Any]:
+    """The config WandbCallback gives the run (integration_utils.py:739-746): the model's
+    config with the TrainingArguments over it."""
+    combined = dict(args.to_dict())
+    config = getattr(model, "config", None)
+    if config is not None:
+        combined = {**(config if isinstance(config, dict) else config.to_dict()), **combined}
+    return combined
+
+
+def _batch_size(args: Any) -> BatchSize:
+    """Per-device batch (times the GPUs of one process under DataParallel) x processes x
+    gradient accumulation: what one optimizer step of the Trainer averages over."""
+    return BatchSize(
+        per_device=args.per_device_train_batch_size * max(1, args.n_gpu),
+        world_size=args.world_size,
+        accumulation=args.gradient_accumulation_steps,
+        factor_keys=("per_device_train_batch_size", "gradient_accumulation_steps"),
+    )

@@ -1,0 +1,179 @@
+"""What a training framework knows about a run, compared on resume: its hyper-parameters, the
+effective batch size, the step training starts at, and whether a checkpoint fits the model.
+
+The Lightning and Transformers callbacks gather these from their framework; this module turns
+them into config keys, policy rules and findings, judged like every other finding. torch is
+imported only to read a state dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resumeguard.entry import ResumeCheck, warn_about
+from resumeguard.errors import ResumeBlocked
+from resumeguard.findings import Finding, Severity, Verdict
+from resumeguard.hints import explain
+from resumeguard.policy import Policy, Rule, load_policy
+from resumeguard.report import build
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("resumeguard")
+
+EFFECTIVE_BATCH_KEY = "effective_batch_size"
+"""The config key of the effective batch size (per-device batch x world size x accumulation)."""
+
+FACTOR_RULE = "a factor of the effective batch size, which is compared on its own"
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSize:
+    """The effective batch size and where its factors live in the config."""
+
+    per_device: int
+    """Samples per device per forward pass (the data loader's batch size)."""
+    world_size: int
+    """Processes training together."""
+    accumulation: int
+    """Forward passes per optimizer step."""
+    factor_keys: tuple[str, ...] = ()
+    """Config keys that hold a factor (e.g. ``per_device_train_batch_size``)."""
+
+    @property
+    def effective(self) -> int:
+        """Samples per optimizer step."""
+        return self.per_device * self.world_size * self.accumulation
+
+    def rules(self) -> list[Rule]:
+        """Preset-level warn rules for the factors: a change of factors that keeps the product
+        goes ahead (reported), a change of the product blocks through its own finding. A user
+        rule still beats them."""
+        paths = [*(f"config.{k}" for k in self.factor_keys), "env.world_size", "env.device_count"]
+        return [Rule(p, Severity.WARN, FACTOR_RULE) for p in paths]
+
+
+def framework_policy(
+    spec: Policy | str | None, repo: str | Path, batch: BatchSize | None
+) -> Policy:
+    """The callback's policy, with the batch-size factor rules when the batch size is known."""
+    policy = spec if isinstance(spec, Policy) else load_policy(spec, repo=repo)
+    if batch is None:
+        return policy
+    return dataclasses.replace(policy, preset=(*policy.preset, *batch.rules()))
+
+
+def with_batch(config: Mapping[str, Any], batch: BatchSize | None) -> dict[str, Any]:
+    """``config`` plus the effective batch size, when known."""
+    return {**config, EFFECTIVE_BATCH_KEY: batch.effective} if batch else dict(config)
+
+
+def restart_finding(check: ResumeCheck, start_step: int) -> Finding | None:
+    """``run.step`` when a resumed run with training behind it restarts from step 0: no
+    checkpoint was loaded, and its curves would begin again inside the same run."""
+    if start_step != 0 or check.stored is None:
+        return None
+    saved = [c.step for c in check.stored.checkpoints.values() if c.step]
+    if check.last_step is None and not saved:
+        return None  # nothing was trained or logged before: starting at 0 is the resume
+    done = f"logged up to W&B step {check.last_step}" if check.last_step is not None else ""
+    if saved:
+        done += f"{' and ' if done else ''}saved checkpoints up to step {max(saved)}"
+    return Finding(
+        path="run.step",
+        recorded=check.last_step if check.last_step is not None else max(saved),
+        current=0,
+        message=f"the run already {done}, but training starts from step 0: no checkpoint was "
+        "loaded, so its curves would start again inside the same run",
+        hint="resume from the run's checkpoint (Lightning: fit(ckpt_path=...), Transformers: "
+        "train(resume_from_checkpoint=...)), or start a new run (another run id)",
+    )
+
+
+def fit_findings(saved: Mapping[str, Any], module: torch.nn.Module) -> list[Finding]:
+    """``model.params.<name>`` for each tensor whose shape in the state dict ``saved`` differs
+    from the module's: ``load_state_dict`` would refuse it (missing and unexpected keys are the
+    framework's own strict-loading choice)."""
+    import torch
+
+    current = module.state_dict()
+    findings = []
+    for name, value in saved.items():
+        now = current.get(name)
+        if (
+            isinstance(value, torch.Tensor)
+            and isinstance(now, torch.Tensor)
+            and tuple(value.shape) != tuple(now.shape)
+        ):
+            findings.append(explain(f"model.params.{name}", list(value.shape), list(now.shape)))
+    return findings
+
+
+def judge(check: ResumeCheck, findings: Sequence[Finding]) -> None:
+    """Judge findings made after the resume check (at a later hook) with the check's policy:
+    ResumeBlocked with the report when one blocks, else log the warnings."""
+    if not findings:
+        return
+    report = build(check.report.run, findings, check.policy)
+    if report.verdict is Verdict.BLOCK:
+        raise ResumeBlocked(report)
+    warn_about(report)
+
+
+def verified_line(check: ResumeCheck, checkpoint: str | None, batch: BatchSize | None) -> str:
+    """One line saying what a resume that goes ahead was checked for."""
+    parts = ["code", "dependencies"]
+    keys = len(check.current.config)
+    if keys:
+        parts.append(f"{keys} config keys")
+    if batch is not None:
+        parts.append(f"effective batch size {batch.effective}")
+    if checkpoint:
+        parts.append(f"checkpoint {checkpoint}")
+    warned = len(check.report.warnings)
+    tail = f" ({warned} warning{'s' if warned != 1 else ''} above)" if warned else ""
+    return f"resumeguard: resuming run {check.report.run}; verified {', '.join(parts)}{tail}"
+
+
+def say(line: str) -> None:
+    """Log ``line`` at INFO through the ``resumeguard`` logger, shown on stderr when the
+    program has not configured logging (as frameworks do for their own logger)."""
+    if not log.hasHandlers():
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
+    log.info(line)
+
+
+class LoadWatch:
+    """A ``load_state_dict`` pre-hook on the model while a resume loads its checkpoint: the
+    state dict is fit-checked before torch copies a tensor (and before the framework's own
+    size-mismatch error). The callback arms it before the framework loads and removes it
+    once training starts."""
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+
+    def arm(self, module: torch.nn.Module, on_load: Callable[[Mapping[str, Any]], None]) -> None:
+        """Call ``on_load(state_dict)`` before the next ``module.load_state_dict``."""
+        self.disarm()
+
+        def hook(_module: Any, state_dict: Mapping[str, Any], prefix: str, *_: Any) -> None:
+            if prefix == "":  # the module's own load, not a submodule's part of it
+                on_load(state_dict)
+
+        self._handle = module.register_load_state_dict_pre_hook(hook)
+
+    def disarm(self) -> None:
+        """Remove the hook, if armed."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
