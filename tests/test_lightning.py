@@ -33,7 +33,9 @@ class Tiny(pl.LightningModule):
     """Two linear layers, their width, lr and batch size saved as hparams; counts the training
     steps this instance ran."""
 
-    def __init__(self, hidden: int = 8, lr: float = 1e-2, batch_size: int = 4) -> None:
+    def __init__(
+        self, hidden: int = 8, lr: float = 1e-2, batch_size: int = 4, max_epochs: int = 2
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         torch.manual_seed(0)
@@ -219,6 +221,9 @@ def test_changed_hparams_block_before_the_checkpoint_is_read(project: Path) -> N
     with pytest.raises(resumeguard.ResumeBlocked) as info:
         fit(project, "lt7", epochs=2, ckpt_path="last", trainer_options={"precision": "bf16-mixed"})
     assert [f.path for f in info.value.report.blocking] == ["config.trainer/precision"]
+    # A run-control hparam (how long the run lasts) is not a divergence: it goes ahead.
+    model = fit(project, "lt7", epochs=3, ckpt_path="last", model=Tiny(max_epochs=3))
+    assert model.steps_run == 4
 
 
 def test_resume_that_goes_ahead_says_what_was_verified_in_one_line(project: Path, caplog) -> None:

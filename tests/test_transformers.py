@@ -87,11 +87,10 @@ def trainer_for(
     **args,
 ) -> tuple:
     counter = StepCounter(stop_at)
-    args = {"per_device_train_batch_size": 2, "save_steps": 2, **args}
+    args = {"per_device_train_batch_size": 2, "save_steps": 2, "logging_steps": 1, **args}
     training_args = transformers.TrainingArguments(
         output_dir="out",
         max_steps=max_steps,
-        logging_steps=1,
         use_cpu=True,
         report_to=["wandb"],
         disable_tqdm=True,
@@ -243,6 +242,17 @@ def test_changed_training_arguments_block_before_the_run_is_touched(project: Pat
             trainer_for(project, **change)
         assert [f.path for f in info.value.report.blocking] == paths, change
     assert len(run_dirs(project)) == 1 and wandb.run is None  # W&B never started
+    # Run-control arguments are not divergences: a resume that trains longer, saves and logs
+    # at other intervals and names its checkpoint goes ahead.
+    trainer, _ = train(
+        project,
+        max_steps=6,
+        resume=True,
+        save_steps=3,
+        logging_steps=2,
+        resume_from_checkpoint="out/checkpoint-2",
+    )
+    assert trainer.state.global_step == 6
 
 
 def test_batch_factors_that_keep_the_product_go_ahead_warned(project: Path, caplog) -> None:

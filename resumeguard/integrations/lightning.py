@@ -69,7 +69,7 @@ from resumeguard.integrations.training import (
     fit_findings,
     framework_policy,
     judge,
-    restart_finding,
+    restart,
     say,
     verified_line,
     with_batch,
@@ -190,8 +190,7 @@ class ResumeGuardCallback(Callback):
         check = self.guard.checked
         if check is None:
             return  # a fresh run, or one another front door guards
-        found = restart_finding(check, trainer.global_step)
-        judge(check, [found] if found is not None else [])
+        restart(check, trainer.global_step)
         say(verified_line(check, self._loaded, self._batch))
 
     def _saved(self, path: Any, step: Any) -> None:

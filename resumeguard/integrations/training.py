@@ -74,6 +74,25 @@ def with_batch(config: Mapping[str, Any], batch: BatchSize | None) -> dict[str, 
     return {**config, EFFECTIVE_BATCH_KEY: batch.effective} if batch else dict(config)
 
 
+RESTART_RULE = "a resumed run restarting from step 0 loses its training, not only metrics"
+
+
+def restart(check: ResumeCheck, start_step: int) -> None:
+    """Judge a silent restart (see :func:`restart_finding`): it blocks under either preset,
+    unlike a checkpoint a little older than the last logged step; a user rule still decides."""
+    found = restart_finding(check, start_step)
+    if found is None:
+        return
+    policy = check.policy
+    rule = Rule("run.step", Severity.BLOCK, RESTART_RULE)
+    judge(
+        dataclasses.replace(
+            check, policy=dataclasses.replace(policy, preset=(*policy.preset, rule))
+        ),
+        [found],
+    )
+
+
 def restart_finding(check: ResumeCheck, start_step: int) -> Finding | None:
     """``run.step`` when a resumed run with training behind it restarts from step 0: no
     checkpoint was loaded, and its curves would begin again inside the same run."""
@@ -103,6 +122,7 @@ def fit_findings(saved: Mapping[str, Any], module: torch.nn.Module) -> list[Find
     import torch
 
     current = module.state_dict()
+    params = {name for name, _ in module.named_parameters()}
     findings = []
     for name, value in saved.items():
         now = current.get(name)
@@ -111,7 +131,8 @@ def fit_findings(saved: Mapping[str, Any], module: torch.nn.Module) -> list[Find
             and isinstance(now, torch.Tensor)
             and tuple(value.shape) != tuple(now.shape)
         ):
-            findings.append(explain(f"model.params.{name}", list(value.shape), list(now.shape)))
+            kind = "params" if name in params else "buffers"
+            findings.append(explain(f"model.{kind}.{name}", list(value.shape), list(now.shape)))
     return findings
 
 

@@ -65,7 +65,7 @@ from resumeguard.integrations.training import (
     fit_findings,
     framework_policy,
     judge,
-    restart_finding,
+    restart,
     say,
     verified_line,
     with_batch,
@@ -199,6 +199,9 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         run = _wandb_run()
         if not self._checked:
             self._early(args, model)
+        check = self.guard.checked
+        if check is not None:  # refused before the run carries this resume
+            restart(check, state.global_step)
         if run is None:
             self._warn_once(
                 "no-run",
@@ -207,10 +210,6 @@ class ResumeGuardTrainerCallback(TrainerCallback):
             )
         else:
             self.guard.adopt(run, config=self._config)
-        check = self.guard.checked
-        if check is not None:
-            found = restart_finding(check, state.global_step)
-            judge(check, [found] if found is not None else [])
         if state.global_step > 0:  # restored from a checkpoint's trainer_state.json
             directory = _resumed_from(args, state.global_step)
             if directory is None:
