@@ -191,6 +191,7 @@ class ResumeGuardCallback(Callback):
         if check is None:
             return  # a fresh run, or one another front door guards
         restart(check, trainer.global_step)
+        settle(self.run, "resumed")  # every check passed: the resume goes ahead
         say(verified_line(check, self._loaded, self._batch))
 
     def _saved(self, path: Any, step: Any) -> None:

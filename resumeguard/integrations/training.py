@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resumeguard.entry import ResumeCheck, warn_about
 from resumeguard.errors import ResumeBlocked
 from resumeguard.findings import Finding, Severity, Verdict
 from resumeguard.hints import explain
+from resumeguard.pipeline import ResumeCheck, warn_about
 from resumeguard.policy import Policy, Rule, load_policy
 from resumeguard.report import build
 

@@ -221,7 +221,9 @@ class ResumeGuardTrainerCallback(TrainerCallback):
                 )
             elif directory.resolve() != self._verified:
                 self._verify(directory, already_read=True)
-        if check is not None:
+        if check is not None:  # every check passed: the resume goes ahead
+            if run is not None:
+                settle(run, "resumed")
             said = checkpoint_name(self._verified) if self._verified is not None else None
             say(verified_line(check, said, self._batch))
 
@@ -244,8 +246,6 @@ class ResumeGuardTrainerCallback(TrainerCallback):
                 else f"{said} ({late})"
             ) from e
         self._verified = directory.resolve()
-        if run is not None:
-            settle(run, "resumed")
 
     def _record(self, args: Any, state: Any) -> None:
         run = _wandb_run()
