@@ -199,6 +199,9 @@ def load_verified(path: Path, *, name: str, map_location: Any = "cpu") -> Any:
 
     import torch
 
+    from resumeguard.archive import check_archive
+
+    check_archive(path, name=name)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

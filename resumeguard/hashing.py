@@ -63,14 +63,33 @@ def digest_tensors(items: Iterable[tuple[str, torch.Tensor]]) -> str:
     for name, tensor in items:
         t = _plain(tensor)
         nbytes = t.numel() * t.element_size()
-        header = json.dumps(
-            [name, _dtype_name(t), list(t.shape), nbytes], separators=(",", ":")
-        ).encode()
+        fields: list[Any] = [name, _dtype_name(t), list(t.shape), nbytes]
+        storage = _overlapping_storage(t)
+        if storage is not None:
+            # An expanded (stride-0) or otherwise self-overlapping view names far more elements
+            # than its memory holds: digest that memory and how the view reads it, so the work
+            # is proportional to the storage, not the view (a 10**12-element expand is 4 bytes).
+            fields += ["storage", list(t.stride()), t.storage_offset()]
+        header = json.dumps(fields, separators=(",", ":")).encode()
         hasher.update(len(header).to_bytes(8, "little"))
         hasher.update(header)
-        for chunk in _byte_chunks(t):
+        for chunk in _byte_chunks(storage if storage is not None else t):
             hasher.update(chunk)
     return finish(hasher)
+
+
+def _overlapping_storage(t: torch.Tensor) -> torch.Tensor | None:
+    """The whole storage of ``t`` as bytes when ``t`` reads more elements than it holds."""
+    import torch
+
+    try:
+        storage = t.untyped_storage()
+    except (RuntimeError, NotImplementedError):  # no plain storage (e.g. a tensor subclass)
+        return None
+    if t.numel() * t.element_size() <= storage.nbytes():
+        return None
+    empty = torch.empty(0, dtype=torch.uint8, device=t.device)
+    return empty.set_(storage, 0, (storage.nbytes(),), (1,))
 
 
 def _dtype_name(t: torch.Tensor) -> str:

@@ -173,26 +173,39 @@ def load_policy(spec: str | None = None, *, repo: str | Path | None = None) -> P
     if repo is not None:
         pyproject = Path(repo) / "pyproject.toml"
         if pyproject.is_file():
-            table = _read_toml(pyproject).get("tool", {}).get("resumeguard", {})
-            if not isinstance(table, Mapping):
-                raise BadInput(f"{pyproject}: [tool.resumeguard] must be a table")
+            table = _tool_table(_read_toml(pyproject), str(pyproject))
     policy = _from_table(table, source="pyproject.toml", file_given=False)
     return preset(spec).with_rules(policy.rules) if spec else policy
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    from resumeguard import bounded
+
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(bounded.read_text(path))
     except OSError as e:
         raise BadInput(f"cannot read policy file {path}: {e.strerror or e}") from e
     except tomllib.TOMLDecodeError as e:
         raise BadInput(f"{path}: invalid TOML ({e})") from e
+    except (ValueError, RecursionError) as e:
+        raise BadInput(f"cannot read policy file {path}: {e}") from None
+
+
+def _tool_table(data: Mapping[str, Any], source: str) -> Mapping[str, Any]:
+    """``[tool.resumeguard]`` of a TOML document; BadInput when ``tool`` or it is not a table."""
+    tool = data.get("tool", {})
+    if not isinstance(tool, Mapping):
+        raise BadInput(f"{source}: `tool` must be a table ([tool.resumeguard] holds the rules)")
+    table = tool.get("resumeguard", {})
+    if not isinstance(table, Mapping):
+        raise BadInput(f"{source}: [tool.resumeguard] must be a table")
+    return table
 
 
 def _from_table(data: Mapping[str, Any], *, source: str, file_given: bool) -> Policy:
     table = data
     if file_given and "tool" in data:
-        table = data.get("tool", {}).get("resumeguard", {})
+        table = _tool_table(data, source)
     unknown = set(table) - {"preset", *LEVELS}
     if unknown:
         raise BadInput(

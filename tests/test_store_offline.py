@@ -156,12 +156,14 @@ def test_base_may_be_the_wandb_folder_or_come_from_env(
     assert OfflineStore().fetch(RunRef("solo")).record == record(1)
 
 
-def test_fetch_file_follows_wandb_save_symlink_and_reports_broken(
+def test_fetch_file_refuses_a_link_out_of_the_run_and_reports_broken(
     scratch: Path, tmp_path: Path
 ) -> None:
     store = OfflineStore(scratch)
-    got = store.fetch_file(RunRef("linked"), "elsewhere.pt", tmp_path / "dest")
-    assert got.read_bytes() == b"linked" and not got.is_symlink()
+    # What wandb.save leaves for a file outside run.dir: the run's file would follow it.
+    with pytest.raises(BadInput, match=r"elsewhere\.pt in .* resolves outside the run"):
+        store.fetch_file(RunRef("linked"), "elsewhere.pt", tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
     (link,) = scratch.rglob("files/elsewhere.pt")
     assert link.is_symlink()  # what wandb.save does with a file outside run.dir
     link.unlink()

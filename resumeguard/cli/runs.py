@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -205,7 +207,6 @@ def restore(
     rank: Annotated[int, typer.Option("--rank", help="The shard of a per-rank checkpoint.")] = 0,
 ) -> int:
     """Fetch a recorded checkpoint, verify its digest, write it to --dest (never overwriting)."""
-    import shutil
     import tempfile
 
     from resumeguard.checkpoint import lookup, verify_file
@@ -223,21 +224,55 @@ def restore(
             f"{checkpoint.source}; check it there with `resumeguard digest`"
         )
     target = dest / Path(checkpoint.file).name
-    if target.exists():
+    if dest.exists() and not dest.is_dir():
+        raise BadInput(f"--dest {dest} is not a directory; pass a directory to restore into")
+    if target.exists() or target.is_symlink():
         raise BadInput(f"{target} already exists; pass another --dest (nothing is overwritten)")
     with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
         path = store.fetch_file(ref, checkpoint.file, Path(tmp))
         verify_file(path, checkpoint, name=name)
-        dest.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(path, partial)
-        verify_file(partial, checkpoint, name=name)
-        partial.replace(target)
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            _write_new(path, target, lambda p: verify_file(p, checkpoint, name=name))
+        except FileExistsError:
+            raise BadInput(
+                f"{target} appeared while restoring; pass another --dest (nothing is overwritten)"
+            ) from None
+        except OSError as e:
+            raise BadInput(f"cannot write to --dest {dest}: {e.strerror or e}") from None
     sys.stdout.write(
         f"restored {name} (step {checkpoint.step}, {checkpoint.size} bytes, "
         f"digest verified) to {target}\n"
     )
     return 0
+
+
+def _write_new(source: Path, target: Path, verify: Callable[[Path], None]) -> None:
+    """Copy ``source`` to ``target``, which must not exist, inside ``target``'s folder only:
+    the bytes go to a new temp file there (created exclusively, so a planted link is never
+    followed), are verified, then get ``target``'s name by a hard link, which never replaces
+    anything (FileExistsError when something, a dangling link included, is there)."""
+    import shutil
+    import tempfile
+
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    partial = Path(name)
+    try:
+        with open(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 8 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        verify(partial)
+        try:
+            os.link(partial, target)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links on this filesystem: a rename, after one more look
+            if target.exists() or target.is_symlink():
+                raise FileExistsError(target) from None
+            os.rename(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def digest(

@@ -149,6 +149,8 @@ def open_store(
 ) -> RunStore:
     """The offline store when asked, when ``WANDB_MODE`` says so, or when no API key is
     configured; the online store otherwise. Makes no network call."""
+    if timeout is not None:
+        timeout = check_timeout(timeout, "--timeout")
     if offline is None:
         offline = not _online_configured()
     if offline:
@@ -167,8 +169,19 @@ def default_timeout() -> float:
         value = float(raw)
     except ValueError:
         raise BadInput(f"RESUMEGUARD_TIMEOUT must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise BadInput("RESUMEGUARD_TIMEOUT must be positive")
+    return check_timeout(value, "RESUMEGUARD_TIMEOUT")
+
+
+MAX_TIMEOUT = 3600.0
+"""The longest wait for one W&B API request that a check accepts."""
+
+
+def check_timeout(value: float, what: str) -> float:
+    """``value`` when it is a usable request timeout in seconds; BadInput otherwise."""
+    if not 0 < value <= MAX_TIMEOUT:  # also false for NaN
+        raise BadInput(
+            f"{what} must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, not {value!r}"
+        )
     return value
 
 

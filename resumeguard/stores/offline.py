@@ -69,7 +69,8 @@ class OfflineStore(RunStore):
         )
 
     def fetch_file(self, ref: RunRef, name: str, dest: Path) -> Path:
-        """Copy the newest ``files/<name>`` of the run to ``dest / name`` (symlinks followed)."""
+        """Copy the newest ``files/<name>`` of the run to ``dest / name`` (BadInput when it
+        resolves outside the run's files directory, through a link or a linked folder)."""
         rel = layout.check_run_file_name(name)
         source = self.local_file(ref, name)
         if source is not None:
@@ -79,7 +80,7 @@ class OfflineStore(RunStore):
         for directory in reversed(dirs):
             source = directory / "files" / rel
             if source.is_file():
-                return atomic.copy(source, Path(dest) / rel)
+                return atomic.copy(_inside(directory, source, name), Path(dest) / rel)
             if source.is_symlink():  # wandb.save's link to a file that has since gone
                 broken.append(str(source))
         note = f"; broken link: {', '.join(broken)}" if broken else ""
@@ -89,12 +90,13 @@ class OfflineStore(RunStore):
         )
 
     def local_file(self, ref: RunRef, name: str) -> Path | None:
-        """The newest ``files/<name>`` of the run in place (no copy), None when absent."""
+        """The newest ``files/<name>`` of the run in place (no copy), None when absent; BadInput
+        when it resolves outside the run's files directory."""
         rel = layout.check_run_file_name(name)
         for directory in reversed(self.dirs(ref)):
             source = directory / "files" / rel
             if source.is_file():
-                return source
+                return _inside(directory, source, name)
         return None
 
     def write_record(self, ref: RunRef, record: dict[str, Any], compact: dict[str, Any]) -> None:
@@ -156,6 +158,19 @@ class OfflineStore(RunStore):
         if _dead_here(state.host, state.pid):
             return "crashed"
         return "running"
+
+
+def _inside(directory: Path, source: Path, name: str) -> Path:
+    """``source`` when it resolves inside ``directory/files``; BadInput when a link (or a linked
+    folder on the way) takes it elsewhere: a run file must be the run's own."""
+    files = (directory / "files").resolve()
+    resolved = source.resolve()
+    if not resolved.is_relative_to(files):
+        raise BadInput(
+            f"{name} in {directory} resolves outside the run ({resolved}): refusing to read it; "
+            "restore the run's own copy"
+        )
+    return source
 
 
 def _config(dirs: list[Path], record: Mapping[str, Any] | None = None) -> dict[str, Any]:
