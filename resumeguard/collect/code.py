@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import shutil
 import stat
 import tempfile
 import urllib.parse
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from resumeguard import hashing
 from resumeguard.collect.filekinds import run_output_reason
 from resumeguard.collect.skipped import stamps
+from resumeguard.errors import Unverifiable
 from resumeguard.record import Record, Unavailable
 from resumeguard.sourcechange import PY_SUFFIXES
 
@@ -183,8 +185,8 @@ class CodeHistory:
     def changed_between(self, a: str, b: str) -> set[str]:
         """Paths added, removed or modified between commits ``a`` and ``b``; ValueError if either
         is missing locally."""
-        diffs = self._commit(a).diff(self._commit(b), no_renames=True)
-        return {p for d in diffs for p in (d.a_path, d.b_path) if p}
+        self._commit(a), self._commit(b)  # ValueError when either is missing
+        return {entry.path for entry in raw_diff(self._repo, a, b)}
 
     def blob(self, commit: str, path: str) -> str | None:
         """The blob sha of ``path`` at ``commit`` (a submodule's commit for a gitlink), or None
@@ -230,6 +232,36 @@ class CodeHistory:
         return self._repo.commit(sha)
 
 
+@dataclasses.dataclass(frozen=True)
+class DiffEntry:
+    """One path of ``git diff --raw``."""
+
+    path: str
+    """The path, relative to the repository root."""
+    status: str
+    """git's status letter: A, D, M, T, U, X."""
+    modes: tuple[int, int]
+    """The file modes before and after (0 when absent)."""
+
+
+def raw_diff(repo: Repo, *commits: str) -> list[DiffEntry]:
+    """``git diff --raw -z`` between ``commits`` (one: against the working tree), renames as a
+    delete and an add. Parsed here from NUL-separated output, so a file name may hold any
+    character, newlines included."""
+    out: bytes = repo.git.diff(
+        *commits, "--raw", "-z", "--no-renames", "--no-color", stdout_as_string=False
+    )
+    fields = out.split(b"\0")
+    entries: list[DiffEntry] = []
+    for header, path in zip(fields[0::2], fields[1::2], strict=False):
+        meta = header.decode("ascii", "replace").lstrip(":").split()
+        if len(meta) < 5 or not path:
+            continue
+        modes = (int(meta[0], 8), int(meta[1], 8))
+        entries.append(DiffEntry(os.fsdecode(path), meta[4][:1], modes))
+    return entries
+
+
 def _load_git() -> ModuleType:
     """Import GitPython; ImportError (GitPython's own, when git is missing) propagates."""
     import git
@@ -255,14 +287,21 @@ def _collect(repo: Repo, max_untracked_bytes: int) -> CodeRecord:
     changes: dict[str, str] = {}  # path -> DELETED, or "" until hashed below
     gitlinks: set[str] = set()
     untracked_listing = _start_untracked(repo)
+    missing_filters = _missing_filters(repo)
     if has_commit:
         # One `git diff HEAD`: staged and unstaged changes together; renames as delete + add.
-        for d in repo.head.commit.diff(None, no_renames=True):
-            p = d.b_path or d.a_path
+        try:
+            diff = raw_diff(repo, repo.head.commit.hexsha)
+        except _load_git().GitCommandError as e:
+            if missing_filters:  # a required filter (git lfs) that cannot run fails the diff
+                raise _filter_error(root, missing_filters) from e
+            raise
+        for d in diff:
+            p = d.path
             if not p or is_own_file(p, wandb_dir):
                 continue
-            changes[p] = DELETED if d.change_type == "D" else ""
-            if _GITLINK_MODE in (d.a_mode, d.b_mode) and d.change_type != "D":
+            changes[p] = DELETED if d.status == "D" else ""
+            if _GITLINK_MODE in d.modes and d.status != "D":
                 gitlinks.add(p)
     else:
         # No commit to compare with: everything staged is new.
@@ -298,6 +337,8 @@ def _collect(repo: Repo, max_untracked_bytes: int) -> CodeRecord:
             untracked_paths.append(p)
 
     to_hash = [p for p, v in changes.items() if not v]
+    if missing_filters:
+        _check_filters(repo, root, [*to_hash, *untracked_paths], missing_filters)
     blobs = _hash_objects(repo, root, [*to_hash, *untracked_paths])
     changed = {p: v or blobs.get(p, DELETED) for p, v in sorted(changes.items())}
     untracked = {p: blobs[p] for p in sorted(untracked_paths) if p in blobs}
@@ -366,6 +407,61 @@ def _skip_reason(path: Path, limit: int) -> str | None:
         # One unreadable stray file must not make the whole code fingerprint unavailable.
         return "not readable"
     return None
+
+
+def _missing_filters(repo: Repo) -> dict[str, str]:
+    """Configured git filters (``filter.<name>.clean``/``.process``, e.g. Git LFS) whose program
+    is not installed: filter name -> program."""
+    try:
+        out: str = repo.git.config("-z", "--get-regexp", r"^filter\..*\.(clean|process)$")
+    except _load_git().GitCommandError:
+        return {}  # exit status 1: no filter configured
+    missing: dict[str, str] = {}
+    for item in out.split("\0"):
+        key, _, command = item.partition("\n")
+        words = command.split()
+        if not key or not words:
+            continue
+        program = words[0]
+        if program == "git" and len(words) > 1:
+            program = f"git-{words[1]}"  # `git lfs clean`: git runs git-lfs
+        if shutil.which(program) is None and not _in_git_exec_path(repo, program):
+            missing[key.removeprefix("filter.").rsplit(".", 1)[0]] = program
+    return missing
+
+
+def _in_git_exec_path(repo: Repo, program: str) -> bool:
+    try:
+        return (Path(repo.git.execute(["git", "--exec-path"])) / program).is_file()
+    except (_load_git().GitCommandError, OSError):
+        return False
+
+
+def _check_filters(repo: Repo, root: Path, paths: list[str], missing: dict[str, str]) -> None:
+    """Unverifiable when a file to hash goes through a filter whose program is missing: git
+    would store something else than what can be computed here (an LFS pointer)."""
+    if not paths:
+        return
+    with tempfile.TemporaryFile() as stdin:
+        stdin.write(b"".join(os.fsencode(p) + b"\0" for p in paths))
+        stdin.seek(0)
+        out: bytes = repo.git.check_attr(
+            "-z", "--stdin", "filter", istream=stdin, stdout_as_string=False
+        )
+    fields = out.split(b"\0")
+    for path, value in zip(fields[0::3], fields[2::3], strict=False):
+        if value.decode(errors="replace") in missing:
+            raise _filter_error(root, missing, os.fsdecode(path))
+
+
+def _filter_error(root: Path, missing: dict[str, str], path: str | None = None) -> Unverifiable:
+    name, program = next(iter(missing.items()))
+    where = f" for {path}" if path else ""
+    return Unverifiable(
+        f"git filter {name!r} is configured{where} in {root} but its program {program!r} is not "
+        "installed, so the code cannot be fingerprinted as git stores it; install it "
+        "(for Git LFS: `git lfs install`) and check again"
+    )
 
 
 def _hash_objects(repo: Repo, root: Path, paths: list[str]) -> dict[str, str]:
@@ -443,7 +539,7 @@ def _submodules(repo: Repo, root: Path, has_commit: bool, changed: set[str]) -> 
     paths = set(changed)
     if has_commit:
         # A malformed .gitmodules is no reason to fail: the gitlinks in the diff still count.
-        with contextlib.suppress(ValueError, KeyError, OSError):
+        with contextlib.suppress(ValueError, KeyError, OSError, configparser.Error):
             paths.update(str(sm.path) for sm in repo.submodules)
     git = _load_git()
     states: dict[str, str] = {}

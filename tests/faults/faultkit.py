@@ -150,9 +150,10 @@ def run_cli(case: Case, *args: str, timeout: float = 120, **env: str) -> Result:
 
 def tree_digest(root: Path, skip: Iterable[Path] = ()) -> dict[str, str]:
     """Path -> what it is (file digest, link target, folder) for everything below ``root``,
-    links not followed, ``skip`` and ``home/`` (W&B's own logs) left out: to show that nothing
-    else changed."""
-    skipped = {p.absolute() for p in [*skip, root / "home"]}
+    links not followed, ``skip``, ``home/`` (W&B's own logs) and git's index (``git diff``
+    refreshes its stat cache, GIT_OPTIONAL_LOCKS or not) left out: to show that nothing else
+    changed."""
+    skipped = {p.absolute() for p in [*skip, root / "home", root / "repo" / ".git" / "index"]}
     out: dict[str, str] = {}
     for path in sorted(root.rglob("*")):
         if any(path == s or s in path.parents for s in skipped):
