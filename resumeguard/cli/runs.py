@@ -95,7 +95,10 @@ def check(
     from resumeguard.errors import Unverifiable
     from resumeguard.pipeline import ResumeIntent, decide, unchecked_from_outside
     from resumeguard.report import unverified
+    from resumeguard.stores.interface import RunRef
 
+    # An empty --run-id (an unset $WANDB_RUN_ID in a job script) is bad input, never a new run.
+    RunRef.parse(run_id, project=project, entity=entity)
     try:
         result = decide(
             ResumeIntent(run_id=run_id, mode="allow" if allow_new else "must"),

@@ -109,10 +109,13 @@ def read_log(path: Path) -> LogSummary:
     """The last logged step and the exit code in the transaction log at ``path``."""
     from google.protobuf.message import DecodeError
 
+    from resumeguard import bounded
+
     record_class = _record_class()
     try:
-        data = path.read_bytes()
-    except OSError:
+        # Regular files only: a FIFO or a link to /dev/zero planted as the log would hang.
+        data = bounded.read_bytes(path, limit=1 << 40)
+    except (OSError, ValueError):
         return LogSummary(None, None)
     last: int | None = None
     exit_code: int | None = None

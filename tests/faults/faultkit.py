@@ -112,11 +112,11 @@ class Result:
     seconds: float
 
     def assert_refused(self, code: int) -> None:
-        """Exit ``code`` with one line on stderr and no traceback."""
+        """Exit ``code`` with one line on stderr (none for 0) and no traceback."""
         lines = [line for line in self.err.splitlines() if line.strip()]
         assert self.code == code, f"exit {self.code}, wanted {code}; stderr: {self.err[-2000:]}"
         assert "Traceback" not in self.err, self.err
-        assert len(lines) == 1, f"wanted one line on stderr, got: {self.err}"
+        assert len(lines) == (code != 0), f"wanted one line on stderr, got: {self.err}"
 
 
 def base_env(case: Case, **extra: str) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,8 +58,13 @@ def nested(depth: int) -> Any:
 
 
 def fifo(case: Case) -> None:
+    _fifo_as(case, case.record)
+
+
+def _fifo_as(case: Case, path: Path) -> None:
+    """``path`` replaced by a link to a FIFO nobody writes to (a blocking open never returns)."""
     os.mkfifo(case.outside / "fifo")
-    case.replace_with_link(case.record, case.outside / "fifo")
+    case.replace_with_link(path, case.outside / "fifo")
 
 
 CKPT = ("checkpoints", "ckpt.pt")
@@ -176,6 +182,12 @@ SIDECAR_CASES: list[tuple[str, Edit, int]] = [
     ("state-pid-huge", lambda c: c.edit_json(c.state, lambda d: d.update(pid=10**30)), 2),
     ("state-step-negative", lambda c: c.edit_json(c.state, lambda d: d.update(step=-3)), 2),
     ("state-heartbeat-int", lambda c: c.edit_json(c.state, lambda d: d.update(heartbeat=5)), 2),
+    ("wandb-log-fifo", lambda c: _fifo_as(c, c.run_dir / "run-faultrun.wandb"), 0),
+    (
+        "wandb-log-dev-zero",
+        lambda c: c.replace_with_link(c.run_dir / "run-faultrun.wandb", "/dev/zero"),
+        0,
+    ),
     (
         "summary-step-overflow",
         lambda c: (c.files / "wandb-summary.json").write_text('{"_step": 1e999}'),
@@ -236,7 +248,14 @@ def test_intact_run_checks_shows_and_restores(case: Case) -> None:
     assert (case.dest / "ckpt.pt").read_bytes() == case.copy.read_bytes()
 
 
+def killed(case: Case) -> None:
+    """Make the run look like its process was killed: W&B's log holds only its header."""
+    log = case.run_dir / "run-faultrun.wandb"
+    log.write_bytes(log.read_bytes()[:7])
+
+
 def test_state_heartbeat_from_the_future_is_no_sign_of_life(case: Case) -> None:
+    killed(case)
     case.edit_json(
         case.state,
         lambda d: d.update(
@@ -253,6 +272,7 @@ def test_fresh_heartbeat_elsewhere_is_a_live_copy(case: Case) -> None:
     import datetime as dt
 
     now = dt.datetime.now(dt.timezone.utc).isoformat()
+    killed(case)
     case.edit_json(case.state, lambda d: d.update(state="running", heartbeat=now, host="elsewhere"))
     result = run_cli(case, "check", "--run-id", "faultrun", "--json")
     assert result.code == 1 and "run.live" in result.out, result
