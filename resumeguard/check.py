@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from resumeguard import runpolicy
 from resumeguard.compare import compare
 from resumeguard.findings import Finding
 from resumeguard.fingerprint import Fingerprint
-from resumeguard.policy import Policy, load_policy
+from resumeguard.policy import Policy
 from resumeguard.report import Report, build
 
 
@@ -26,6 +27,6 @@ def compare_fingerprints(
     from resumeguard.collect.code import CodeRecord, open_history
 
     root = current.code.root if isinstance(current.code, CodeRecord) else repo
-    resolved = policy if isinstance(policy, Policy) else load_policy(policy, repo=root)
+    resolved = runpolicy.at_start(policy, root)
     history = open_history(root) if root is not None else None
     return build(run, [*compare(recorded, current, history), *extra], resolved)

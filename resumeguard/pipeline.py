@@ -27,14 +27,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from resumeguard import claims, runfiles
+from resumeguard import claims, runfiles, runpolicy
 from resumeguard.check import compare_fingerprints
 from resumeguard.errors import BadInput, ResumeBlocked, RunNotFound, Unverifiable
 from resumeguard.findings import Finding, Severity, Verdict
 from resumeguard.fingerprint import Fingerprint, take
 from resumeguard.hashing import digest_file
 from resumeguard.hints import explain
-from resumeguard.policy import Policy, Rule, load_policy
+from resumeguard.policy import Policy, Rule
 from resumeguard.report import Report, build
 from resumeguard.runrecord import (
     CheckpointRecord,
@@ -214,9 +214,11 @@ def decide(
         model=model,
         config={**recorded.config, **dict(config or {})},
     )
+    # The policy kept with the run judges, not the one in the tree being judged.
+    base, extra = runpolicy.for_resume(policy, record.policy, _root(current))
     # The run's own checkpoint files below the repo are verified by digest, not diffed as code.
-    resolved = _policy(policy, current).with_rules(own_checkpoint_rules(record, current))
-    extra = checkpoint_findings(record, store, ref, digests=digests)
+    resolved = base.with_rules(own_checkpoint_rules(record, current))
+    extra += checkpoint_findings(record, store, ref, digests=digests)
     if include_step:
         extra.extend(step_findings(record, stored.last_step, run_id=ref.id))
     live = live_copy(stored.state, stored.heartbeat) if include_live else None
@@ -265,13 +267,14 @@ def _fresh(
 
 def _policy(policy: Policy | str | None, current: Fingerprint) -> Policy:
     """``policy`` resolved against the repository the fingerprint was taken in."""
+    return runpolicy.at_start(policy, _root(current))
+
+
+def _root(current: Fingerprint) -> str | None:
+    """The repository the fingerprint was taken in."""
     from resumeguard.collect.code import CodeRecord
 
-    if isinstance(policy, Policy):
-        return policy
-    return load_policy(
-        policy, repo=current.code.root if isinstance(current.code, CodeRecord) else None
-    )
+    return current.code.root if isinstance(current.code, CodeRecord) else None
 
 
 def check_live_run(
@@ -522,10 +525,11 @@ def record_for(check: ResumeCheck) -> RunRecord:
     """What a run carries after ``check``: the stored record with this resume added to the
     audit trail (pending until it goes ahead), or a fresh record for a new run."""
     if check.stored is None:
-        return new_record(check.current)
+        return new_record(check.current, runpolicy.to_keep(check.policy, _root(check.current)))
     report = check.report
     allowed = [j.finding.path for j in report.findings if j.severity is not Severity.BLOCK]
-    entry = resume_entry(check.current, report.verdict.value, allowed, check.policy.name)
+    policy = check.policy.origin or check.policy.name
+    entry = resume_entry(check.current, report.verdict.value, allowed, policy)
     return check.stored.with_resume(entry)
 
 
@@ -591,7 +595,7 @@ def step_check(
         return
     # Unless told otherwise: the policy the run was checked or recorded with.
     kept = runfiles.current_policy(run) if policy is None else None
-    resolved = policy if isinstance(policy, Policy) else kept or load_policy(policy, repo=".")
+    resolved = kept or runpolicy.for_resume(policy, record.policy, ".")[0]
     report = build(str(run.id), [finding], resolved)
     if report.findings and report.findings[0].severity is Severity.BLOCK:
         raise ResumeBlocked(report)

@@ -82,10 +82,15 @@ class Policy:
     """The preset's own rules."""
     rules: tuple[Rule, ...] = ()
     """The user's rules (they beat the preset)."""
+    overrides: tuple[Rule, ...] = ()
+    """Rules given explicitly for this check (``--policy FILE`` on a run with a recorded
+    policy): they beat every other rule."""
+    origin: str = ""
+    """Where this policy comes from, in words, for the report."""
 
     def judge(self, finding: Finding) -> Judged:
         """The severity of one finding and the rule that decided it."""
-        rule = _best(self.rules, finding.path)
+        rule = _best(self.overrides, finding.path) or _best(self.rules, finding.path)
         if rule is None and finding.context:
             return Judged(finding, Severity.INFO, "context (explained by other findings)")
         if rule is None and finding.benign:
@@ -104,6 +109,30 @@ class Policy:
     def with_rules(self, rules: Iterable[Rule]) -> Policy:
         """This policy with more user rules."""
         return dataclasses.replace(self, rules=(*self.rules, *rules))
+
+    def to_kept(self) -> dict[str, Any]:
+        """The JSON form kept with a run: the preset and the user's rules with their sources."""
+        return {
+            "preset": self.name,
+            "rules": [[r.severity.value, r.pattern, r.source] for r in self.rules],
+        }
+
+    @classmethod
+    def from_kept(cls, data: Any, *, origin: str = "") -> Policy:
+        """Rebuild a policy kept with a run; BadInput when malformed. Its rules are not
+        validated again: they were in force, whatever later versions call their paths."""
+        try:
+            rules = tuple(
+                Rule(str(p), Severity(level), str(src)) for level, p, src in data["rules"]
+            )
+            return dataclasses.replace(preset(str(data["preset"])), rules=rules, origin=origin)
+        except (TypeError, KeyError, ValueError) as e:
+            raise BadInput(f"the policy recorded with the run is malformed ({e})") from e
+
+    def describe(self) -> str:
+        """The preset and the user's rules in one line, e.g. 'strict; ignore code.files.*.md'."""
+        rules = sorted(f"{r.severity.value} {r.pattern}" for r in self.rules)
+        return "; ".join([self.name, *rules])
 
 
 def _best(rules: Iterable[Rule], path: str) -> Rule | None:
@@ -167,15 +196,39 @@ def load_policy(spec: str | None = None, *, repo: str | Path | None = None) -> P
     ``spec`` is a preset name or a TOML file path. A file replaces the repo's pyproject rules;
     a preset name keeps them (so ``--policy lenient`` still honours the team's ignores).
     """
-    if spec and (spec.endswith(".toml") or Path(spec).is_file()):
-        return _from_table(_read_toml(Path(spec)), source=Path(spec).name, file_given=True)
+    if is_file_spec(spec):
+        assert spec is not None
+        return dataclasses.replace(
+            _from_table(_read_toml(Path(spec)), source=Path(spec).name, file_given=True),
+            origin=f"policy file {spec}",
+        )
     table: Mapping[str, Any] = {}
     if repo is not None:
         pyproject = Path(repo) / "pyproject.toml"
         if pyproject.is_file():
             table = _tool_table(_read_toml(pyproject), str(pyproject))
-    policy = _from_table(table, source="pyproject.toml", file_given=False)
-    return preset(spec).with_rules(policy.rules) if spec else policy
+    policy = _from_table(table, source=PYPROJECT, file_given=False)
+    if spec:
+        policy = dataclasses.replace(preset(spec), rules=policy.rules)
+    rules = " + pyproject.toml" if policy.rules else ""
+    return dataclasses.replace(policy, origin=f"preset {policy.name}{rules}")
+
+
+PYPROJECT = "pyproject.toml"
+"""The source of rules read from the repository's ``[tool.resumeguard]``."""
+
+
+def is_file_spec(spec: str | None) -> bool:
+    """True when a ``--policy`` value names a TOML file rather than a preset."""
+    return bool(spec) and (str(spec).endswith(".toml") or Path(str(spec)).is_file())
+
+
+def file_preset(spec: str) -> str | None:
+    """The preset a policy file sets, None when it sets none."""
+    data = _read_toml(Path(spec))
+    table = _tool_table(data, spec) if "tool" in data else data
+    value = table.get("preset")
+    return str(value) if value is not None else None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

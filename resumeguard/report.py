@@ -28,6 +28,9 @@ class Report:
     unchecked: tuple[str, ...] = ()
     """What this check could not see (a check from outside the training process), so that
     "ok" is not read as more than it is."""
+    policy: str = ""
+    """Which policy judged the findings and where it comes from (e.g. a file given with
+    ``--policy`` instead of the policy recorded with the run)."""
 
     @property
     def blocking(self) -> list[Finding]:
@@ -51,6 +54,8 @@ class Report:
             data["reason"] = self.reason
         if self.unchecked:
             data["unchecked"] = list(self.unchecked)
+        if self.policy:
+            data["policy"] = self.policy
         return data
 
     @classmethod
@@ -76,6 +81,7 @@ class Report:
             findings=judged,
             reason=data.get("reason", ""),
             unchecked=tuple(data.get("unchecked", ())),
+            policy=str(data.get("policy", "")),
         )
 
     def dumps(self) -> str:
@@ -94,7 +100,7 @@ def build(run: str | None, findings: Iterable[Finding], policy: Policy) -> Repor
         if worst >= Severity.WARN.rank
         else Verdict.OK
     )
-    return Report(run=run, verdict=verdict, findings=tuple(judged))
+    return Report(run=run, verdict=verdict, findings=tuple(judged), policy=policy.origin)
 
 
 def unverified(run: str | None, reason: str) -> Report:
@@ -129,6 +135,8 @@ def render(report: Report, file: IO[str] | None = None, *, width: int | None = N
         console.print(f"  {report.reason}", markup=False)
     for note in report.unchecked:
         console.print(f"  not checked from here: {note}", markup=False)
+    if report.policy:
+        console.print(f"  policy: {report.policy}", markup=False)
     if not report.findings:
         if detail:
             console.print(f"  {detail}")

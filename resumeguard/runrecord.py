@@ -123,6 +123,9 @@ class RunRecord(Record):
     """Every resume that went ahead, oldest first."""
     schema: int = SCHEMA
     """Schema version."""
+    policy: dict[str, Any] | None = None
+    """The policy in force when the run was recorded (see :mod:`resumeguard.runpolicy`); None
+    in records from before policies were kept."""
 
     def with_checkpoint(self, name: str, checkpoint: CheckpointRecord) -> RunRecord:
         """This record with ``name`` (re)recorded."""
@@ -168,9 +171,9 @@ class RunRecord(Record):
         }
 
 
-def new_record(fingerprint: Fingerprint) -> RunRecord:
-    """The record of a run that starts now."""
-    return RunRecord(fingerprint=fingerprint)
+def new_record(fingerprint: Fingerprint, policy: dict[str, Any] | None = None) -> RunRecord:
+    """The record of a run that starts now, with the policy in force."""
+    return RunRecord(fingerprint=fingerprint, policy=policy)
 
 
 def record_from_json(data: Any, *, source: str = RECORD_FILE) -> RunRecord:
@@ -185,7 +188,7 @@ def record_from_json(data: Any, *, source: str = RECORD_FILE) -> RunRecord:
     if "fingerprint" in data:
         check_schema(data.get("schema", SCHEMA), f"{source}: record")
     fp = fingerprint_from_json(data.get("fingerprint", data), source=source)
-    body = {key: data[key] for key in ("checkpoints", "resumes") if key in data}
+    body = {key: data[key] for key in ("checkpoints", "resumes", "policy") if key in data}
     try:
         return RunRecord.from_json({**body, "fingerprint": fp.to_json()})
     except ValueError as e:

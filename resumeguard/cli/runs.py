@@ -153,7 +153,9 @@ def record(
             "shows it (pass --force to replace it with this environment's)"
         )
     fp = take(repo=repo, requirements=requirements or (), config=stored.config)
-    rec = new_record(fp)
+    from resumeguard import runpolicy
+
+    rec = new_record(fp, runpolicy.to_keep(runpolicy.at_start(None, repo), repo))
     store.write_record(ref, rec.to_json(), rec.compact())
     sys.stdout.write(
         f"recorded run {ref}: commit {rec.compact()['commit'] or '(none)'}, "
