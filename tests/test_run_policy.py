@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
 from helpers import cli_json, commit_all, offline_project, write
 
 import resumeguard
@@ -16,6 +15,7 @@ from resumeguard.policy import Rule, Severity, preset
 from resumeguard.runpolicy import POLICY_ENV
 from resumeguard.stores.layout import RECORD_FILE
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FILES = {
     "train.py": "LR = 0.1\n",
     "docs/guide.md": "# guide\n",
