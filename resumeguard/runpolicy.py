@@ -6,7 +6,8 @@ recorded is kept in its record and judges every resume; a repository policy that
 is itself a finding (``policy.rules``), judged by the kept one. Loosening takes an explicit act
 outside the tree: ``--policy FILE`` (or ``policy=`` in Python, or the ``RESUMEGUARD_POLICY``
 environment variable of a job script), whose rules come on top of the kept ones, and the report
-names it. A preset name given that way swaps the preset and keeps the recorded rules.
+names it. A preset name given that way swaps the preset and keeps the recorded rules; so does a
+``Policy`` object holding only a preset and the repository's rules (a framework callback's).
 """
 
 from __future__ import annotations
@@ -60,7 +61,16 @@ def for_resume(
         return at_start(spec, repo), []
     recorded = Policy.from_kept(kept, origin="recorded with the run")
     if isinstance(spec, Policy):
-        return at_start(spec, repo), []
+        if spec.overrides or any(r.source != PYPROJECT for r in spec.rules):
+            return at_start(spec, repo), []
+        # A bare preset, or the repository's own policy (a framework callback adds preset-level
+        # rules to it): like a preset name, its preset with the recorded rules.
+        policy = dataclasses.replace(
+            spec,
+            rules=recorded.rules,
+            origin=f"preset {spec.name} with the rules recorded with the run",
+        )
+        return policy, _changed(kept, repo)
     if is_file_spec(spec):
         assert spec is not None
         given = load_policy(spec)

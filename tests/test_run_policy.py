@@ -4,6 +4,7 @@ policy from outside the tree, which the report names."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -136,3 +137,20 @@ def test_records_without_a_kept_policy_are_judged_by_the_repository(tmp_path: Pa
     policy, findings = for_resume(None, None, tmp_path)
     assert findings == []
     assert [r.pattern for r in policy.rules] == ["config.*"]
+
+
+def test_a_callbacks_policy_object_keeps_the_recorded_rules(tmp_path: Path) -> None:
+    from resumeguard.policy import load_policy
+    from resumeguard.runpolicy import for_resume
+
+    (tmp_path / "pyproject.toml").write_text(LOOSENED)
+    docs = [["ignore", "code.files.docs/**", "pyproject.toml"]]
+    kept = {"preset": "strict", "rules": docs, "repository": {"preset": "strict", "rules": docs}}
+    tree = load_policy(None, repo=tmp_path)
+    framework = dataclasses.replace(
+        tree, preset=(*tree.preset, Rule("config.batch_size", Severity.WARN, "framework"))
+    )
+    policy, findings = for_resume(framework, kept, tmp_path)
+    assert [r.pattern for r in policy.rules] == ["code.files.docs/**"]
+    assert [f.path for f in findings] == ["policy.rules"]
+    assert policy.judge(findings[0]).severity is Severity.BLOCK
