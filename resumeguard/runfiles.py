@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +132,29 @@ def _hook_finish(run: Any) -> None:
         exit_code = kwargs.get("exit_code", args[0] if args else None)
         failed = isinstance(exit_code, int) and exit_code != 0
         stop_heartbeat(run, state="failed" if failed else "finished")
-        return original(*args, **kwargs)
+        result = original(*args, **kwargs)
+        if getattr(run, "offline", False):
+            _wait_for_exit_record(run)
+        return result
 
     finish._resumeguard = True  # type: ignore[attr-defined]
     run.finish = finish
+
+
+EXIT_RECORD_WAIT_SECONDS = 5.0
+"""How long ``finish`` waits for wandb-core to write the run's end into its transaction log."""
+
+
+def _wait_for_exit_record(run: Any) -> None:
+    """wandb's ``finish`` can return before wandb-core has flushed the end of an offline run's
+    transaction log: wait (bounded) so that this process, reading the run back, sees what a
+    later one will (the last step, the exit)."""
+    from resumeguard.stores import txlog
+
+    log = txlog.run_log(Path(run.dir).parent, str(run.id))
+    deadline = time.monotonic() + EXIT_RECORD_WAIT_SECONDS
+    while txlog.read_log(log).exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 _uncaught: list[BaseException] = []

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 HEADER_LEN = 7
 BLOCK_LEN = 32768
@@ -40,28 +42,30 @@ class LogSummary:
     """The exit code W&B recorded at the run's end; None while running or after a kill."""
 
 
-def chunks(data: bytes) -> Iterator[bytes]:
-    """The records' payloads in ``data`` (a whole log file), oldest first, until a torn one."""
-    if len(data) < HEADER_LEN:
+def chunks(stream: BinaryIO) -> Iterator[bytes]:
+    """The records' payloads in a log opened for reading, oldest first, until a torn one; read
+    one block at a time, so memory stays bounded whatever the log's size."""
+    header = stream.read(HEADER_LEN)
+    if len(header) < HEADER_LEN:
         return
-    ident, magic, _version = struct.unpack("<4sHB", data[:HEADER_LEN])
+    ident, magic, _version = struct.unpack("<4sHB", header)
     if ident != _IDENT or magic != _MAGIC:
         return
-    pos, pending = HEADER_LEN, bytearray()
-    while True:
-        left = BLOCK_LEN - pos % BLOCK_LEN
-        if left < HEADER_LEN:
-            pos += left  # block trailer
+    block, pos = header + stream.read(BLOCK_LEN - HEADER_LEN), HEADER_LEN
+    pending = bytearray()
+    while block:
+        if BLOCK_LEN - pos < HEADER_LEN:  # block trailer: on to the next block
+            block, pos = stream.read(BLOCK_LEN), 0
             continue
-        if pos + HEADER_LEN > len(data):
+        if pos + HEADER_LEN > len(block):
             return
-        crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER_LEN])
-        body = data[pos + HEADER_LEN : pos + HEADER_LEN + length]
-        if kind == 0 and length == 0:
-            pos += left  # zero padding up to the next block
+        crc, length, kind = struct.unpack("<IHB", block[pos : pos + HEADER_LEN])
+        if kind == 0 and length == 0:  # zero padding up to the next block
+            block, pos = stream.read(BLOCK_LEN), 0
             continue
+        body = block[pos + HEADER_LEN : pos + HEADER_LEN + length]
         if len(body) < length or kind not in _CRC or zlib.crc32(body, _CRC[kind]) != crc:
-            return  # torn or unwritten tail
+            return  # torn or not yet written
         pos += HEADER_LEN + length
         if kind == _FULL:
             pending.clear()
@@ -109,27 +113,32 @@ def read_log(path: Path) -> LogSummary:
     """The last logged step and the exit code in the transaction log at ``path``."""
     from google.protobuf.message import DecodeError
 
-    from resumeguard import bounded
-
     record_class = _record_class()
-    try:
-        # Regular files only: a FIFO or a link to /dev/zero planted as the log would hang.
-        data = bounded.read_bytes(path, limit=1 << 40)
-    except (OSError, ValueError):
-        return LogSummary(None, None)
     last: int | None = None
     exit_code: int | None = None
-    for payload in chunks(data):
-        record = record_class()
-        try:
-            record.ParseFromString(payload)
-        except DecodeError:
-            break
-        if record.HasField("history"):
-            step = int(record.history.step.num)
-            last = step if last is None else max(last, step)
-        if record.HasField("exit"):
-            exit_code = int(record.exit.exit_code)
+    try:
+        # Regular files only: a FIFO or a link to /dev/zero planted as the log would hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return LogSummary(None, None)  # no log (older wandb): W&B's log tells nothing
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return LogSummary(None, None)
+    try:
+        with os.fdopen(fd, "rb") as stream:
+            for payload in chunks(stream):
+                record = record_class()
+                try:
+                    record.ParseFromString(payload)
+                except DecodeError:
+                    break
+                if record.HasField("history"):
+                    step = int(record.history.step.num)
+                    last = step if last is None else max(last, step)
+                if record.HasField("exit"):
+                    exit_code = int(record.exit.exit_code)
+    except OSError:
+        pass  # unreadable: W&B's log tells nothing
     return LogSummary(last, exit_code)
 
 

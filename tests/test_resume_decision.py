@@ -1,0 +1,375 @@
+"""One resume decision for every front door, on real W&B runs: a store that cannot answer is
+never a new run, a run with a record is checked however it is started (never re-recorded), the
+CLI check predicts the resume, the step is W&B's own, and the run's state tells the truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+import wandb
+from helpers import cli, cli_json, make_repo, write
+from wandb_server import ENTITY, Fault, WandbServer
+
+import resumeguard
+from resumeguard.findings import Severity
+from resumeguard.policy import Rule, preset
+from resumeguard.stores.interface import RunRef
+from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE
+from resumeguard.stores.offline import OfflineStore
+
+FILES = {"train.py": "HIDDEN = 8\n", ".gitignore": "*.pt\n"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    repo = make_repo(tmp_path / "proj", FILES)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    (tmp_path / "wb").mkdir()
+    return repo
+
+
+def start(run_id: str | None, repo: Path, **kw):
+    kw.setdefault("config", {"lr": 1e-3})
+    return resumeguard.init(project="p", id=run_id, repo=repo, **kw)
+
+
+def stored_record(run_id: str) -> dict:
+    return OfflineStore().fetch(RunRef(run_id)).record or {}
+
+
+def model_and_opt():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+
+def log_and_save(run, steps: int, name: str = "checkpoint.pt", at: int | None = None):
+    """Log steps 0..steps-1 and save a checkpoint at step ``at`` (default: the last logged)."""
+    model, opt = model_and_opt()
+    for step in range(steps):
+        run.log({"loss": 1.0 / (step + 1)}, step=step)
+    at = steps - 1 if at is None else at
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": at}
+    return resumeguard.save_checkpoint(run, state, name)
+
+
+# --- 1. unreachable is not "new" ----------------------------------------------------------------
+
+
+@pytest.fixture
+def online_project(online: WandbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    repo = make_repo(tmp_path / "proj", FILES)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("RESUMEGUARD_TIMEOUT", "1")
+    return repo
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(status=503), Fault(status=429), Fault(hang=True), Fault(malformed=True)],
+    ids=["5xx", "429", "timeout", "malformed"],
+)
+def test_a_store_that_cannot_answer_is_never_a_new_run(
+    capsys, online: WandbServer, online_project: Path, fault: Fault
+) -> None:
+    run_id = f"gone-{uuid.uuid4().hex[:8]}"
+    online.fail_always("Run", fault)
+    code, report = cli_json(capsys, "check", "--run-id", f"{ENTITY}/p/{run_id}", "--allow-new")
+    assert (code, report["verdict"]) == (3, "unverified"), report
+    for resume in ("allow", "auto"):
+        with pytest.raises(resumeguard.StoreError):
+            start(run_id, online_project, resume=resume)
+    assert "UpsertBucket" not in online.operations(), "no run was started on the server"
+    online.heal()
+    # The look-alike: the store answers "no such run", which is a fresh start.
+    code, report = cli_json(capsys, "check", "--run-id", f"{ENTITY}/p/{run_id}", "--allow-new")
+    assert (code, report["verdict"]) == (0, "ok"), report
+
+
+def test_a_refused_key_is_never_a_new_run(
+    capsys, online: WandbServer, online_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "b" * 40)
+    code, _, err = cli(capsys, "check", "--run-id", f"{ENTITY}/p/nokey", "--allow-new")
+    assert code == 3 and "credentials" in err
+    with pytest.raises(resumeguard.StoreError):
+        start("nokey", online_project, resume="allow")
+
+
+# --- 2. a record is never replaced --------------------------------------------------------------
+
+
+def test_an_existing_id_without_a_resume_mode_is_checked(project: Path) -> None:
+    start("reuse1", project).finish()
+    before = stored_record("reuse1")["fingerprint"]
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    with pytest.raises(resumeguard.ResumeBlocked):
+        start("reuse1", project)  # no resume=: offline this would start over in a new directory
+    write(project, {"train.py": "HIDDEN = 8\n"})
+    run = start("reuse1", project)  # the same code: goes ahead, checked
+    run.finish()
+    after = stored_record("reuse1")
+    assert after["fingerprint"] == before, "the baseline is the first one, never a new one"
+    assert [r["verdict"] for r in after["resumes"]] == ["ok"]
+
+
+def test_wandb_run_id_without_wandb_resume_is_checked_by_the_decorator(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    start("envid1", project).finish()
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    monkeypatch.setenv("WANDB_RUN_ID", "envid1")  # as Transformers' W&B reporting leaves it
+    ran: list[bool] = []
+
+    @resumeguard.guard(repo=project)
+    def main() -> None:
+        ran.append(True)
+
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 1 and ran == []
+    assert "code.files.train.py" in capsys.readouterr().err
+
+
+def test_plain_wandb_init_then_save_checkpoint_is_checked_not_rerecorded(project: Path) -> None:
+    run = start("plain1", project)
+    log_and_save(run, 2)
+    run.finish()
+    before = stored_record("plain1")
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    run = wandb.init(project="p", id="plain1", resume="allow")
+    model, opt = model_and_opt()
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 3}
+    with pytest.raises(resumeguard.ResumeBlocked):
+        resumeguard.save_checkpoint(run, state, "later.pt")
+    run.finish()
+    assert stored_record("plain1") == before, "nothing published over the record"
+    write(project, {"train.py": "HIDDEN = 8\n"})
+    run = wandb.init(project="p", id="plain1", resume="allow")
+    resumeguard.save_checkpoint(run, state, "later.pt")
+    run.finish()
+    after = stored_record("plain1")
+    assert after["fingerprint"] == before["fingerprint"]
+    assert set(after["checkpoints"]) == {"checkpoint.pt", "later.pt"}, "records only grow"
+    assert [r["outcome"] for r in after["resumes"]] == ["resumed"]
+
+
+def test_auto_resume_without_an_id_finds_the_run_wandb_will_resume(
+    project: Path, tmp_path: Path
+) -> None:
+    """resume="auto" with no id: wandb takes the id of the last unfinished run in its folder."""
+    script = f"""
+        import os, signal, resumeguard
+        run = resumeguard.init(
+            project="p", resume="auto", repo={str(project)!r}, config={{"lr": 1e-3}}
+        )
+        print(run.id, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # preempted: wandb keeps the id for "auto"
+    """
+    done = run_python(script, project)
+    run_id = done.stdout.split()[0]
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        start(None, project, resume="auto")
+    assert info.value.report.run is not None and run_id in info.value.report.run
+    write(project, {"train.py": "HIDDEN = 8\n"})
+    run = start(None, project, resume="auto")
+    assert run.id == run_id
+    run.finish()
+
+
+def test_resume_never_of_an_existing_run_is_refused(project: Path) -> None:
+    start("never1", project).finish()
+    with pytest.raises(resumeguard.BadInput, match="already exists"):
+        start("never1", project, resume="never")
+
+
+# --- 4. the CLI check predicts the resume --------------------------------------------------------
+
+
+def test_check_reads_every_checkpoint_byte_unless_quick(capsys, project: Path) -> None:
+    run = start("bytes1", project)
+    record = log_and_save(run, 2)
+    run.finish()
+    code, report = cli_json(capsys, "check", "--run-id", "bytes1")
+    assert (code, report["findings"]) == (0, [])
+    assert any("optimizer" in note for note in report["unchecked"]), "says what it cannot see"
+    copy = next(Path(d) for d in OfflineStore().fetch(RunRef("bytes1")).directories)
+    copy = copy / "files" / record.file
+    data = bytearray(copy.read_bytes())
+    copy.unlink()  # the run's copy is a hard link to the user's file: change the copy alone
+    data[len(data) // 2] ^= 0x01
+    copy.write_bytes(bytes(data))
+    code, out, err = cli(capsys, "check", "--run-id", "bytes1", "--json")
+    assert code == 1, err
+    report = json.loads(out)
+    assert [f["path"] for f in report["findings"]] == ["checkpoint.checkpoint.pt.digest"]
+    code, report = cli_json(capsys, "check", "--run-id", "bytes1", "--quick")
+    assert (code, report["findings"]) == (0, []), "--quick compares sizes only"
+    assert any("--quick" in note for note in report["unchecked"])
+    code, out, _ = cli(capsys, "check", "--run-id", "bytes1")
+    assert "not checked from here" in out or "checkpoint.pt" in out
+
+
+def test_check_reports_a_newest_checkpoint_older_than_the_last_logged_step(
+    capsys, project: Path
+) -> None:
+    run = start("gap1", project)
+    log_and_save(run, 3)  # logs 0..2, checkpoint at 2: no gap
+    run.finish()
+    code, report = cli_json(capsys, "check", "--run-id", "gap1")
+    assert (code, report["findings"]) == (0, []), "a checkpoint at the last logged step is fine"
+    run = start("gap1", project, resume="must")
+    for step in range(3, 6):
+        run.log({"loss": 0.1}, step=step)
+    run.finish()
+    policy = project / "policy.toml"
+    policy.write_text('block = ["run.step"]\n')
+    code, report = cli_json(capsys, "check", "--run-id", "gap1", "--policy", str(policy))
+    assert code == 1
+    [finding] = report["findings"]
+    assert finding["path"] == "run.step" and (finding["recorded"], finding["current"]) == (5, 2)
+    assert 'resume_from="gap1?_step=2"' in finding["hint"]
+
+
+# --- 5. the step is exact ------------------------------------------------------------------------
+
+
+def run_python(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_last_step_survives_kill_9(project: Path) -> None:
+    script = f"""
+        import os, signal, time, resumeguard
+        run = resumeguard.init(project="p", id="kill1", repo={str(project)!r})
+        for step in range(7):
+            run.log({{"loss": 1.0}}, step=step)
+        time.sleep(3)  # past wandb's flush interval (set to 1 s below)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+    done = run_python(script, project, WANDB_X_TRANSACTION_LOG_FLUSH_INTERVAL="1")
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    stored = OfflineStore().fetch(RunRef("kill1"))
+    # W&B commits a step's row when the next step starts (or at finish): the row of step 6 was
+    # still open in memory, so W&B itself, and `wandb sync`, know the run up to step 5.
+    assert stored.last_step == 5, "W&B's own log holds the step a SIGKILL left"
+    assert stored.state != "finished"
+
+
+def test_checkpoint_at_the_last_logged_step_resumes_and_an_older_one_is_run_step(
+    project: Path,
+) -> None:
+    run = start("exact1", project)
+    log_and_save(run, 3)  # steps 0, 1, 2; checkpoint at 2
+    run.finish()
+    assert OfflineStore().fetch(RunRef("exact1")).last_step == 2
+    no_gap = preset("strict").with_rules([Rule("run.step", Severity.BLOCK, "test")])
+    resumed = start("exact1", project, resume="must", policy=no_gap)
+    assert resumeguard.restore_checkpoint(resumed, "checkpoint.pt")["step"] == 2
+    for step in range(3, 5):
+        resumed.log({"loss": 0.5}, step=step)
+    resumed.finish()
+    # The newest checkpoint (2) is older than the last logged step (4): init predicts it.
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        start("exact1", project, resume="must", policy=no_gap)
+    [finding] = info.value.report.blocking
+    assert finding.path == "run.step" and 'resume_from="exact1?_step=2"' in finding.hint
+    # A newer checkpoint at the last logged step: the resume goes ahead; restoring the old
+    # one is refused at the restore, which names the newer one.
+    resumed = start("exact1", project, resume="must", policy=preset("lenient"))
+    resumeguard.save_checkpoint(resumed, {"step": 4}, "late.pt")
+    resumed.finish()
+    resumed = start("exact1", project, resume="must", policy=no_gap)
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
+    [finding] = info.value.report.blocking
+    assert finding.path == "run.step" and "late.pt" in finding.hint
+    assert resumeguard.restore_checkpoint(resumed, "late.pt")["step"] == 4
+    resumed.finish()
+
+
+def test_rewind_is_offered_only_where_w_and_b_can_do_it(project: Path) -> None:
+    run = start("rew1", project)
+    log_and_save(run, 2)
+    for step in range(2, 4):
+        run.log({"loss": 0.5}, step=step)
+    run.finish()
+    no_gap = preset("strict").with_rules([Rule("run.step", Severity.BLOCK, "test")])
+    with pytest.raises(resumeguard.ResumeBlocked):
+        start("rew1", project, resume="must", policy=no_gap)
+    with pytest.raises(resumeguard.BadInput, match="needs W&B online"):
+        start("rew1", project, resume="must", policy=no_gap, rewind=True)
+
+
+# --- 6. the run's state tells the truth ----------------------------------------------------------
+
+
+def test_a_clean_exit_without_finish_marks_the_run_finished(project: Path) -> None:
+    """Lightning, Transformers and plain scripts leave the finish to wandb's exit hook."""
+    script = f"""
+        import wandb, resumeguard
+
+        @resumeguard.guard(repo={str(project)!r})
+        def main():
+            run = wandb.init(project="p", id="exit1")
+            run.log({{"loss": 1.0}})
+
+        main()
+    """
+    done = run_python(script, project)
+    assert done.returncode == 0, done.stderr
+    [directory] = OfflineStore().fetch(RunRef("exit1")).directories
+    state = json.loads((Path(directory) / "files" / STATE_FILE).read_text())
+    assert state["state"] == "finished"
+    assert OfflineStore().fetch(RunRef("exit1")).state == "finished"
+
+
+def test_no_heartbeat_lands_after_the_final_state(project: Path) -> None:
+    from resumeguard import runfiles
+
+    run = start("beat1", project)
+    runfiles.stop_heartbeat(run, state="finished")
+    runfiles.write_state(run)  # a heartbeat that was already on its way
+    state = json.loads((Path(run.dir) / STATE_FILE).read_text())
+    assert state["state"] == "finished"
+    run.finish()
+
+
+def test_a_resume_refused_at_the_restore_is_recorded_as_refused(project: Path) -> None:
+    run = start("audit1", project)
+    record = log_and_save(run, 2)
+    run.finish()
+    copy = Path(OfflineStore().fetch(RunRef("audit1")).directories[0]) / "files" / record.file
+    data = bytearray(copy.read_bytes())
+    copy.unlink()
+    data[10] ^= 0x01
+    copy.write_bytes(bytes(data))
+    resumed = start("audit1", project, resume="must")
+    with pytest.raises(resumeguard.CheckpointError):
+        resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
+    resumed.finish()
+    [entry] = stored_record("audit1")["resumes"]
+    assert entry["outcome"] == "refused" and "does not match" in entry["reason"]
+    assert json.loads((Path(resumed.dir) / RECORD_FILE).read_text())["resumes"] == [entry]
+    assert resumed.config[CONFIG_KEY]["resumes"] == 1
