@@ -12,10 +12,13 @@ from pathlib import Path
 from helpers import commit_all, make_repo, write
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "dist_train.py"
+FAILING = SCRIPT.with_name("dist_fail.py")
 TIMEOUT = 180
 
 
-def torchrun(repo: Path, wandb_dir: Path, phase: str, resume: str | None) -> tuple[int, float, str]:
+def torchrun(
+    repo: Path, wandb_dir: Path, phase: str, resume: str | None, script: Path = SCRIPT
+) -> tuple[int, float, str]:
     env = {
         **os.environ,
         "REPO": str(repo),
@@ -36,7 +39,7 @@ def torchrun(repo: Path, wandb_dir: Path, phase: str, resume: str | None) -> tup
         "--standalone",
         "--nproc_per_node",
         "2",
-        str(SCRIPT),
+        str(script),
     ]
     started = time.monotonic()
     done = subprocess.run(
@@ -92,7 +95,7 @@ def test_block_ends_every_rank_and_an_allowed_resume_trains_on(tmp_path: Path) -
     assert code != 0, out
     assert "code.files.hidden.txt" in out
     assert not list(repo.glob("trained-*-blocked")), "no rank trained"
-    assert seconds < 90, f"both ranks ended in {seconds:.0f} s"
+    assert seconds < 45, f"both ranks ended in {seconds:.0f} s"
 
     write(repo, {"hidden.txt": "8\n"})
     commit_all(repo, "back")
@@ -100,3 +103,17 @@ def test_block_ends_every_rank_and_an_allowed_resume_trains_on(tmp_path: Path) -
     assert code == 0, out
     assert (repo / "trained-0-resumed").read_text() == "6"
     assert (repo / "trained-1-resumed").read_text() == "6"
+
+
+def test_any_failure_of_rank_0_while_deciding_reaches_every_rank(tmp_path: Path) -> None:
+    """Not only resumeguard's own errors: a TypeError on rank 0 must not leave rank 1 waiting
+    for a verdict until the store's timeout (600 s)."""
+    repo = make_repo(tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "trained-*\n"})
+    wandb_dir = tmp_path / "wb"
+    wandb_dir.mkdir()
+    code, seconds, out = torchrun(repo, wandb_dir, "fail", None, script=FAILING)
+    assert code != 0, out
+    assert "TypeError" in out, "rank 0 shows its own error"
+    assert "rank 0 failed while deciding" in out, "rank 1 says why it stops"
+    assert not list(repo.glob("trained-*")), "no rank ran the body"
+    assert seconds < 45, f"both ranks ended in {seconds:.0f} s"
