@@ -247,7 +247,7 @@ def restore_checkpoint(
         record = ensure_recorded(run)
         checkpoint = lookup(record, label, run_label=str(getattr(run, "id", run)))
         step_check(run, record, checkpoint, label, policy)
-        return checkpoint.to_json()
+        return with_configured(checkpoint, record).to_json()
 
     try:
         checkpoint = CheckpointRecord.from_json(agree(recorded, tag="restore"))
@@ -286,6 +286,22 @@ def restore_checkpoint(
     if run is not None:
         settle(run, "resumed")
     return state
+
+
+def with_configured(checkpoint: CheckpointRecord, record: RunRecord) -> CheckpointRecord:
+    """The checkpoint's record, with the optimizer configuration the run started with where the
+    checkpoint was saved from a state dict alone (which does not hold it)."""
+    from resumeguard.collect.optimizer import OptimizerRecord
+
+    started = record.fingerprint.optimizer
+    own = checkpoint.optimizer
+    if not isinstance(started, OptimizerRecord) or started.defaults is None:
+        return checkpoint
+    if isinstance(own, OptimizerRecord) and own.defaults is None and own.cls == started.cls:
+        return dataclasses.replace(
+            checkpoint, optimizer=dataclasses.replace(own, defaults=started.defaults)
+        )
+    return checkpoint
 
 
 def _locate(run: Any, shard: CheckpointRecord, *, rank: int, download: Path) -> Path:
@@ -329,8 +345,9 @@ def check_state(
             f"checkpoint {name} does not fit the current model/optimizer, nothing was loaded: "
             f"{lines}{more}. {problems[0].hint}"
         )
-    for override in hyper_overrides(opt_state, optimizer):
-        log.warning("resumeguard: %s (%s)", override.message, override.path)
+    configured = getattr(checkpoint.optimizer, "defaults", None)
+    for override in hyper_overrides(opt_state, optimizer, configured=configured):
+        log.warning("resumeguard: %s (%s); %s", override.message, override.path, override.hint)
 
 
 def load_state(state: Any, *, model: Any, optimizer: Any) -> None:

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from resumeguard.collect.optimizer import (
     IGNORED_GROUP_KEYS,
     IMPL_FLAGS,
-    NON_HYPER_KEYS,
     StateSpec,
     class_candidates,
     distinguishing_flags,
     dtype_name,
     expected_shape,
+    hyperparameters,
     json_safe,
     param_names,
     qualified_name,
@@ -140,30 +140,42 @@ def check_fit(
     return one_class_finding(problems + state_problems.problems())
 
 
-def hyper_overrides(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer) -> list[FitProblem]:
-    """Hyperparameters in the checkpoint that differ from the configured ones; loading the state
-    dict silently replaces the configured values with these."""
+SCHEDULED_KEYS = frozenset({"lr", "momentum", "betas"})
+"""Hyperparameters LR schedulers (and training code) set at every step: the checkpoint's value is
+the schedule's, so it is compared through what was configured, not as it stands."""
+
+
+def hyper_overrides(
+    saved: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    *,
+    configured: Mapping[str, Any] | None = None,
+) -> list[FitProblem]:
+    """Hyperparameters whose configuration changed since the checkpoint was saved, which loading
+    it silently puts back to the checkpoint's values.
+
+    ``configured`` is what the optimizer was constructed with when the checkpoint was saved
+    (``OptimizerRecord.defaults``). A scheduled key (lr, momentum, betas) differs from the
+    checkpoint's at every resume of a scheduled run, so it counts only when its configuration
+    changed: the constructor's value against ``configured``, or a scheduler's ``initial_lr``
+    against the checkpoint's. With neither known, it is not reported. Other keys are compared
+    as they stand."""
     saved_groups, _ = state_dict_parts(saved)
+    now = hyperparameters(optimizer.defaults)
     problems = []
     for i, (sg, g) in enumerate(zip(saved_groups, optimizer.param_groups, strict=False)):
         for key in g:
-            if key in NON_HYPER_KEYS or key not in sg:
+            if key in IGNORED_GROUP_KEYS or key not in sg:
                 continue
-            recorded, current = json_safe(sg[key]), json_safe(g[key])
-            if recorded == current:
+            in_force, current = json_safe(sg[key]), json_safe(g[key])
+            then: Any = in_force
+            if key in SCHEDULED_KEYS or _cycled(key, sg):
+                then, current = _configured(key, sg, g, configured, now)
+                if then is _UNKNOWN:
+                    continue
+            if then == current:
                 continue
-            problems.append(
-                FitProblem(
-                    f"optimizer.groups.{i}.{key}",
-                    recorded,
-                    current,
-                    f"checkpoint {key} {recorded!r} overrides your configured {current!r}"
-                    + (f" (param group {i})" if len(saved_groups) > 1 else ""),
-                    f"to keep the new value, set param_groups[{i}][{key!r}] after load_state_dict"
-                    " (and load the LR scheduler's state first); to keep the old, restore the"
-                    " recorded config",
-                )
-            )
+            problems.append(_override(i, key, then, current, in_force, len(saved_groups) > 1))
     return problems
 
 
@@ -205,6 +217,52 @@ def _saved_slot_names(
                         for o, n in zip(out[start:], inferred, strict=True)
                     ]
     return out
+
+
+_UNKNOWN: Any = object()
+
+
+def _cycled(key: str, group: Mapping[str, Any]) -> bool:
+    """True for a key OneCycleLR/CyclicLR cycle (they keep base_momentum in the group)."""
+    return key in ("momentum", "betas") and "base_momentum" in group
+
+
+def _configured(
+    key: str,
+    saved_group: Mapping[str, Any],
+    group: Mapping[str, Any],
+    configured: Mapping[str, Any] | None,
+    now: Mapping[str, Any],
+) -> tuple[Any, Any]:
+    """(configured then, configured now) for a scheduled key; then is _UNKNOWN when unknown."""
+    if key == "lr" and "initial_lr" in saved_group:
+        # A torch LR scheduler keeps each group's configured lr as initial_lr.
+        return json_safe(saved_group["initial_lr"]), json_safe(group.get("initial_lr", group["lr"]))
+    if configured is not None and key in configured and key in now:
+        return configured[key], now[key]
+    return _UNKNOWN, None
+
+
+def _override(
+    i: int, key: str, then: Any, current: Any, in_force: Any, several: bool
+) -> FitProblem:
+    group = f" (param group {i})" if several else ""
+    extra = ""
+    if key == "lr":
+        extra = (
+            f", param_groups[{i}]['initial_lr'] and your scheduler's base_lrs[{i}] (after"
+            " loading its state), if you use a torch LR scheduler"
+        )
+    return FitProblem(
+        f"optimizer.groups.{i}.{key}",
+        in_force,
+        current,
+        f"{key} is configured as {current!r} now, {then!r} when the checkpoint was saved:"
+        f" load_state_dict puts the checkpoint's {key} {in_force!r} back{group}, and that value"
+        " is in force until your scheduler or code sets it",
+        f"to apply {current!r}: after load_state_dict set param_groups[{i}][{key!r}]"
+        f"{extra}; to keep the run as it was, configure {then!r} again",
+    )
 
 
 # --- Class and hyperparameter keys ---------------------------------------------------------------

@@ -230,12 +230,15 @@ def test_hyper_overrides_lr_and_amsgrad() -> None:
     saved = _checkpoint(_mlp(), _adamw)
     model = _mlp()
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, amsgrad=True)
-    problems = hyper_overrides(saved, opt)
+    # The lr is scheduled: without the configuration it was saved with, its value says nothing.
+    assert _paths(hyper_overrides(saved, opt)) == ["optimizer.groups.0.amsgrad"]
+    configured = {"lr": 1e-3, "betas": [0.9, 0.999]}
+    problems = hyper_overrides(saved, opt, configured=configured)
     by_path = {p.path: p for p in problems}
     assert set(by_path) == {"optimizer.groups.0.lr", "optimizer.groups.0.amsgrad"}
     lr = by_path["optimizer.groups.0.lr"]
     assert (lr.recorded, lr.current) == (0.001, 0.0005)
-    assert lr.message == "checkpoint lr 0.001 overrides your configured 0.0005"
+    assert lr.message.startswith("lr is configured as 0.0005 now, 0.001 when the checkpoint")
     assert by_path["optimizer.groups.0.amsgrad"].recorded is False
     # With amsgrad switched off again by the checkpoint, its state fits.
     assert check_fit(saved, opt) == []
@@ -250,4 +253,7 @@ def test_hyper_overrides_betas_tuple_vs_list_is_no_change() -> None:
     opt = torch.optim.AdamW(_mlp().parameters(), betas=(0.9, 0.95))
     assert hyper_overrides(saved, opt) == []
     changed = torch.optim.AdamW(_mlp().parameters(), betas=(0.9, 0.999))
-    assert _paths(hyper_overrides(saved, changed)) == ["optimizer.groups.0.betas"]
+    configured = {"betas": [0.9, 0.95]}
+    assert _paths(hyper_overrides(saved, changed, configured=configured)) == [
+        "optimizer.groups.0.betas"
+    ]

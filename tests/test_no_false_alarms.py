@@ -253,3 +253,85 @@ def test_class_change_is_one_finding(project: Path) -> None:
     # The harmless look-alike: the same class goes ahead.
     again = torch.optim.AdamW(model.parameters(), lr=1e-3)
     start("cls1", project, config={"lr": 1e-3}, optimizer=again, model=model, resume="must")
+
+
+# --- 4. Scheduled learning rates -----------------------------------------------------------------
+
+
+def _build(lr: float = 1e-3, scheduled: bool = True):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10))
+    return model, opt, sched if scheduled else None
+
+
+def _train(model, opt, sched, steps: int = 5, manual_lr: float | None = None) -> None:
+    for it in range(steps):
+        if manual_lr is not None:  # nanoGPT sets the lr itself at every iteration
+            for group in opt.param_groups:
+                group["lr"] = manual_lr * (it + 1) / 10
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
+def _save(run, model, opt, sched, **kw) -> None:
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 5}
+    if sched is not None:
+        state["scheduler"] = sched.state_dict()
+    resumeguard.save_checkpoint(run, state, "ckpt.pt", **kw)
+
+
+def _resume_warnings(run_id, repo, model, opt, caplog) -> list[str]:
+    run = start(run_id, repo, config={"lr": 1e-3}, resume="must")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="resumeguard"):
+        resumeguard.restore_checkpoint(run, "ckpt.pt", model=model, optimizer=opt)
+    run.finish()
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_torch_scheduler_does_not_warn_and_a_changed_lr_does(project: Path, caplog) -> None:
+    model, opt, sched = _build()
+    run = start("lr1", project, config={"lr": 1e-3})
+    _train(model, opt, sched)
+    _save(run, model, opt, sched)  # the state dict only: the scheduler's initial_lr tells
+    run.finish()
+    model, opt, sched = _build()
+    assert _resume_warnings("lr1", project, model, opt, caplog) == []
+    model, opt, sched = _build(lr=5e-4)
+    [warning] = _resume_warnings("lr1", project, model, opt, caplog)
+    assert "lr is configured as 0.0005 now, 0.001 when the checkpoint was saved" in warning
+    assert "0.0005" in warning and "is in force" in warning
+    assert "initial_lr" in warning and "base_lrs" in warning  # how to apply the new one
+
+
+def test_code_that_sets_the_lr_each_step_does_not_warn(project: Path, caplog) -> None:
+    model, opt, _ = _build(scheduled=False)
+    run = start("lr2", project, config={"lr": 1e-3})
+    _train(model, opt, None, manual_lr=1e-3)
+    _save(run, model, opt, None, optimizer=opt)  # the optimizer: its construction is recorded
+    run.finish()
+    model, opt, _ = _build(scheduled=False)
+    assert _resume_warnings("lr2", project, model, opt, caplog) == []
+    model, opt, _ = _build(lr=3e-3, scheduled=False)
+    [warning] = _resume_warnings("lr2", project, model, opt, caplog)
+    assert "0.003 now, 0.001 when the checkpoint was saved" in warning
+    assert "0.0005" in warning  # the checkpoint's scheduled lr, in force after loading
+
+
+def test_lr_configured_at_start_counts_for_state_dict_checkpoints(project: Path, caplog) -> None:
+    model, opt, _ = _build(scheduled=False)
+    run = start("lr3", project, config={"lr": 1e-3}, optimizer=opt)
+    _train(model, opt, None, manual_lr=1e-3)
+    _save(run, model, opt, None)  # a state dict only: the start's configuration is used
+    run.finish()
+    model, opt, _ = _build(scheduled=False)
+    assert _resume_warnings("lr3", project, model, opt, caplog) == []
+    model, opt, _ = _build(lr=2e-3, scheduled=False)
+    [warning] = _resume_warnings("lr3", project, model, opt, caplog)
+    assert "0.002 now, 0.001 when" in warning

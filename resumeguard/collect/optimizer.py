@@ -47,6 +47,10 @@ class OptimizerRecord(Record):
     """Every parameter in group order."""
     state_digest: str
     """blake3 over every state tensor's bytes, dtype and shape, in param order."""
+    defaults: dict[str, Any] | None = None
+    """The hyperparameters the optimizer was constructed with (``optimizer.defaults``): what the
+    user configured, which LR schedulers and training code leave alone. None when recorded from
+    a state dict alone."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -467,6 +471,9 @@ def collect_optimizer(
         ],
         params=records,
         state_digest=digest_tensors(_state_tensors(flat)),
+        defaults=(
+            hyperparameters(source.defaults) if isinstance(source, torch.optim.Optimizer) else None
+        ),
     )
 
 
