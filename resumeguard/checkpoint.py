@@ -7,9 +7,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resumeguard import runfiles
 from resumeguard.distributed import agree, all_ranks, rank_and_world
@@ -18,6 +18,10 @@ from resumeguard.hashing import digest_file
 from resumeguard.pipeline import ensure_recorded, settle, step_check
 from resumeguard.record import Unavailable
 from resumeguard.runrecord import CheckpointRecord, RunRecord, now, run_copy_name
+
+if TYPE_CHECKING:
+    from resumeguard.fit import FitProblem
+    from resumeguard.report import Report
 
 log = logging.getLogger("resumeguard")
 
@@ -339,15 +343,26 @@ def check_state(
         saved_names=[p.name for p in getattr(checkpoint.optimizer, "params", ())],
     )
     if problems:
-        lines = "; ".join(f"{p.path}: {p.message}" for p in problems[:5])
-        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
         raise CheckpointError(
-            f"checkpoint {name} does not fit the current model/optimizer, nothing was loaded: "
-            f"{lines}{more}. {problems[0].hint}"
+            f"checkpoint {name} does not fit the current model/optimizer; nothing was loaded",
+            misfit_report(name, problems),
         )
     configured = getattr(checkpoint.optimizer, "defaults", None)
     for override in hyper_overrides(opt_state, optimizer, configured=configured):
         log.warning("resumeguard: %s (%s); %s", override.message, override.path, override.hint)
+
+
+def misfit_report(name: str, problems: Sequence[FitProblem]) -> Report:
+    """The ways a checkpoint does not fit, as a blocking report (rendered like the CLI's)."""
+    from resumeguard.findings import Judged, Verdict
+    from resumeguard.report import Report
+
+    rule = "does not fit: load_state_dict would fail or load wrong state"
+    judged = tuple(
+        Judged(Finding(p.path, p.recorded, p.current, p.message, p.hint), Severity.BLOCK, rule)
+        for p in problems
+    )
+    return Report(run=name, verdict=Verdict.BLOCK, findings=judged)
 
 
 def load_state(state: Any, *, model: Any, optimizer: Any) -> None:

@@ -39,17 +39,29 @@ class ResumeBlocked(ResumeGuardError):
     exit_code = 1
 
     def __init__(self, report: Report) -> None:
+        from resumeguard.report import render_text
+
         self.report = report
-        blocking = [f.path for f in report.blocking]
-        super().__init__(
-            f"resume of run {report.run or '?'} blocked: {', '.join(blocking) or 'see report'}"
+        headline = (
+            f"resume of run {report.run or '?'} blocked: {len(report.blocking)} finding(s) at "
+            "block severity; this is no longer the same experiment"
         )
+        super().__init__(render_text(report, headline=headline))
 
 
 class CheckpointError(ResumeGuardError):
-    """A checkpoint is missing, corrupt, not the recorded one, or does not fit the model."""
+    """A checkpoint is missing, corrupt, not the recorded one, or does not fit the model;
+    ``report`` lists what does not fit, when that is the reason."""
 
     exit_code = 1
+
+    def __init__(self, message: str, report: Report | None = None) -> None:
+        self.report = report
+        if report is not None and report.findings:
+            from resumeguard.report import render_text
+
+            message = render_text(report, headline=message)
+        super().__init__(message)
 
 
 class StoreError(Unverifiable):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from resumeguard.findings import Finding, Judged, Severity, Verdict
@@ -122,15 +122,38 @@ _HEADLINE = {
 }
 
 
-def render(report: Report, file: IO[str] | None = None, *, width: int | None = None) -> None:
-    """Print the human report: a headline, then a table of what diverged and what to do."""
+SHOWN_PER_FAMILY = 5
+"""A family (``code.files``, ``deps.installed`` ...) with more findings than SUMMARY_OVER shows
+this many, then one summary row with the counts of the rest."""
+SUMMARY_OVER = 8
+
+
+def family(path: str) -> str:
+    """The family of a finding path: ``code.files`` for ``code.files.src/a.py``, ``config`` for
+    ``config.lr`` (the first two components of deeper paths, else the first)."""
+    parts = path.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else parts[0]
+
+
+def render(
+    report: Report,
+    file: IO[str] | None = None,
+    *,
+    width: int | None = None,
+    headline: str | None = None,
+) -> None:
+    """Print the human report: a headline, then a table of what diverged and what to do; a family
+    of many findings is summarised with counts (``--json`` lists every one)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=file, width=width, highlight=False, soft_wrap=False)
-    headline, detail = _HEADLINE[report.verdict]
+    default, detail = _HEADLINE[report.verdict]
     who = f"run {report.run}: " if report.run else ""
-    console.print(f"{who}{headline}")
+    if headline is not None:
+        console.print(headline, markup=False)
+    else:
+        console.print(f"{who}{default}")
     if report.reason:
         console.print(f"  {report.reason}", markup=False)
     for note in report.unchecked:
@@ -145,14 +168,56 @@ def render(report: Report, file: IO[str] | None = None, *, width: int | None = N
     table.add_column("severity", no_wrap=True)
     table.add_column("what diverged", overflow="fold")
     table.add_column("what to do", overflow="fold")
-    for j in report.findings:
+    for severity, what, todo in _rows(report.findings):
+        table.add_row(f"[{_STYLE[severity]}]{severity.value}[/]", what, todo)
+    console.print(table)
+
+
+def render_text(report: Report, *, headline: str | None = None, width: int = 110) -> str:
+    """The human report as plain text (no colour), for exception messages and logs."""
+    import io
+
+    buffer = io.StringIO()
+    render(report, buffer, width=width, headline=headline)
+    return buffer.getvalue().rstrip("\n")
+
+
+def counts(findings: Iterable[Judged]) -> str:
+    """ "2 block, 1 info": how many findings at each severity, worst first."""
+    by: dict[Severity, int] = {}
+    for j in findings:
+        by[j.severity] = by.get(j.severity, 0) + 1
+    ordered = sorted(by.items(), key=lambda item: -item[0].rank)
+    return ", ".join(f"{n} {severity.value}" for severity, n in ordered)
+
+
+def _rows(findings: Sequence[Judged]) -> Iterator[tuple[Severity, str, str]]:
+    """Table rows (severity, what diverged, what to do), large families summarised."""
+    families: dict[str, list[Judged]] = {}
+    for j in findings:
+        families.setdefault(family(j.finding.path), []).append(j)
+    summarised: set[str] = set()
+    for j in findings:
+        name = family(j.finding.path)
+        members = families[name]
+        if len(members) > SUMMARY_OVER and members.index(j) >= SHOWN_PER_FAMILY:
+            if name not in summarised:
+                summarised.add(name)
+                rest = members[SHOWN_PER_FAMILY:]
+                worst = max((r.severity for r in rest), key=lambda s: s.rank)
+                yield (
+                    worst,
+                    f"[bold]+{len(rest)} more {_escape(name)}.*[/] ({counts(rest)}; "
+                    f"{len(members)} in all)",
+                    "every path is listed by --json (resumeguard check --json)",
+                )
+            continue
         f = j.finding
-        table.add_row(
-            f"[{_STYLE[j.severity]}]{j.severity.value}[/]",
+        yield (
+            j.severity,
             f"[bold]{_escape(f.path)}[/]\n{_escape(f.message)}",
             _escape(f.hint),
         )
-    console.print(table)
 
 
 def _escape(text: str) -> str:
