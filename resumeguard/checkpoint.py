@@ -289,6 +289,15 @@ def restore_checkpoint(
     load_state(state, model=model, optimizer=optimizer)
     if run is not None:
         settle(run, "resumed")
+    if rank == 0:
+        log.info(
+            "resumeguard: checkpoint %s (step %s, %d bytes) matches its recorded digest %s...;"
+            " loaded",
+            label,
+            mine.step,
+            mine.size,
+            mine.digest[:27],
+        )
     return state
 
 
@@ -354,7 +363,7 @@ def check_state(
 
 def misfit_report(name: str, problems: Sequence[FitProblem]) -> Report:
     """The ways a checkpoint does not fit, as a blocking report (rendered like the CLI's)."""
-    from resumeguard.findings import Judged, Verdict
+    from resumeguard.findings import Finding, Judged, Severity, Verdict
     from resumeguard.report import Report
 
     rule = "does not fit: load_state_dict would fail or load wrong state"

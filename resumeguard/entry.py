@@ -29,6 +29,7 @@ from resumeguard.pipeline import (
 from resumeguard.policy import Policy
 from resumeguard.report import Report
 from resumeguard.stores.layout import CONFIG_KEY
+from resumeguard.verified import log_verified
 
 __all__ = ["exit_with", "guard", "init", "recording_new_runs"]
 
@@ -90,6 +91,7 @@ def init(
             wandb_kwargs = {k: v for k, v in wandb_kwargs.items() if k != "resume"}
             wandb_kwargs["resume_from"] = f"{check.run_id}?_step={step}"
     raise_if_blocked(check)
+    log_verified(check)
     run = wandb.init(**wandb_kwargs)
     attach(run, record_for(check), check.policy)
     return run
@@ -184,6 +186,7 @@ def guard(
                 if not kept:
                     return fn(*args, **kwargs)  # rank 0 holds the run's record
                 check = kept[-1]
+                log_verified(check)
             with recording_new_runs(check, policy=policy, repo=repo, requirements=requirements):
                 return fn(*args, **kwargs)
 

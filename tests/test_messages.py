@@ -87,3 +87,91 @@ def test_checkpoint_error_lists_what_does_not_fit(project: Path) -> None:
     model, opt = build()
     resumeguard.restore_checkpoint(run, "ckpt.pt", model=model, optimizer=opt)
     run.finish()
+
+
+# --- One INFO line per verified resume -----------------------------------------------------------
+
+
+def test_a_resume_that_goes_ahead_logs_one_info_line(project: Path, caplog) -> None:
+    record = train_and_save("info1", project)
+    with caplog.at_level(logging.INFO, logger="resumeguard"):
+        run = start("info1", project, resume="must")
+    lines = [r.getMessage() for r in caplog.records if r.name == "resumeguard"]
+    assert len(lines) == 1
+    [line] = lines
+    assert "resume of run p/info1 verified" in line
+    assert "code " in line and "deps python" in line and "torch" in line
+    assert "checkpoint ckpt.pt step 1 " + record.digest[:27] in line
+    assert [r.levelname for r in caplog.records if r.name == "resumeguard"] == ["INFO"]
+    run.finish()
+
+
+def test_the_cli_shows_the_line_by_default(project: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    train_and_save("info2", project)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "resumeguard", "check", "--run-id", "info2"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "resume of run info2 verified" in done.stderr
+    assert "checkpoint ckpt.pt" in done.stderr
+    # A blocked resume logs no such line.
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    done = subprocess.run(
+        [sys.executable, "-m", "resumeguard", "check", "--run-id", "info2"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1 and "verified" not in done.stderr
+
+
+# --- restore writes back where the checkpoint was recorded ---------------------------------------
+
+
+def test_restore_writes_back_where_recorded(capsys, project: Path) -> None:
+    record = train_and_save("rest1", project)
+    original = (project / "ckpt.pt").read_bytes()
+    (project / "ckpt.pt").unlink()
+    code, out, _ = cli(capsys, "restore", "--run-id", "rest1", "ckpt.pt")
+    assert code == 0 and f"to {project / 'ckpt.pt'}" in out
+    assert (project / "ckpt.pt").read_bytes() == original
+    assert digest_file(project / "ckpt.pt")[0] == record.digest
+
+
+def test_restore_never_overwrites_an_intact_file(capsys, project: Path) -> None:
+    train_and_save("rest2", project)
+    before = (project / "ckpt.pt").stat()
+    code, out, err = cli(capsys, "restore", "--run-id", "rest2", "ckpt.pt")
+    assert code == 0 and "nothing written" in out and err == ""
+    after = (project / "ckpt.pt").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_restore_replaces_a_corrupt_file_loudly_and_keeps_it(capsys, project: Path) -> None:
+    train_and_save("rest3", project)
+    original = (project / "ckpt.pt").read_bytes()
+    corrupt = bytearray(original)
+    corrupt[len(corrupt) // 2] ^= 0x01
+    (project / "ckpt.pt").unlink()  # the run keeps its own hard link to the recorded bytes
+    (project / "ckpt.pt").write_bytes(bytes(corrupt))
+    code, out, err = cli(capsys, "restore", "--run-id", "rest3", "ckpt.pt")
+    assert code == 0 and "restored ckpt.pt" in out
+    assert "WARNING" in err and "REPLACED" in err and "does not match its record" in err
+    assert (project / "ckpt.pt").read_bytes() == original
+    [kept] = project.glob("ckpt.pt.corrupt-*")
+    assert kept.read_bytes() == bytes(corrupt) and str(kept) in err
+    # --dest still writes elsewhere.
+    code, out, _ = cli(capsys, "restore", "--run-id", "rest3", "ckpt.pt", "--dest", "elsewhere")
+    assert code == 0 and (project / "elsewhere" / "ckpt.pt").read_bytes() == original

@@ -273,8 +273,8 @@ def test_cli_restore_writes_a_verified_copy_and_never_overwrites(
     code, out, _ = cli(capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(dest))
     assert code == 0 and "digest verified" in out
     assert (dest / "checkpoint.pt").read_bytes() == (project / "checkpoint.pt").read_bytes()
-    code, _, err = cli(capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(dest))
-    assert code == 2 and "already exists" in err
+    code, out, _ = cli(capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(dest))
+    assert code == 0 and "nothing written" in out
     code, out, _ = cli(capsys, "digest", str(dest / "checkpoint.pt"))
     assert code == 0 and out.startswith(record.digest)
 

@@ -96,6 +96,7 @@ def check(
     from resumeguard.pipeline import ResumeIntent, decide, unchecked_from_outside
     from resumeguard.report import unverified
     from resumeguard.stores.interface import RunRef
+    from resumeguard.verified import log_verified
 
     # An empty --run-id (an unset $WANDB_RUN_ID in a job script) is bad input, never a new run.
     RunRef.parse(run_id, project=project, entity=entity)
@@ -122,7 +123,9 @@ def check(
     if not result.fresh:
         notes = unchecked_from_outside(result.stored, "stat" if quick else "full", result.store)
         report = dataclasses.replace(report, unchecked=tuple(notes))
-    return emit_report(report, as_json)
+    code = emit_report(report, as_json)
+    log_verified(result, digest_checked=not quick)
+    return code
 
 
 def record(
@@ -204,18 +207,27 @@ def show(
 def restore(
     run_id: RunIdOpt,
     name: Annotated[str, typer.Argument(help="The checkpoint name as saved.")],
-    dest: Annotated[Path, typer.Option("--dest", help="Directory to restore into.")] = Path("."),
+    dest: Annotated[
+        Path | None,
+        typer.Option(
+            "--dest",
+            help="Directory to restore into (default: where the checkpoint was saved).",
+            show_default=False,
+        ),
+    ] = None,
     project: ProjectOpt = None,
     entity: EntityOpt = None,
     offline: OfflineOpt = False,
     wandb_dir: WandbDirOpt = None,
     rank: Annotated[int, typer.Option("--rank", help="The shard of a per-rank checkpoint.")] = 0,
 ) -> int:
-    """Fetch a recorded checkpoint, verify its digest, write it to --dest (never overwriting)."""
+    """Fetch a recorded checkpoint, verify its digest, and write it back where it was saved (or
+    into --dest). An intact file there is left alone; a damaged copy (a flipped byte, a truncated
+    file) is replaced, said loudly, and kept beside it; anything else there is never touched."""
     import tempfile
 
     from resumeguard.checkpoint import lookup, verify_file
-    from resumeguard.errors import BadInput
+    from resumeguard.errors import BadInput, CheckpointError
 
     store, ref, _, rec = _recorded(run_id, project, entity, offline, wandb_dir)
     checkpoint = lookup(rec, name, run_label=str(ref))
@@ -228,28 +240,106 @@ def restore(
             f"the run holds no copy of {name} (rank {rank}): it stayed on that rank's node at "
             f"{checkpoint.source}; check it there with `resumeguard digest`"
         )
-    target = dest / Path(checkpoint.file).name
-    if dest.exists() and not dest.is_dir():
-        raise BadInput(f"--dest {dest} is not a directory; pass a directory to restore into")
-    if target.exists() or target.is_symlink():
-        raise BadInput(f"{target} already exists; pass another --dest (nothing is overwritten)")
+    if dest is not None:
+        folder, target = dest, dest / Path(checkpoint.file).name
+    elif checkpoint.source:
+        target = Path(checkpoint.source)
+        folder = target.parent
+    else:
+        raise BadInput(f"the record of {name} does not say where it was saved: pass --dest DIR")
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"{folder} is not a directory; pass a directory to restore into (--dest)")
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise BadInput(
+            f"{target} is a link or not a regular file; nothing is written through it: move it "
+            "away or pass another --dest"
+        )
+
+    def verify(path: Path) -> None:
+        verify_file(path, checkpoint, name=name)
+
+    what = f"{name} (step {checkpoint.step}, {checkpoint.size} bytes, digest verified)"
+    damage = ""
+    if target.exists():
+        try:
+            verify(target)
+        except CheckpointError as e:
+            damage = str(e)
+        else:
+            sys.stdout.write(f"{target} already holds {what}: nothing written\n")
+            return 0
     with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
         path = store.fetch_file(ref, checkpoint.file, Path(tmp))
-        verify_file(path, checkpoint, name=name)
+        verify(path)
+        if damage and not _damaged_copy(target, path):
+            raise BadInput(
+                f"{target} holds another file ({target.stat().st_size} bytes, not a copy of "
+                f"{name}); nothing is overwritten: move it away or pass --dest"
+            )
         try:
-            dest.mkdir(parents=True, exist_ok=True)
-            _write_new(path, target, lambda p: verify_file(p, checkpoint, name=name))
+            folder.mkdir(parents=True, exist_ok=True)
+            if damage:
+                kept = _replace_damaged(path, target, verify)
+            else:
+                _write_new(path, target, verify)
         except FileExistsError:
             raise BadInput(
                 f"{target} appeared while restoring; pass another --dest (nothing is overwritten)"
             ) from None
         except OSError as e:
-            raise BadInput(f"cannot write to --dest {dest}: {e.strerror or e}") from None
-    sys.stdout.write(
-        f"restored {name} (step {checkpoint.step}, {checkpoint.size} bytes, "
-        f"digest verified) to {target}\n"
-    )
+            raise BadInput(f"cannot write to {folder}: {e.strerror or e}") from None
+    if damage:
+        sys.stderr.write(
+            f"resumeguard: WARNING: {target} was damaged ({damage}). It was REPLACED by the "
+            f"run's verified copy; the damaged file is kept as {kept}\n"
+        )
+    sys.stdout.write(f"restored {what} to {target}\n")
     return 0
+
+
+def _damaged_copy(found: Path, verified: Path) -> bool:
+    """True when ``found`` looks like a damaged copy of the ``verified`` bytes: the same size
+    (bytes flipped in place) or a prefix of them (truncated). Any other file is someone's own."""
+    size, full = found.stat().st_size, verified.stat().st_size
+    if size == full:
+        return True
+    if size > full:
+        return False
+    with open(found, "rb") as a, open(verified, "rb") as b:
+        while chunk := a.read(8 << 20):
+            if chunk != b.read(len(chunk)):
+                return False
+    return True
+
+
+def _replace_damaged(source: Path, target: Path, verify: Callable[[Path], None]) -> Path:
+    """Keep the damaged ``target`` as ``<target>.corrupt-<time>`` (a hard link, else a copy),
+    then put a verified copy of ``source`` in its place atomically; returns the kept path."""
+    import shutil
+    import tempfile
+
+    from resumeguard.runrecord import now
+
+    stamp = now().replace(":", "").replace("-", "").replace("+0000", "Z")
+    kept = target.with_name(f"{target.name}.corrupt-{stamp}")
+    try:
+        os.link(target, kept)
+    except FileExistsError:
+        raise
+    except OSError:
+        _write_new(target, kept, lambda p: None)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    partial = Path(name)
+    try:
+        with open(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 8 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        verify(partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return kept
 
 
 def _write_new(source: Path, target: Path, verify: Callable[[Path], None]) -> None:

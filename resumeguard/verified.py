@@ -1,0 +1,80 @@
+"""The one line a resume that goes ahead logs: what was verified (run, code, deps, checkpoint)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from resumeguard.findings import Severity, Verdict
+
+if TYPE_CHECKING:
+    from resumeguard.pipeline import ResumeCheck
+
+log = logging.getLogger("resumeguard")
+
+
+def log_verified(check: ResumeCheck, *, digest_checked: bool = False) -> None:
+    """Log :func:`verified_line` at INFO through the ``resumeguard`` logger, for a resume of an
+    existing run that goes ahead."""
+    if check.stored is not None and check.report.verdict in (Verdict.OK, Verdict.WARN):
+        log.info("%s", verified_line(check, digest_checked=digest_checked))
+
+
+def verified_line(check: ResumeCheck, *, digest_checked: bool = False) -> str:
+    """One line: the run, the code, the deps, the latest recorded checkpoint, and the verdict."""
+    from resumeguard.collect.code import CodeRecord
+    from resumeguard.collect.deps import DepsRecord
+
+    report = check.report
+    by_section: dict[str, list[Severity]] = {}
+    for j in report.findings:
+        by_section.setdefault(j.finding.path.split(".", 1)[0], []).append(j.severity)
+
+    code = check.current.code
+    if isinstance(code, CodeRecord):
+        state = "clean" if not code.diff_digest else f"{len(code.changed)} uncommitted change(s)"
+        commit = (code.commit or "(no commit)")[:12]
+        code_text = f"code {commit} ({state}{_noted(by_section, 'code')})"
+    else:
+        code_text = "code not in a git repository"
+    deps = check.current.deps
+    if isinstance(deps, DepsRecord):
+        torch = f", torch {deps.torch}" if deps.torch else ""
+        deps_text = (
+            f"deps python {deps.python}{torch}, {len(deps.installed)} installed"
+            f"{_noted(by_section, 'deps')}"
+        )
+    else:
+        deps_text = "deps unavailable"
+    checkpoint = _latest(check, digest_checked)
+    warnings = sum(1 for j in report.findings if j.severity is Severity.WARN)
+    infos = sum(1 for j in report.findings if j.severity is Severity.INFO)
+    return (
+        f"resumeguard: resume of run {report.run or check.run_id} verified: {code_text}; "
+        f"{deps_text}; {checkpoint}; policy {check.policy.name}: "
+        f"{warnings} warning(s), {infos} info"
+    )
+
+
+def _noted(by_section: dict[str, list[Severity]], section: str) -> str:
+    """ ", 2 info" when a section had findings that did not block."""
+    found = by_section.get(section, [])
+    if not found:
+        return ", as recorded"
+    counts: dict[str, int] = {}
+    for severity in found:
+        counts[severity.value] = counts.get(severity.value, 0) + 1
+    return ", " + ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+
+
+def _latest(check: ResumeCheck, digest_checked: bool) -> str:
+    """The checkpoint a resume most likely loads: the newest recorded one."""
+    from resumeguard.pipeline import newest_checkpoint
+
+    newest = newest_checkpoint(check.stored) if check.stored is not None else None
+    if newest is None:
+        return "no checkpoint recorded yet"
+    name, record = newest
+    step = f" step {record.step}" if record.step is not None else ""
+    how = "digest verified" if digest_checked else "verified against it when restored"
+    return f"checkpoint {name}{step} {record.digest[:27]}... ({how})"
