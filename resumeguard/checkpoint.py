@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from resumeguard import runfiles
 from resumeguard.distributed import agree, all_ranks, rank_and_world
+from resumeguard.configured import configured_for, watch_optimizers
 from resumeguard.errors import CheckpointError, ResumeBlocked
 from resumeguard.hashing import digest_file
 from resumeguard.pipeline import ensure_recorded, settle, step_check
@@ -95,6 +96,7 @@ def save_checkpoint(
     Under torch.distributed every rank calls it (``run`` may be None off rank 0): with
     ``{rank}`` in ``name`` each rank writes and fingerprints its own shard, without it rank 0
     writes the (replicated) state; rank 0 records every shard."""
+    watch_optimizers()
     rank, world = rank_and_world()
     template = Path(name).as_posix()
     per_rank = "{rank}" in template
@@ -140,6 +142,8 @@ def _write_shard(
         opt_record = collect_optimizer(optimizer, model=model)
     elif opt_state is not None:
         opt_record = collect_optimizer(opt_state)
+        # The state dict holds the schedule's values; the optimizer it came from, what was set.
+        opt_record = dataclasses.replace(opt_record, defaults=configured_for(opt_state))
     return CheckpointRecord(
         file="",
         digest=digest,
@@ -244,6 +248,7 @@ def restore_checkpoint(
 
     Under torch.distributed every rank calls it (``run`` may be None off rank 0); each rank
     verifies and fit-checks its own shard, and unless every rank passes, none loads."""
+    watch_optimizers()
     label = Path(name).as_posix()
     rank, world = rank_and_world()
 

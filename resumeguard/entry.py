@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+from resumeguard.configured import watch_optimizers
 from resumeguard.distributed import agree, rank_and_world
 from resumeguard.errors import BadInput, ResumeBlocked, ResumeGuardError
 from resumeguard.findings import Verdict
@@ -55,6 +56,7 @@ def init(
     the run to the checkpoint's step with W&B's ``resume_from`` instead (online only)."""
     import wandb
 
+    watch_optimizers()  # so a checkpoint saved from a state dict records what was configured
     config = dict(wandb_kwargs.get("config") or {})
     if CONFIG_KEY in config:
         raise BadInput(

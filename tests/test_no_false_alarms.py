@@ -335,3 +335,16 @@ def test_lr_configured_at_start_counts_for_state_dict_checkpoints(project: Path,
     model, opt, _ = _build(lr=2e-3, scheduled=False)
     [warning] = _resume_warnings("lr3", project, model, opt, caplog)
     assert "0.002 now, 0.001 when" in warning
+
+
+def test_state_dict_only_checkpoints_record_the_stepping_optimizer(project: Path, caplog) -> None:
+    model, opt, _ = _build(scheduled=False)
+    run = start("lr4", project, config={"lr": 1e-3})  # nothing but the state dict is given
+    _train(model, opt, None, manual_lr=1e-3)
+    _save(run, model, opt, None)
+    run.finish()
+    model, opt, _ = _build(scheduled=False)
+    assert _resume_warnings("lr4", project, model, opt, caplog) == []
+    model, opt, _ = _build(lr=4e-3, scheduled=False)
+    [warning] = _resume_warnings("lr4", project, model, opt, caplog)
+    assert "0.004 now, 0.001 when" in warning
