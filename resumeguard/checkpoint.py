@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resumeguard import runfiles
-from resumeguard.distributed import agree, all_ranks, rank_and_world
 from resumeguard.configured import configured_for, watch_optimizers
+from resumeguard.distributed import agree, all_ranks, rank_and_world
 from resumeguard.errors import CheckpointError, ResumeBlocked
 from resumeguard.hashing import digest_file
 from resumeguard.pipeline import ensure_recorded, settle, step_check
