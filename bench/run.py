@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_digest.py", "bench_code.py")
+BENCHMARKS = ("bench_digest.py", "bench_code.py", "bench_skipped.py")
 
 
 def main() -> int:

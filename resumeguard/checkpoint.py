@@ -355,6 +355,7 @@ def check_state(
         saved_model_state=find_model_state(state),
         saved_class=getattr(checkpoint.optimizer, "cls", None),
         saved_names=[p.name for p in getattr(checkpoint.optimizer, "params", ())],
+        saved_order=list(getattr(checkpoint.model, "params", {})),
     )
     if problems:
         raise CheckpointError(

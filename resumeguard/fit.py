@@ -28,6 +28,7 @@ from resumeguard.collect.optimizer import (
     state_dict_parts,
     state_specs,
 )
+from resumeguard.finding_paths import require
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +51,9 @@ class FitProblem:
     hint: str
     """One line: what to do about it."""
 
+    def __post_init__(self) -> None:
+        require(self.path)  # the same registry as every finding's
+
 
 _SHAPE_HINT = (
     "the model changed since the checkpoint: restore the recorded model definition, "
@@ -65,10 +69,12 @@ def check_fit(
     saved_model_state: Mapping[str, Any] | None = None,
     saved_class: str | None = None,
     saved_names: Sequence[str | None] = (),
+    saved_order: Sequence[str] = (),
 ) -> list[FitProblem]:
     """Every way optimizer state dict ``saved`` does not fit ``optimizer`` (and ``model``); no
     tensor is loaded and nothing is stepped. ``saved_class`` is the recorded class name and
-    ``saved_names`` the recorded parameter name of each slot, where known."""
+    ``saved_names`` the recorded parameter name of each slot, where known; ``saved_order`` the
+    checkpoint's model parameter names in registration order, when it holds no model state."""
     saved_groups, saved_state = state_dict_parts(saved)
     groups = optimizer.param_groups
     current_cls = qualified_name(type(optimizer))
@@ -111,7 +117,12 @@ def check_fit(
 
     state_problems = _Collector()
     saved_slots = _saved_slot_names(
-        saved_groups, groups, names, model, saved_model_state, saved_names
+        saved_groups,
+        groups,
+        names,
+        model,
+        saved_model_state or dict.fromkeys(saved_order),
+        saved_names,
     )
     index = 0
     for sg, g in zip(saved_groups, groups, strict=True):

@@ -181,3 +181,18 @@ def test_restore_uses_slot_names_recorded_at_save(project: Path) -> None:
     swapped = Net(swapped=True)
     resumeguard.restore_checkpoint(run, "o.pt", model=swapped, optimizer=by_list(swapped))
     run.finish()  # type: ignore[attr-defined]
+
+
+def test_restore_uses_the_model_order_recorded_at_save(project: Path) -> None:
+    model = Net()
+    opt = by_position(model)
+    run = start("ord6", project)
+    step(model, opt)
+    # Optimizer state only, the model given to the save: its recorded order decides.
+    resumeguard.save_checkpoint(run, {"optimizer": opt.state_dict()}, "p.pt", model=model)
+    swapped = Net(swapped=True)
+    with pytest.raises(CheckpointError, match=r"optimizer\.params\.0\.name"):
+        resumeguard.restore_checkpoint(run, "p.pt", model=swapped, optimizer=by_position(swapped))
+    same = Net()
+    resumeguard.restore_checkpoint(run, "p.pt", model=same, optimizer=by_position(same))
+    run.finish()  # type: ignore[attr-defined]
