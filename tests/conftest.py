@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from wandb_server import API_KEY, WandbServer
+from wandb_server import WandbServer
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -60,13 +60,8 @@ def online(
     """The real wandb client pointed at the session's server: online mode, a valid key, W&B's
     directories in ``tmp_path``; no faults pending and an empty request log."""
     wandb_server.heal()
-    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-        folder = tmp_path / name.lower()
-        folder.mkdir()
-        monkeypatch.setenv(name, str(folder))
-    monkeypatch.setenv("WANDB_BASE_URL", wandb_server.base_url)
-    monkeypatch.setenv("WANDB_API_KEY", API_KEY)
-    monkeypatch.setenv("WANDB_MODE", "online")
+    for name, value in wandb_server.client_env(tmp_path / "wandb-client").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("WANDB_ENTITY", raising=False)
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
     yield wandb_server

@@ -14,8 +14,13 @@ How wandb 0.31's public API behaves (read from ``wandb/apis/public``), which thi
   project, ``WandbApiFailedError`` (``.response.http_status``, 0 when no HTTP answer) otherwise.
   Older wandb versions raised ``requests.HTTPError`` there instead; both are understood.
 - ``run.file(name)`` answers a missing file with a placeholder whose md5 is "0" (as
-  ``wandb.restore`` checks); ``File.download(root, replace=True)`` writes ``root/name`` and returns
-  an open handle. ``run.update()`` re-sends the whole config (and summary) as fetched.
+  ``wandb.restore`` checks). ``File.download`` is NOT used: wandb-core waits for a transfer
+  without a bound (a stalled or failing download hangs), so the store GETs ``File.url`` itself,
+  each connect and read bounded by ``T``. ``run.update()`` re-sends the whole config as fetched.
+
+Retries (tenacity): ``retries + 1`` tries, full-jitter exponential backoff, a server's
+``Retry-After`` honoured up to ``max_backoff``. Only "no such run" is :class:`RunNotFound`; every
+other failure to answer is :class:`StoreError`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import tenacity
 
 from resumeguard import atomic
 from resumeguard.errors import (
@@ -135,11 +143,12 @@ class OnlineStore(RunStore):
         target = Path(dest) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".resumeguard-") as tmp:
+            part = Path(tmp) / rel.name
             try:
-                self._call(f"downloading {name}", lambda: _download(handle, tmp), missing_ok=True)
+                self._call(f"downloading {name}", lambda: self._get(handle, part), missing_ok=True)
             except _NotFound as e:
                 raise CheckpointError(missing) from e.__cause__
-            os.replace(Path(tmp) / rel, target)
+            os.replace(part, target)
         return target
 
     def write_record(self, ref: RunRef, record: dict[str, Any], compact: dict[str, Any]) -> None:
@@ -165,6 +174,28 @@ class OnlineStore(RunStore):
         self._call(f"updating the config of {path}", update)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _get(self, handle: Any, target: Path) -> None:
+        """GET run file ``handle``'s URL into ``target``, each connect and read bounded.
+
+        Not ``File.download``: wandb-core waits for a download without a bound, so a stalled or
+        failing transfer would hang the caller. The key goes only to the W&B server itself,
+        never to another host (a signed storage URL needs none).
+        """
+        import requests
+
+        url = str(handle.url)
+        key = getattr(self._api, "api_key", None)
+        auth = ("api", str(key)) if key and _same_origin(url, self._base_url()) else None
+        timeout = (self._timeout, self._timeout)
+        with requests.get(url, stream=True, timeout=timeout, auth=auth) as response:
+            response.raise_for_status()
+            with open(target, "wb") as f:
+                for chunk in response.iter_content(1 << 20):
+                    f.write(chunk)
+        expected, got = getattr(handle, "size", None), target.stat().st_size
+        if isinstance(expected, int) and expected > 0 and got != expected:
+            raise ConnectionError(f"the download ended after {got} of {expected} bytes")
 
     def _get_api(self) -> Any:
         if self._api is None:
@@ -217,7 +248,7 @@ class OnlineStore(RunStore):
                     return None
                 self._call(
                     f"downloading {layout.RECORD_FILE}",
-                    lambda: _download(handle, tmp),
+                    lambda: self._get(handle, Path(tmp) / layout.RECORD_FILE),
                     missing_ok=True,
                 )
             except _NotFound:
@@ -248,33 +279,45 @@ class OnlineStore(RunStore):
         With ``missing_ok``, "does not exist" answers raise ``_NotFound`` for the caller to map.
         """
         tries = self._retries + 1
-        for attempt in range(1, tries + 1):
-            try:
-                return fn()
-            except ResumeGuardError:
-                raise
-            except Exception as e:
-                kind, reason = _classify(e)
-                if kind is _Kind.NOT_FOUND and missing_ok:
-                    raise _NotFound(reason) from e
-                if kind is _Kind.FATAL and not _from_library(e):
-                    raise  # a bug (ours, or an API change), not W&B's answer: exit 4, not 3
-                if kind is _Kind.TRANSIENT and attempt < tries:
-                    self._sleep(self._delay(attempt))
-                    continue
-                base = self._base_url()
-                if kind is _Kind.TRANSIENT:
-                    raise StoreError(
-                        f"could not reach W&B at {base} after {tries} tries: {reason} "
-                        "(check WANDB_BASE_URL / network, or use --offline)"
-                    ) from e
-                if kind is _Kind.AUTH:
-                    raise StoreError(
-                        f"W&B at {base} did not accept the credentials: {reason} "
-                        "(run `wandb login --relogin`, or use --offline)"
-                    ) from e
-                raise StoreError(f"W&B at {base} failed {what}: {reason} (or use --offline)") from e
-        raise AssertionError("unreachable")  # pragma: no cover
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(tries),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception(lambda e: _classify(e)[0] is _Kind.TRANSIENT),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except ResumeGuardError:
+            raise
+        except Exception as e:
+            kind, reason = _classify(e)
+            if "did not respond in time" in reason:  # wandb-core's words for our timeout
+                reason = f"no answer within {self._timeout:g} s"
+            if kind is _Kind.NOT_FOUND and missing_ok:
+                raise _NotFound(reason) from e
+            if kind is _Kind.FATAL and not _from_library(e):
+                raise  # a bug (ours, or an API change), not W&B's answer: exit 4, not 3
+            base = self._base_url()
+            if kind is _Kind.TRANSIENT:
+                raise StoreError(
+                    f"could not reach W&B at {base} after {tries} tries ({what}): {reason} "
+                    "(check WANDB_BASE_URL / network, or use --offline)"
+                ) from e
+            if kind is _Kind.AUTH:
+                raise StoreError(
+                    f"W&B at {base} did not accept the credentials: {reason} "
+                    "(run `wandb login --relogin`, or use --offline)"
+                ) from e
+            raise StoreError(f"W&B at {base} failed {what}: {reason} (or use --offline)") from e
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Full jitter, or the server's ``Retry-After`` (at most ``max_backoff``)."""
+        error = state.outcome.exception() if state.outcome else None
+        asked = _retry_after(error) if error is not None else None
+        if asked is not None:
+            return min(self._max_backoff, asked)
+        return self._delay(state.attempt_number)
 
     def _delay(self, retry: int) -> float:
         return self._rng.uniform(0.0, min(self._max_backoff, self._backoff * 2 ** (retry - 1)))
@@ -317,10 +360,23 @@ def _lookup_file(run: Any, name: str) -> Any:
     return handle
 
 
-def _download(handle: Any, root: str) -> None:
-    opened = handle.download(root=root, replace=True)
-    if hasattr(opened, "close"):
-        opened.close()  # download() returns an open text handle
+def _same_origin(url: str, base_url: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base_url)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+def _retry_after(error: BaseException) -> float | None:
+    """Seconds from a ``Retry-After`` header the failed answer carried (seconds form only)."""
+    for exc in _chain(error):
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        value = headers.get("Retry-After") if isinstance(headers, Mapping) else None
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return None
+    return None
 
 
 def _step(value: object) -> int | None:
@@ -375,7 +431,7 @@ def _classify(error: BaseException) -> tuple[_Kind, str]:
         text = reason if reason.startswith(f"HTTP {status}") else f"HTTP {status}: {reason}"
         if status == 404:
             return _Kind.NOT_FOUND, text
-        if status in (408, 429) or status >= 500:
+        if status in (408, 429) or status >= 500 or status < 400:  # < 400: a cut-off answer
             return _Kind.TRANSIENT, text
         if status in (401, 403):
             return _Kind.AUTH, text
@@ -386,6 +442,8 @@ def _classify(error: BaseException) -> tuple[_Kind, str]:
         return _Kind.TRANSIENT, reason
     if any(isinstance(exc, (TimeoutError, ConnectionError)) for exc in chain):
         return _Kind.TRANSIENT, reason
+    if any(type(exc).__module__.partition(".")[0] in ("requests", "urllib3") for exc in chain):
+        return _Kind.TRANSIENT, reason  # the connection failed, was reset or stalled
     if names & {"AuthenticationError", "UsageError"}:
         return _Kind.AUTH, reason
     return _Kind.FATAL, reason

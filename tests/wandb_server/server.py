@@ -2,7 +2,8 @@
 
 Operations (what :meth:`WandbServer.fail` and the request log name): every GraphQL operation by its
 name ("Viewer", "Run", "RunFiles", "UpsertBucket", ...), ``file_stream``, ``upload`` (a PUT of a run
-file) and ``download`` (a GET of one).
+file) and ``download`` (a GET of one). Faults for ``download:NAME`` / ``upload:NAME`` hit only
+that run file, and take precedence over those for all downloads / uploads.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import dataclasses
 import json
 import socket
 import struct
+import sys
 import threading
 from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from wandb_server.graphql import HANDLERS, Context, GraphQLError, operation_name
-from wandb_server.state import Store, StoredFile, now
+from wandb_server.state import Run, Store, StoredFile, now
 
 API_KEY = "a" * 40
 """The key the server accepts; any other answers 401."""
@@ -56,6 +59,15 @@ class Request:
     bytes_out: int
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # a client that hung up is no error
+            super().handle_error(request, client_address)
+
+
 class WandbServer:
     """A stateful W&B-protocol server on 127.0.0.1, for the real wandb client."""
 
@@ -66,9 +78,7 @@ class WandbServer:
         self._always: dict[str, Fault] = {}
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._http.daemon_threads = True
-        self._http.block_on_close = False
+        self._http = _HTTPServer(("127.0.0.1", 0), _Handler)
         self._http.wandb = self  # type: ignore[attr-defined]
         self.base_url = f"http://127.0.0.1:{self._http.server_address[1]}"
         self.context = Context(self.store, self.base_url, ENTITY, features or [])
@@ -114,18 +124,56 @@ class WandbServer:
         with self._lock:
             return [r.operation for r in self.requests]
 
-    def _next_fault(self, operation: str) -> Fault | None:
+    def _next_fault(self, *operations: str) -> Fault | None:
         with self._lock:
-            queue = self._faults.get(operation)
-            if queue:
-                return queue.popleft()
-            return self._always.get(operation)
+            for operation in operations:
+                queue = self._faults.get(operation)
+                if queue:
+                    return queue.popleft()
+            return next((self._always[o] for o in operations if o in self._always), None)
+
+    def client_env(self, folder: Path) -> dict[str, str]:
+        """The environment that points the real wandb client here, with its folders in
+        ``folder``: online mode, the accepted key, no entity or project preset."""
+        env = {
+            "WANDB_BASE_URL": self.base_url,
+            "WANDB_API_KEY": API_KEY,
+            "WANDB_MODE": "online",
+            "WANDB_SILENT": "true",
+        }
+        for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+            (folder / name.lower()).mkdir(parents=True, exist_ok=True)
+            env[name] = str(folder / name.lower())
+        return env
 
     def _log(self, request: Request) -> None:
         with self._lock:
             self.requests.append(request)
 
     # -- the store, as tests shape it ----------------------------------------------------
+
+    def add_run(
+        self,
+        path: str,
+        *,
+        config: dict[str, Any] | None = None,
+        summary: dict[str, Any] | None = None,
+        steps: int = 0,
+        state: str = "finished",
+        files: dict[str, bytes] | None = None,
+    ) -> Run:
+        """Store run ENTITY/PROJECT/ID as a client would have left it: ``config`` (user values),
+        ``summary``, ``steps`` history rows (``_step`` 0..steps-1), ``state`` and ``files``."""
+        entity, project, name = path.split("/")
+        with self.store.lock:
+            run, _ = self.store.upsert(entity, project, name)
+            run.config = {k: {"value": v, "desc": None} for k, v in (config or {}).items()}
+            run.config["_wandb"] = {"value": {"t": {}}}
+            run.summary = dict(summary or {})
+            run.history = [json.dumps({"_step": i}) for i in range(steps)]
+            run.state = state
+            run.files = {n: StoredFile(d) for n, d in (files or {}).items()}
+        return run
 
     def put_file(self, path: str, name: str, data: bytes) -> None:
         """Replace run file ``name`` of run ENTITY/PROJECT/ID ``path`` (a change on the server)."""
@@ -177,7 +225,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault(self, fault: Fault, payload: bytes | None = None) -> int:
         if fault.hang:
-            self.wandb._stopping.wait(120)
+            self.wandb._stopping.wait(120)  # logged on arrival, see _serve
             self._reset()
             return 0
         if fault.reset:
@@ -198,15 +246,23 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps({"errors": [{"message": f"injected HTTP {status}"}]}).encode()
         return self._send(status, body, headers)
 
-    def _serve(self, operation: str, answer: Any, body: bytes = b"", auth: bool = True) -> None:
+    def _serve(
+        self, operation: str, answer: Any, body: bytes = b"", auth: bool = True, detail: str = ""
+    ) -> None:
         """Answer ``operation`` (faults first, then the key, then ``answer()``) and log it.
 
         Uploads and downloads go to the URLs the server handed out, which carry no key (as
         W&B's signed storage URLs).
         """
+        keys = (f"{operation}:{detail}", operation) if detail else (operation,)
+        fault = self.wandb._next_fault(*keys)
+        seen = Request(operation, self.command, self.path, 0, len(body), 0)
+        if fault is not None and fault.hang:
+            self.wandb._log(seen)  # now: the answer never comes
+            self._fault(fault)
+            return
         status, sent = 0, 0
         try:
-            fault = self.wandb._next_fault(operation)
             if fault is not None:
                 payload = answer(probe=True) if fault.reset and operation == "download" else None
                 status = self._fault(fault, payload)
@@ -217,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
                 sent = len(data)
                 self._send(status, data, headers)
         finally:
-            self.wandb._log(Request(operation, self.command, self.path, status, len(body), sent))
+            self.wandb._log(dataclasses.replace(seen, status=status, bytes_out=sent))
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -241,10 +297,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         body = self._body()
-        self._serve("upload", lambda probe=False: self._storage_put(body), body, auth=False)
+        put = lambda probe=False: self._storage_put(body)  # noqa: E731
+        self._serve("upload", put, body, auth=False, detail=self._file_name())
 
     def do_GET(self) -> None:
-        self._serve("download", self._storage_get, auth=False)
+        self._serve("download", self._storage_get, auth=False, detail=self._file_name())
+
+    def _file_name(self) -> str:
+        try:
+            return self._file_target()[1]
+        except KeyError:
+            return ""
 
     def _graphql(self, operation: str, request: dict[str, Any]) -> tuple[int, bytes, None]:
         handler = HANDLERS.get(operation)
