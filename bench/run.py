@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_digest.py", "bench_code.py", "bench_skipped.py")
+BENCHMARKS = ("bench_digest.py", "bench_code.py", "bench_skipped.py", "bench_check.py")
 
 
 def main() -> int:

@@ -8,10 +8,9 @@ untracked, else its blob in the commit, so a policy can ignore docs while blocki
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
-
-from deepdiff import DeepDiff
 
 from resumeguard.codechange import mark_harmless_code
 from resumeguard.collect.code import DELETED, CodeRecord
@@ -145,6 +144,10 @@ def _diff_values(
     ``threshold_to_diff_deeper=0``: by default deepdiff reports a mapping whose keys mostly
     changed as one replaced value, which would hide ``config.lr`` inside one ``config`` finding
     that no rule on ``config.lr`` matches; every differing key must stay its own finding."""
+    if _same_json(recorded, current):
+        return []  # the usual case, without loading deepdiff (and numpy) at all
+    from deepdiff import DeepDiff
+
     tree = DeepDiff(
         dict(recorded), dict(current), view="tree", verbose_level=2, threshold_to_diff_deeper=0
     )
@@ -158,6 +161,14 @@ def _diff_values(
         path = ".".join([prefix, *(str(k) for k in key)])
         findings.append(explain(path, None if r is _ABSENT else r, None if c is _ABSENT else c))
     return findings
+
+
+def _same_json(recorded: Any, current: Any) -> bool:
+    """Equal as JSON, types included (``1``, ``1.0`` and ``true`` differ, as deepdiff says)."""
+    try:
+        return json.dumps(recorded, sort_keys=True) == json.dumps(current, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
 
 
 def _get(value: Any, key: tuple[Any, ...]) -> Any:

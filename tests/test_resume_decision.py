@@ -373,3 +373,38 @@ def test_a_resume_refused_at_the_restore_is_recorded_as_refused(project: Path) -
     assert entry["outcome"] == "refused" and "does not match" in entry["reason"]
     assert json.loads((Path(resumed.dir) / RECORD_FILE).read_text())["resumes"] == [entry]
     assert resumed.config[CONFIG_KEY]["resumes"] == 1
+
+
+# --- the check from outside stays light ---------------------------------------------------------
+
+
+def test_check_imports_neither_torch_nor_wandb(project: Path) -> None:
+    start("light1", project).finish()
+    script = """
+        import sys
+        from resumeguard.cli.main import main
+        code = main(["check", "--run-id", "light1"])
+        heavy = sorted(m for m in ("torch", "wandb") if m in sys.modules)
+        print(code, heavy)
+    """
+    done = run_python(script, project)
+    assert done.stdout.split("\n")[-2] == "0 []", done.stdout + done.stderr
+
+
+def test_torch_versions_without_importing_torch_are_torchs_own() -> None:
+    from resumeguard.collect.deps import _torch_versions
+
+    cudnn = torch.backends.cudnn.version()
+    expected = (torch.__version__, torch.version.cuda, str(cudnn) if cudnn else None)
+    assert _torch_versions() == expected
+
+
+def test_visible_gpus_follow_cuda_visible_devices() -> None:
+    from resumeguard.collect.env import visible_gpus
+
+    gpus = [("NVIDIA H200", "GPU-aaa"), ("NVIDIA H100", "GPU-bbb")]
+    assert visible_gpus(gpus, None) == gpus
+    assert visible_gpus(gpus, "1,0") == gpus[::-1]
+    assert visible_gpus(gpus, "GPU-b") == [gpus[1]]
+    assert visible_gpus(gpus, "") == [] and visible_gpus(gpus, "-1") == []
+    assert visible_gpus(gpus, "0,7,1") == [gpus[0]], "CUDA stops at the first invalid entry"

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import importlib.util
 import platform
 from collections.abc import Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from resumeguard.collect import torch_or_none
 from resumeguard.errors import BadInput
 from resumeguard.hashing import digest_file
 from resumeguard.record import Record
@@ -117,9 +117,10 @@ def installed_distributions() -> dict[str, str]:
     """Every installed distribution on ``sys.path``; the first one found wins, as for imports."""
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
+        meta = dist.metadata  # parsed on every access: read it once per distribution
+        name = meta["Name"] if meta else None
         if name:
-            found.setdefault(canonical_name(name), dist.version)
+            found.setdefault(canonical_name(name), meta["Version"])
     return dict(sorted(found.items()))
 
 
@@ -183,12 +184,42 @@ def _rel(name: str, root: str | Path | None) -> str:
 
 
 def _torch_versions() -> tuple[str | None, str | None, str | None]:
-    """torch's version, the CUDA it was built with and the cuDNN it loads (None when absent)."""
-    torch = torch_or_none()
-    if torch is None:
+    """torch's version and the CUDA it was built with, from torch's own ``version.py`` (what
+    ``torch.__version__`` and ``torch.version.cuda`` are read from), and the cuDNN version
+    of its ``nvidia-cudnn`` package in torch's number format; None when absent. torch itself
+    is not imported (seconds), so a check outside training and the process that recorded the
+    run read the same values from the same place."""
+    spec = importlib.util.find_spec("torch")  # finds the package without running it
+    if spec is None or not spec.submodule_search_locations:
         return None, None, None
+    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    loader_spec = importlib.util.spec_from_file_location("_resumeguard_torch_version", path)
+    if loader_spec is None or loader_spec.loader is None:
+        return None, None, None
+    module = importlib.util.module_from_spec(loader_spec)
     try:
-        cudnn = torch.backends.cudnn.version()
-    except Exception:  # cuDNN probing fails on some builds; the version is optional information
-        cudnn = None
-    return str(torch.__version__), torch.version.cuda, str(cudnn) if cudnn else None
+        loader_spec.loader.exec_module(module)
+    except (OSError, SyntaxError, ImportError):
+        return None, None, None
+    version = getattr(module, "__version__", None)
+    cuda = getattr(module, "cuda", None)
+    return (
+        str(version) if version else None,
+        str(cuda) if cuda else None,
+        _cudnn_version() if cuda else None,
+    )
+
+
+def _cudnn_version() -> str | None:
+    """The cuDNN of the ``nvidia-cudnn-cu*`` wheel torch loads, as ``torch.backends.cudnn
+    .version()`` numbers it (9.10.2 -> "91002", 8.9.2 -> "8902")."""
+    for dist in importlib.metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"] or "")
+        if not name.startswith("nvidia-cudnn-cu"):
+            continue
+        parts = [int(p) for p in dist.version.split(".")[:3] if p.isdigit()]
+        if len(parts) < 3:
+            return None
+        major, minor, patch = parts
+        return str(major * (10000 if major >= 9 else 1000) + minor * 100 + patch)
+    return None
