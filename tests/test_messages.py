@@ -175,3 +175,13 @@ def test_restore_replaces_a_corrupt_file_loudly_and_keeps_it(capsys, project: Pa
     # --dest still writes elsewhere.
     code, out, _ = cli(capsys, "restore", "--run-id", "rest3", "ckpt.pt", "--dest", "elsewhere")
     assert code == 0 and (project / "elsewhere" / "ckpt.pt").read_bytes() == original
+
+
+def test_restore_leaves_another_file_at_the_recorded_path_alone(capsys, project: Path) -> None:
+    train_and_save("rest4", project)
+    (project / "ckpt.pt").unlink()
+    (project / "ckpt.pt").write_text("my notes, not a checkpoint\n")
+    code, _, err = cli(capsys, "restore", "--run-id", "rest4", "ckpt.pt")
+    assert code == 2 and "holds another file" in err
+    assert (project / "ckpt.pt").read_text() == "my notes, not a checkpoint\n"
+    assert not list(project.glob("ckpt.pt.corrupt-*"))

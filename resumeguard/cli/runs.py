@@ -228,6 +228,7 @@ def restore(
 
     from resumeguard.checkpoint import lookup, verify_file
     from resumeguard.errors import BadInput, CheckpointError
+    from resumeguard.hashing import digest_file
 
     store, ref, _, rec = _recorded(run_id, project, entity, offline, wandb_dir)
     checkpoint = lookup(rec, name, run_label=str(ref))
@@ -263,8 +264,12 @@ def restore(
     if target.exists():
         try:
             verify(target)
-        except CheckpointError as e:
-            damage = str(e)
+        except CheckpointError:
+            found, size = digest_file(target)
+            damage = (
+                f"{size} bytes, {found[:19]}...; recorded {checkpoint.size} bytes, "
+                f"{checkpoint.digest[:19]}..."
+            )
         else:
             sys.stdout.write(f"{target} already holds {what}: nothing written\n")
             return 0
@@ -290,8 +295,9 @@ def restore(
             raise BadInput(f"cannot write to {folder}: {e.strerror or e}") from None
     if damage:
         sys.stderr.write(
-            f"resumeguard: WARNING: {target} was damaged ({damage}). It was REPLACED by the "
-            f"run's verified copy; the damaged file is kept as {kept}\n"
+            f"resumeguard: WARNING: {target} does not match its record ({damage}): it was "
+            f"damaged, and was REPLACED by the run's verified copy; the damaged file is kept as "
+            f"{kept}\n"
         )
     sys.stdout.write(f"restored {what} to {target}\n")
     return 0
