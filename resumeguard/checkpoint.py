@@ -295,13 +295,11 @@ def restore_checkpoint(
     if run is not None:
         settle(run, "resumed")
     if rank == 0:
-        log.info(
-            "resumeguard: checkpoint %s (step %s, %d bytes) matches its recorded digest %s...;"
-            " loaded",
-            label,
-            mine.step,
-            mine.size,
-            mine.digest[:27],
+        from resumeguard.verified import say
+
+        say(
+            f"resumeguard: checkpoint {label} (step {mine.step}, {mine.size} bytes) matches its"
+            f" recorded digest {mine.digest[:27]}...; loaded"
         )
     return state
 

@@ -14,7 +14,6 @@ RUN_ID = "demo-run-1"
 
 TRAIN = '''\
 """A tiny training job guarded by resumeguard."""
-import logging
 import sys
 
 import torch
@@ -25,8 +24,6 @@ HIDDEN = 16
 
 
 def main() -> None:
-    logging.basicConfig(format="%(message)s")
-    logging.getLogger("resumeguard").setLevel(logging.INFO)  # say what a resume verified
     resume = "--resume" in sys.argv
     torch.manual_seed(0)
     model = torch.nn.Sequential(

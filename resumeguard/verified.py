@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from resumeguard.findings import Severity, Verdict
@@ -13,15 +15,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("resumeguard")
 
 
+def say(line: str) -> None:
+    """Log ``line`` at INFO through the ``resumeguard`` logger, shown on stderr when the
+    program has not configured logging (as frameworks do for their own logger)."""
+    if not log.hasHandlers():
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
+    log.info(line)
+
+
 def log_verified(check: ResumeCheck, *, digest_checked: bool = False) -> None:
-    """Log :func:`verified_line` at INFO through the ``resumeguard`` logger, for a resume of an
-    existing run that goes ahead."""
+    """:func:`say` :func:`verified_line` for a resume of an existing run that goes ahead."""
     if check.stored is not None and check.report.verdict in (Verdict.OK, Verdict.WARN):
-        log.info("%s", verified_line(check, digest_checked=digest_checked))
+        say(verified_line(check, digest_checked=digest_checked))
 
 
-def verified_line(check: ResumeCheck, *, digest_checked: bool = False) -> str:
-    """One line: the run, the code, the deps, the latest recorded checkpoint, and the verdict."""
+def verified_line(
+    check: ResumeCheck,
+    *,
+    digest_checked: bool = False,
+    checkpoint: str | None = None,
+    extra: Sequence[str] = (),
+) -> str:
+    """One line: the run, the code, the deps, the config, the checkpoint and the verdict.
+
+    ``checkpoint`` names the one a framework verified and loaded; without it, the newest
+    recorded one (``digest_checked``: its copy's digest was verified by this check)."""
     from resumeguard.collect.code import CodeRecord
     from resumeguard.collect.deps import DepsRecord
 
@@ -46,13 +68,20 @@ def verified_line(check: ResumeCheck, *, digest_checked: bool = False) -> str:
         )
     else:
         deps_text = "deps unavailable"
-    checkpoint = _latest(check, digest_checked)
+    keys = len(check.current.config)
+    parts = [code_text, deps_text]
+    if keys:
+        parts.append(f"config {keys} keys{_noted(by_section, 'config')}")
+    parts += extra
+    if checkpoint is not None:
+        parts.append(f"checkpoint {checkpoint} (digest verified)")
+    else:
+        parts.append(_latest(check, digest_checked))
     warnings = sum(1 for j in report.findings if j.severity is Severity.WARN)
     infos = sum(1 for j in report.findings if j.severity is Severity.INFO)
     return (
-        f"resumeguard: resume of run {report.run or check.run_id} verified: {code_text}; "
-        f"{deps_text}; {checkpoint}; policy {check.policy.name}: "
-        f"{warnings} warning(s), {infos} info"
+        f"resumeguard: resume of run {report.run or check.run_id} verified: {'; '.join(parts)}; "
+        f"policy {check.policy.name}: {warnings} warning(s), {infos} info"
     )
 
 

@@ -19,4 +19,6 @@ def test_demo_runs_to_the_end(tmp_path) -> None:
     assert done.returncode == 0, out
     assert "code.files.train.py" in out and "restored checkpoint.pt at step 20" in out
     assert "Done: the changed-code resume was blocked" in out
+    # What the allowed resume verified, shown by default (the check's and the script's line).
+    assert out.count("resumeguard: resume of run") >= 2 and "checkpoint checkpoint.pt" in out
     assert not list(tmp_path.iterdir()), "the demo cleans up after itself"

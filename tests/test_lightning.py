@@ -231,8 +231,8 @@ def test_resume_that_goes_ahead_says_what_was_verified_in_one_line(project: Path
     caplog.set_level(logging.INFO, logger="resumeguard")
     fit(project, "lt8", epochs=2, ckpt_path="last")
     [line] = [r.getMessage() for r in caplog.records if r.name == "resumeguard"]
-    assert line.startswith("resumeguard: resuming run p/lt8; verified code, dependencies, ")
-    assert "effective batch size 4, checkpoint p/lt8/checkpoints/last.ckpt (blake3:" in line
+    assert line.startswith("resumeguard: resume of run p/lt8 verified: code ")
+    assert "effective batch size 4; checkpoint p/lt8/checkpoints/last.ckpt (blake3:" in line
 
 
 def test_effective_batch_size_is_compared_as_its_own_finding(project: Path, caplog) -> None:

@@ -191,8 +191,9 @@ def test_unchanged_resume_is_verified_and_trains_on(project: Path, caplog) -> No
     }
     # One line says what was verified.
     [line] = [r.getMessage() for r in caplog.records if r.name == "resumeguard"]
-    assert line.startswith("resumeguard: resuming run p/hf1; verified code, dependencies, ")
-    assert line.endswith("effective batch size 2, checkpoint out/checkpoint-2")
+    assert line.startswith("resumeguard: resume of run p/hf1 verified: code ")
+    assert "deps python" in line and "config " in line
+    assert "effective batch size 2; checkpoint out/checkpoint-2 (digest verified)" in line
 
 
 def flip_last_byte(path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import traceback
 from collections.abc import Sequence
@@ -46,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     args = list(sys.argv[1:] if argv is None else argv)
-    _show_info_lines()
     try:
         result = _app()(args=args, prog_name="resumeguard", standalone_mode=False)
     except ResumeGuardError as e:
@@ -74,29 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 4
     return int(result or 0)
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to ``sys.stderr`` as it is when a line is logged (tests and callers swap it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def _show_info_lines() -> None:
-    """resumeguard's INFO lines (what a resume verified) go to stderr, unless logging is set up."""
-    logger = logging.getLogger("resumeguard")
-    if logger.handlers or logging.getLogger().handlers:
-        return
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
 
 
 def _err(line: str) -> None:

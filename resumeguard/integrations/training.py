@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from resumeguard.hints import explain
 from resumeguard.pipeline import ResumeCheck, warn_about
 from resumeguard.policy import Policy, Rule, load_policy
 from resumeguard.report import build
+from resumeguard.verified import say as say  # the one INFO line of each front door
 
 if TYPE_CHECKING:
     import torch
@@ -148,30 +148,12 @@ def judge(check: ResumeCheck, findings: Sequence[Finding]) -> None:
 
 
 def verified_line(check: ResumeCheck, checkpoint: str | None, batch: BatchSize | None) -> str:
-    """One line saying what a resume that goes ahead was checked for."""
-    parts = ["code", "dependencies"]
-    keys = len(check.current.config)
-    if keys:
-        parts.append(f"{keys} config keys")
-    if batch is not None:
-        parts.append(f"effective batch size {batch.effective}")
-    if checkpoint:
-        parts.append(f"checkpoint {checkpoint}")
-    warned = len(check.report.warnings)
-    tail = f" ({warned} warning{'s' if warned != 1 else ''} above)" if warned else ""
-    return f"resumeguard: resuming run {check.report.run}; verified {', '.join(parts)}{tail}"
+    """The line of :func:`resumeguard.verified.verified_line` for a framework resume: the
+    checkpoint the framework loaded, and the effective batch size."""
+    from resumeguard.verified import verified_line as line
 
-
-def say(line: str) -> None:
-    """Log ``line`` at INFO through the ``resumeguard`` logger, shown on stderr when the
-    program has not configured logging (as frameworks do for their own logger)."""
-    if not log.hasHandlers():
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        if log.level == logging.NOTSET:
-            log.setLevel(logging.INFO)
-    log.info(line)
+    extra = [f"effective batch size {batch.effective}"] if batch is not None else []
+    return line(check, checkpoint=checkpoint, extra=extra)
 
 
 class LoadWatch:
