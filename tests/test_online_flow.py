@@ -245,3 +245,39 @@ def test_a_checkpoint_older_than_the_last_logged_step_is_caught(
         assert resumeguard.restore_checkpoint(resumed, "checkpoint.pt")["step"] == 2
     assert any("W&B drops every log call" in r.getMessage() for r in caplog.records)
     resumed.finish()
+
+
+def test_decorator_records_a_plain_wandb_init_and_checks_a_resume(
+    capsys, online: WandbServer, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = new_id("dec")
+
+    @resumeguard.guard(repo=project)
+    def first() -> None:
+        wandb.init(project="p", id=run_id, config={"lr": 0.1}).finish()
+
+    first()
+    stored = online.store.get(path_of(run_id))
+    assert CONFIG_KEY in stored.user_config and RECORD_FILE in stored.files
+
+    monkeypatch.setenv("WANDB_RUN_ID", run_id)
+    monkeypatch.setenv("WANDB_RESUME", "must")
+    monkeypatch.setenv("WANDB_PROJECT", "p")
+    ran: list[bool] = []
+
+    @resumeguard.guard(repo=project)
+    def again() -> None:
+        ran.append(True)
+        wandb.init(project="p", id=run_id, resume="must").finish()
+
+    again()
+    assert ran == [True]
+    assert [r["verdict"] for r in json.loads(stored.files[RECORD_FILE].data)["resumes"]] == ["ok"]
+
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    online.heal()
+    with pytest.raises(SystemExit) as exit_info:
+        again()
+    assert exit_info.value.code == 1 and ran == [True], "the body never ran"
+    assert "code.files.train.py" in capsys.readouterr().err
+    assert not {"UpsertBucket", "file_stream", "upload"} & set(online.operations())
