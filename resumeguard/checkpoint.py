@@ -114,17 +114,18 @@ def save_checkpoint(
         from resumeguard.errors import BadInput
 
         raise BadInput("save_checkpoint needs the W&B run on rank 0 (pass the run there)")
-    record = ensure_recorded(run)
-    shards = [
-        _keep_in_run(run, CheckpointRecord.from_json(g), template)
-        for g in gathered
-        if g is not None
-    ]
-    main = shards[0]
-    if len(shards) > 1:
-        main = dataclasses.replace(main, shards=tuple(shards))
-    runfiles.publish(run, record.with_checkpoint(template, main))
-    runfiles.write_state(run)
+    with runfiles.recording(run):  # another thread's save must not publish in between
+        record = ensure_recorded(run)
+        shards = [
+            _keep_in_run(run, CheckpointRecord.from_json(g), template)
+            for g in gathered
+            if g is not None
+        ]
+        main = shards[0]
+        if len(shards) > 1:
+            main = dataclasses.replace(main, shards=tuple(shards))
+        runfiles.publish(run, record.with_checkpoint(template, main))
+        runfiles.write_state(run)
     settle(run, "resumed")  # a resume that saves a checkpoint went ahead
     return main
 

@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ HEARTBEAT_SECONDS = 30.0
 _records: dict[tuple[str, str], RunRecord] = {}
 _policies: dict[tuple[str, str], Policy] = {}
 _heartbeats: dict[tuple[str, str], threading.Event] = {}
+_publishing: dict[tuple[str, str], threading.RLock] = {}
+"""Per run: held while a record is read and a grown one published (see :func:`recording`)."""
 _lock = threading.Lock()
 _state_lock = threading.Lock()
 """Held while a state file is written: a heartbeat never lands after the final state."""
@@ -37,6 +40,16 @@ _final: set[tuple[str, str]] = set()
 def _key(run: Any) -> tuple[str, str]:
     """One wandb.init: the id alone repeats across resumes in one process, the directory not."""
     return (str(run.id), str(run.dir))
+
+
+@contextlib.contextmanager
+def recording(run: Any) -> Iterator[None]:
+    """Hold while reading this process's record of ``run`` and publishing a grown one, so two
+    threads that save at once each add their checkpoint instead of one overwriting the other."""
+    with _lock:
+        lock = _publishing.setdefault(_key(run), threading.RLock())
+    with lock:
+        yield
 
 
 def current_record(run: Any) -> RunRecord | None:

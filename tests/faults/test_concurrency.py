@@ -51,3 +51,50 @@ def test_check_from_outside_sees_a_held_claim_and_leaves_it(case: Case) -> None:
         assert proc.wait(timeout=120) == 0, proc.communicate()
     # Once it finished, the claim is free again.
     assert run_cli(case, "check", "--run-id", "faultrun").code == 0
+
+
+SAVERS = """
+import threading, torch, resumeguard
+
+run = resumeguard.init(project="faults", id="savers", config={})
+errors = []
+
+def save(who):
+    model = torch.nn.Linear(4, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for i in range(8):
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": i}
+        try:
+            resumeguard.save_checkpoint(run, state, f"{who}.pt", step=i)
+            resumeguard.save_checkpoint(run, state, "shared.pt", step=i)
+        except BaseException as e:
+            errors.append(repr(e))
+
+threads = [threading.Thread(target=save, args=(w,)) for w in ("a", "b")]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+run.finish()
+assert not errors, errors
+"""
+
+
+def test_two_savers_in_one_run_directory_never_crash_each_other(case: Case) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", SAVERS],
+        cwd=case.repo,
+        env=base_env(case),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Each saver's own checkpoint is in the record and restores: no save lost another's.
+    for name in ("a.pt", "b.pt"):
+        result = run_cli(case, "restore", "--run-id", "savers", name, "--dest", f"out-{name}")
+        assert result.code == 0, result
+    # One name saved by both at once: the last save wins, or the copy is refused as not the
+    # recorded one; never a wrong file restored as verified.
+    result = run_cli(case, "restore", "--run-id", "savers", "shared.pt", "--dest", "out-shared")
+    assert result.code in (0, 1) and "Traceback" not in result.err, result
