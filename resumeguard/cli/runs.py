@@ -219,7 +219,9 @@ def restore(
     entity: EntityOpt = None,
     offline: OfflineOpt = False,
     wandb_dir: WandbDirOpt = None,
-    rank: Annotated[int, typer.Option("--rank", help="The shard of a per-rank checkpoint.")] = 0,
+    rank: Annotated[
+        int, typer.Option("--rank", help="The shard of a per-rank checkpoint.", min=0)
+    ] = 0,
 ) -> int:
     """Fetch a recorded checkpoint, verify its digest, and write it back where it was saved (or
     into --dest). An intact file there is left alone; a damaged copy (a flipped byte, a truncated
