@@ -58,8 +58,9 @@ Digests = Literal["full", "stat"]
 OWN_CHECKPOINT_RULE = "a checkpoint file recorded by resumeguard (verified by its digest)"
 
 NOT_SEEN_FROM_OUTSIDE = (
-    "config, optimizer and model state: checked when the script resumes "
-    "(resumeguard.init, restore_checkpoint or a framework callback)"
+    "config (hyper-parameters, effective batch size), optimizer and model state, and the step "
+    "training starts at: checked when the script resumes (resumeguard.init, restore_checkpoint "
+    "or a framework callback)"
 )
 
 

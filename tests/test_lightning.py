@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,7 @@ def fit(
     model: Tiny | None = None,
     resume: str = "allow",
     trainer_options: dict | None = None,
+    data=None,
     **options,
 ) -> Tiny:
     """One fit as a fresh process would run it: a new WandbLogger, trainer and callback
@@ -86,7 +89,7 @@ def fit(
         **(trainer_options or {}),
     )
     try:
-        trainer.fit(model, ckpt_path=ckpt_path)
+        trainer.fit(model, data, ckpt_path=ckpt_path)
     finally:
         wandb.finish()  # Lightning leaves the run open; the next "process" starts anew
     return model
@@ -259,6 +262,32 @@ def test_effective_batch_size_is_compared_as_its_own_finding(project: Path, capl
     assert {"config.batch_size", "config.trainer/accumulate_grad_batches"} <= warned
 
 
+def test_the_batch_of_a_loader_passed_to_fit_counts(project: Path) -> None:
+    fit(project, "lt13", epochs=1, data=loader(4), model=Tiny(batch_size=0))
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        fit(project, "lt13", epochs=2, ckpt_path="last", data=loader(2), model=Tiny(batch_size=0))
+    [finding] = info.value.report.blocking
+    assert (finding.path, finding.recorded, finding.current) == (
+        "config.effective_batch_size",
+        4,
+        2,
+    )
+
+
+def test_the_verified_line_is_shown_without_logging_setup(tmp_path: Path) -> None:
+    said = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from resumeguard.integrations.training import say; say('resumeguard: verified')",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert said.stderr == "resumeguard: verified\n"
+
+
 def test_a_resumed_run_that_restarts_from_step_zero_is_caught(project: Path) -> None:
     fit(project, "lt10", epochs=1)
     shutil.rmtree(project / "p" / "lt10" / "checkpoints")  # ckpt_path="last" finds nothing
@@ -298,7 +327,8 @@ def test_the_cli_agrees_with_the_callback(project: Path, capsys) -> None:
     for model in (Tiny(lr=1e-3), Tiny(batch_size=2)):  # invisible from outside
         with pytest.raises(resumeguard.ResumeBlocked):
             fit(project, "lt12", epochs=3, ckpt_path="last", model=model)
-        assert cli(capsys, *check, "--repo", str(project))[0] == 0
+        code, out, _ = cli(capsys, *check, "--repo", str(project))
+        assert code == 0 and "effective batch size" in " ".join(out.split())  # said unchecked
     write(project, {"train.py": "HIDDEN = 16\n"})
     assert cli(capsys, *check, "--repo", str(project))[0] == 1
     with pytest.raises(resumeguard.ResumeBlocked):

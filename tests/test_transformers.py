@@ -310,7 +310,8 @@ def test_the_cli_agrees_with_the_callback(project: Path, capsys) -> None:
     for change in ({"learning_rate": 1e-3}, {"per_device_train_batch_size": 1}):
         with pytest.raises(resumeguard.ResumeBlocked):
             trainer_for(project, **change)
-        assert cli(capsys, *check, "--repo", str(project))[0] == 0
+        code, out, _ = cli(capsys, *check, "--repo", str(project))
+        assert code == 0 and "effective batch size" in " ".join(out.split())  # said unchecked
     write(project, {"train.py": "HIDDEN = 16\n"})
     assert cli(capsys, *check, "--repo", str(project))[0] == 1
     with pytest.raises(resumeguard.ResumeBlocked):

@@ -36,6 +36,15 @@ Where it hooks in, and why (lightning 2.6, paths below ``lightning/pytorch``):
   .on_save_checkpoint`` would be too early: ``dump_checkpoint`` calls it while the dict is built
   (checkpoint_connector.py:509), before the file is written (trainer.py:1463-1464); and
   ``Logger.after_save_checkpoint`` sees only ``ModelCheckpoint``'s saves.
+- What Lightning knows of the run is compared in ``setup`` too: the module's and datamodule's
+  ``hparams_initial`` (``_log_hyperparams`` logs them only after ``on_fit_start``,
+  trainer/trainer.py:1062, so the record takes them from the module), the trainer's precision
+  and gradient accumulation, and the effective batch size. A checkpoint's fit is checked by a
+  ``load_state_dict`` pre-hook on the module, armed from ``setup`` to ``on_train_start``:
+  ``restore_model`` calls ``load_state_dict`` (checkpoint_connector.py) after the file was read
+  and verified, before any weight is copied. ``on_train_start`` comes after
+  ``restore_training_state`` (trainer.py:1070) and before the first step: a resumed run whose
+  ``global_step`` is still 0 is a silent restart.
 - Rank zero holds the W&B run and decides; :func:`resumeguard.distributed.agree` hands its
   error to every rank (DDP's process group exists by ``setup``), so all ranks stop together.
 - Not covered: strategies that write checkpoints without ``CheckpointIO`` (DeepSpeed, FSDP

@@ -31,6 +31,14 @@ Where it hooks in, and why (transformers 5.x, ``transformers/trainer.py``):
   ``state.global_step`` and looks at ``args.resume_from_checkpoint``, then
   ``output_dir/checkpoint-<global_step>`` (what ``resume_from_checkpoint=True`` picks), and takes
   the one whose ``trainer_state.json`` holds that step.
+- What the Trainer knows of the run is compared in ``on_init_end``: the config WandbCallback
+  gives the run (the model's config with ``args.to_dict()`` over it) and the effective batch
+  size. A checkpoint's fit is checked by a ``load_state_dict`` pre-hook on the model, armed in
+  ``on_init_end``: ``_load_from_checkpoint`` calls ``model.load_state_dict(state_dict, False)``
+  (trainer.py:3703) inside ``train()`` before ``on_train_begin``, so a width change is refused
+  before the Trainer's size-mismatch error and before ``wandb.init``. A resumed run whose
+  restored ``state.global_step`` is 0 in ``on_train_begin`` is a silent restart (after
+  ``wandb.init``: that event is the first of ``train()``).
 - ``on_save`` fires after ``_save_checkpoint`` wrote ``output_dir/checkpoint-<global_step>``
   and rotated old ones away (trainer.py:2285-2286, 3363-3430): every file in it is recorded,
   and the records of rotated checkpoints are dropped.
