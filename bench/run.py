@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_digest.py", "bench_code.py", "bench_skipped.py", "bench_check.py")
+BENCHMARKS = (
+    "bench_digest.py",
+    "bench_code.py",
+    "bench_skipped.py",
+    "bench_check.py",
+    "bench_online_costs.py",
+)
 
 
 def main() -> int:

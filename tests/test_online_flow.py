@@ -168,6 +168,9 @@ def test_cli_restore_downloads_a_verified_copy(capsys, online: WandbServer, proj
     run = start(run_id, project)
     train_and_save(run)
     run.finish()
+    online.heal()
+    code, _ = check(capsys, run_id, project)
+    assert (code, online.count("Run")) == (0, 1), "one run read, also to fetch checkpoints"
     dest = project / "restored"
     code, out, err = cli(
         capsys, "restore", "--run-id", path_of(run_id), "checkpoint.pt", "--dest", str(dest)

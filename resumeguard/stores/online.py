@@ -108,6 +108,7 @@ class OnlineStore(RunStore):
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._api: Any = None
+        self._read: dict[str, Any] = {}  # path -> the Run object of the last fetch
 
     @property
     def name(self) -> str:
@@ -130,7 +131,7 @@ class OnlineStore(RunStore):
     def fetch_file(self, ref: RunRef, name: str, dest: Path) -> Path:
         """Download run file ``name`` to ``dest / name`` (through a temp file: never half there)."""
         rel = layout.check_run_file_name(name)
-        run, path = self._run(ref)
+        run, path = self._run(ref, fresh=False)
         missing = f"{name} not found in run {path}"
         try:
             handle = self._call(
@@ -218,9 +219,13 @@ class OnlineStore(RunStore):
             raise BadInput(f"no W&B entity known for run {ref.id}: pass --entity")
         return f"{entity}/{project}/{ref.id}"
 
-    def _run(self, ref: RunRef) -> tuple[Any, str]:
+    def _run(self, ref: RunRef, *, fresh: bool = True) -> tuple[Any, str]:
+        """The run read now; with ``fresh=False`` the one the last fetch read, if any (its
+        file list is asked anew either way): a check downloads each checkpoint with one read."""
         api = self._get_api()
         path = self._path(api, ref)
+        if not fresh and path in self._read:
+            return self._read[path], path
 
         def load() -> Any:
             flush = getattr(api, "flush", None)
@@ -229,7 +234,8 @@ class OnlineStore(RunStore):
             return api.run(path)
 
         try:
-            return self._call(f"reading run {path}", load, missing_ok=True), path
+            self._read[path] = self._call(f"reading run {path}", load, missing_ok=True)
+            return self._read[path], path
         except _NotFound as e:
             raise RunNotFound(
                 f"no W&B run {path} at {self._base_url()} "
