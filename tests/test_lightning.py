@@ -333,3 +333,58 @@ def test_the_cli_agrees_with_the_callback(project: Path, capsys) -> None:
     assert cli(capsys, *check, "--repo", str(project))[0] == 1
     with pytest.raises(resumeguard.ResumeBlocked):
         fit(project, "lt12", epochs=3, ckpt_path="last")
+
+
+def test_a_fit_that_exits_cleanly_leaves_the_run_finished(project: Path) -> None:
+    """Lightning never finishes the W&B run; wandb's exit hook does. The run must read finished
+    afterwards (not running, which another host would take for a live copy for 75 s)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from resumeguard.stores.interface import RunRef
+    from resumeguard.stores.layout import STATE_FILE
+    from resumeguard.stores.offline import OfflineStore
+
+    script = textwrap.dedent(
+        """
+        import lightning.pytorch as pl, torch
+        from lightning.pytorch.loggers import WandbLogger
+        from resumeguard.integrations.lightning import ResumeGuardCallback
+
+        class Tiny(pl.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.net = torch.nn.Linear(4, 1)
+            def training_step(self, batch, batch_idx):
+                return self.net(batch[0]).pow(2).mean()
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+            def train_dataloader(self):
+                data = torch.utils.data.TensorDataset(torch.randn(8, 4))
+                return torch.utils.data.DataLoader(data, batch_size=4)
+
+        trainer = pl.Trainer(
+            max_epochs=1, accelerator="cpu", devices=1, enable_progress_bar=False,
+            enable_model_summary=False, logger=WandbLogger(project="p", id="plexit1"),
+            callbacks=[ResumeGuardCallback()], enable_checkpointing=False,
+        )
+        trainer.fit(Tiny())
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    stored = OfflineStore().fetch(RunRef("plexit1"))
+    [directory] = stored.directories
+    assert json.loads((Path(directory) / "files" / STATE_FILE).read_text())["state"] == "finished"
+    assert stored.state == "finished"
