@@ -13,6 +13,7 @@ BENCHMARKS = (
     "bench_skipped.py",
     "bench_check.py",
     "bench_online_costs.py",
+    "bench_checkpoint.py",
 )
 
 

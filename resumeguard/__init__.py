@@ -13,6 +13,7 @@ from resumeguard._version import __version__
 from resumeguard.errors import (
     BadInput,
     CheckpointError,
+    DiskFull,
     ResumeBlocked,
     ResumeGuardError,
     RunNotFound,
@@ -21,7 +22,15 @@ from resumeguard.errors import (
 )
 
 if TYPE_CHECKING:
-    from resumeguard.checkpoint import restore_checkpoint, save_checkpoint
+    from resumeguard.checkpoint import (
+        CheckpointOrigin,
+        Storage,
+        check_fit,
+        checkpoint_origin,
+        load_checkpoint,
+        restore_checkpoint,
+        save_checkpoint,
+    )
     from resumeguard.entry import guard, init
     from resumeguard.findings import Finding, Severity, Verdict
     from resumeguard.fingerprint import Fingerprint
@@ -32,6 +41,11 @@ _LAZY = {
     "guard": "resumeguard.entry",
     "save_checkpoint": "resumeguard.checkpoint",
     "restore_checkpoint": "resumeguard.checkpoint",
+    "load_checkpoint": "resumeguard.checkpoint",
+    "check_fit": "resumeguard.checkpoint",
+    "checkpoint_origin": "resumeguard.checkpoint",
+    "CheckpointOrigin": "resumeguard.checkpoint",
+    "Storage": "resumeguard.checkpoint",
     "Fingerprint": "resumeguard.fingerprint",
     "Finding": "resumeguard.findings",
     "Severity": "resumeguard.findings",
@@ -42,6 +56,8 @@ _LAZY = {
 __all__ = [
     "BadInput",
     "CheckpointError",
+    "CheckpointOrigin",
+    "DiskFull",
     "Finding",
     "Fingerprint",
     "Report",
@@ -49,12 +65,16 @@ __all__ = [
     "ResumeGuardError",
     "RunNotFound",
     "Severity",
+    "Storage",
     "StoreError",
     "Unverifiable",
     "Verdict",
     "__version__",
+    "check_fit",
+    "checkpoint_origin",
     "guard",
     "init",
+    "load_checkpoint",
     "restore_checkpoint",
     "save_checkpoint",
 ]

@@ -71,3 +71,15 @@ class StoreError(Unverifiable):
 
 class RunNotFound(Unverifiable):
     """The store answered that the run does not exist: the only answer that means a fresh run."""
+
+
+class DiskFull(CheckpointError):
+    """The filesystem ran out of space (or quota) while resumeguard wrote a file; nothing that
+    existed before was replaced or removed."""
+
+    def __init__(self, device: str, path: object, nbytes: int) -> None:
+        self.device, self.path, self.nbytes = device, str(path), nbytes
+        super().__init__(
+            f"no space left on {device} writing {path} ({nbytes} bytes); nothing was replaced: "
+            "the previous checkpoint and its copies are intact (free some space, or save elsewhere)"
+        )

@@ -132,7 +132,7 @@ def check_fit(
             label = names.get(id(param))
             state = saved_state.get(pid) or {}
             was = saved_slots[index]
-            if was is not None and label is not None and was != label:
+            if was is not None and label is not None and _plain(was) != _plain(label):
                 problems.append(
                     FitProblem(
                         f"optimizer.params.{index}.name",
@@ -550,12 +550,24 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 """Prefixes DDP/DataParallel and torch.compile add to every state-dict key."""
 
 
+def check_model_fit(saved: Mapping[str, Any], model: torch.nn.Module) -> list[FitProblem]:
+    """Every way model state dict ``saved`` does not fit ``model`` (names, shapes); the
+    ``_orig_mod.`` names of a ``torch.compile``d model match the plain ones."""
+    return _check_model(saved, model)
+
+
 def _check_model(saved: Mapping[str, Any], model: torch.nn.Module) -> list[FitProblem]:
     import torch
 
-    params = {n: p for n, p in model.named_parameters()}
-    current = {str(k): v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
-    saved_shapes = {str(k): tuple(v.shape) for k, v in saved.items() if isinstance(v, torch.Tensor)}
+    from resumeguard.checkpoint.state import uncompiled_name as plain
+
+    params = {plain(n): p for n, p in model.named_parameters()}
+    current = {
+        plain(str(k)): v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
+    }
+    saved_shapes = {
+        plain(str(k)): tuple(v.shape) for k, v in saved.items() if isinstance(v, torch.Tensor)
+    }
     prefix_hint = _prefix_hint(set(saved_shapes), set(current))
     problems = []
     for name, value in current.items():
@@ -609,6 +621,13 @@ def _prefix_hint(saved: set[str], current: set[str]) -> str | None:
 
 
 # --- Helpers -------------------------------------------------------------------------------------
+
+
+def _plain(name: Any) -> Any:
+    """A parameter name without torch.compile's ``_orig_mod.`` parts."""
+    from resumeguard.checkpoint.state import uncompiled_name
+
+    return uncompiled_name(name) if isinstance(name, str) else name
 
 
 def _short(cls: str) -> str:

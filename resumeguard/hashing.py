@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import json
-from collections.abc import Iterable, Iterator
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import blake3
 
@@ -14,7 +16,8 @@ if TYPE_CHECKING:
     import torch
 
 PREFIX = "blake3:"
-CHUNK = 8 << 20
+CHUNK = 16 << 20
+"""Bytes read at a time from a file: the only buffer a file digest needs."""
 
 
 def new_hasher() -> blake3.blake3:
@@ -39,11 +42,96 @@ def digest_json(value: Any) -> str:
 
 
 def digest_file(path: str | Path) -> tuple[str, int]:
-    """Digest and size in bytes of a file, streamed in chunks (memory-mapped by blake3)."""
-    p = Path(path)
+    """Digest and size in bytes of a file, read once in CHUNK-sized pieces."""
+    with open(path, "rb") as f:
+        return digest_fd(f.fileno())
+
+
+def digest_fd(fd: int) -> tuple[str, int]:
+    """Digest and size of an open file from its start, read with ``pread`` (the file's own
+    offset is left alone, so another reader can use it at the same time)."""
     hasher = new_hasher()
-    hasher.update_mmap(str(p))
-    return finish(hasher), p.stat().st_size
+    buffer = memoryview(bytearray(CHUNK))
+    offset = 0
+    while n := os.preadv(fd, [buffer], offset):
+        hasher.update(buffer[:n])
+        offset += n
+    return finish(hasher), offset
+
+
+class HashingWriter:
+    """A binary file for ``torch.save`` that digests the bytes as they are written: a second
+    thread reads each piece back from the page cache right after it is written (one buffer of
+    CHUNK bytes), so hashing overlaps the writing and the fsync, and the writer never waits for
+    it. ``raw`` must be unbuffered and readable (``open(path, "w+b", buffering=0)``)."""
+
+    def __init__(self, raw: BinaryIO, after_write: Callable[[int], None] | None = None) -> None:
+        self._raw = raw
+        self._fd = raw.fileno()
+        self._after_write = after_write
+        self._cond = threading.Condition()
+        self._closed = False
+        self._hashed: tuple[str, int] | None = None
+        self._failure: BaseException | None = None
+        self.size = 0
+        """Bytes written so far."""
+        self.error: OSError | None = None
+        """The write error, if one came (torch may re-raise it as another type)."""
+        self._thread = threading.Thread(target=self._follow, name="resumeguard-hash", daemon=True)
+        self._thread.start()
+
+    def write(self, data: Any) -> int:
+        """Write ``data`` (bytes or a buffer torch hands over) in full."""
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < view.nbytes:
+                done += self._raw.write(view[done:]) or 0
+        except OSError as e:
+            self.error = e
+            raise
+        with self._cond:
+            self.size += done
+            self._cond.notify()
+        if self._after_write is not None:
+            self._after_write(self.size)
+        return done
+
+    def flush(self) -> None:
+        """Nothing is buffered here; kept for torch."""
+
+    def _follow(self) -> None:
+        """Digest the file's bytes as far as they are written, until the writer is done."""
+        hasher = new_hasher()
+        buffer = memoryview(bytearray(CHUNK))
+        offset = 0
+        try:
+            while True:
+                with self._cond:
+                    while self.size == offset and not self._closed:
+                        self._cond.wait()
+                    end, closed = self.size, self._closed
+                while offset < end:
+                    n = os.preadv(self._fd, [buffer[: min(CHUNK, end - offset)]], offset)
+                    if n <= 0:
+                        raise OSError(f"file ended at {offset} of {end} bytes written")
+                    hasher.update(buffer[:n])
+                    offset += n
+                if closed and offset == self.size:
+                    self._hashed = (finish(hasher), offset)
+                    return
+        except BaseException as e:  # reported by digest()
+            self._failure = e
+
+    def digest(self) -> str:
+        """The digest of everything written (waits for the reading thread to catch up)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+        if self._hashed is None:
+            raise OSError(f"could not digest the bytes written: {self._failure}")
+        return self._hashed[0]
 
 
 # --- Tensors ------------------------------------------------------------------------------------

@@ -404,13 +404,22 @@ def checkpoint_findings(
     downloads each copy); ``"stat"`` compares sizes of the copies on this machine only."""
     findings: list[Finding] = []
     for name, checkpoint in sorted(record.checkpoints.items()):
-        for shard in checkpoint.shards or (checkpoint,):
-            if not shard.file:
-                continue  # stayed on its rank's node: verified by that rank at restore
-            label = name if shard.rank is None else f"{name}[rank {shard.rank}]"
-            finding = _copy_finding(store, ref, shard, label, digests)
-            if finding is not None:
-                findings.append(finding)
+        # A save killed midway keeps the save before it: fine while either one is intact.
+        per_save = []
+        save: CheckpointRecord | None = checkpoint
+        while save is not None:
+            found = []
+            for shard in save.shards or (save,):
+                if not shard.file:
+                    continue  # no copy kept, or on its rank's node: verified at restore
+                label = name if shard.rank is None else f"{name}[rank {shard.rank}]"
+                finding = _copy_finding(store, ref, shard, label, digests)
+                if finding is not None:
+                    found.append(finding)
+            per_save.append(found)
+            save = save.previous
+        if all(per_save):
+            findings.extend(per_save[0])
     return findings
 
 
@@ -419,8 +428,8 @@ def _copy_finding(
 ) -> Finding | None:
     from resumeguard.errors import CheckpointError
 
-    path = store.local_file(ref, shard.file)
-    if path is None and (digests == "stat" or store.name == "offline"):
+    path = store.local_file(ref, shard.file, local=shard.local)
+    if path is None and (digests == "stat" or store.name == "offline" or shard.local):
         if store.name == "offline":
             return explain(f"checkpoint.{label}.missing", shard.file, None)
         return None
@@ -473,12 +482,13 @@ def own_checkpoint_rules(stored: RunRecord, current: Fingerprint) -> list[Rule]:
     ``<project>/<id>/checkpoints``, a Trainer's ``output_dir``): untracked files that appear
     after the run was recorded, which strict would block as ``code.untracked.*``. They are
     the checkpoint, not code, and their bytes are verified against the record instead."""
+    from resumeguard.checkpoint.findings import own_file_rules
     from resumeguard.collect.code import CodeRecord
 
+    rules = own_file_rules()
     if not isinstance(current.code, CodeRecord):
-        return []
+        return rules
     root = Path(current.code.root).resolve()
-    rules: list[Rule] = []
     for checkpoint in stored.checkpoints.values():
         if not checkpoint.source:
             continue

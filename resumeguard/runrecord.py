@@ -26,12 +26,14 @@ CHECKPOINT_DIR = "resumeguard/checkpoints"
 """Where checkpoint copies live inside the run's files directory."""
 
 
-def run_copy_name(name: str, rank: int | None = None) -> str:
+def run_copy_name(name: str, rank: int | None = None, tag: str = "") -> str:
     """Where the run keeps its copy of checkpoint ``name`` (relative to its files directory):
     the whole name, not the file name alone, so ``a/ckpt.pt`` and ``b/ckpt.pt`` (or a Trainer's
-    ``checkpoint-2/config.json`` and ``checkpoint-4/config.json``) never share a copy."""
+    ``checkpoint-2/config.json`` and ``checkpoint-4/config.json``) never share a copy, in a
+    folder ``tag`` (the save's digest) so that a new save never overwrites the previous copy."""
     safe = name.replace("{rank}", str(rank or 0)).lstrip("/").replace("..", "__")
-    return f"{CHECKPOINT_DIR}/{safe}" if rank is None else f"{CHECKPOINT_DIR}/rank{rank}/{safe}"
+    folder = "/".join(p for p in (tag, f"rank{rank}" if rank is not None else "") if p)
+    return f"{CHECKPOINT_DIR}/{folder}/{safe}" if folder else f"{CHECKPOINT_DIR}/{safe}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,12 @@ class CheckpointRecord(Record):
     """The torch.distributed rank that wrote this file; None outside a distributed world."""
     shards: tuple[CheckpointRecord, ...] = ()
     """Every rank's shard (this record is rank 0's), when each rank saved its own file."""
+    local: bool = False
+    """The copy (``file``) lies beside the run's files, on the machine that saved it, and is
+    never uploaded (``resumeguard-local/`` in the run directory) rather than among them."""
+    previous: CheckpointRecord | None = None
+    """While a save of this name is under way (or was killed midway): the save before it,
+    whose bytes stay restorable until this one is complete."""
 
     def __post_init__(self) -> None:
         """Refuse what no save writes: a copy outside the run's checkpoint folder, a negative

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from helpers import cli_json
 
-from resumeguard.checkpoint import find_optimizer_state, load_verified
+from resumeguard.checkpoint import find_optimizer_state, load_weights
 from resumeguard.collect.optimizer import collect_optimizer
 from resumeguard.fit import check_fit
 from resumeguard.hashing import digest_file
@@ -16,7 +16,8 @@ CHECKPOINT = Path(__file__).resolve().parent.parent / "fixtures" / "checkpoints"
 
 
 def test_fixture_checkpoint_is_fingerprinted_and_fit_checked() -> None:
-    state = load_verified(CHECKPOINT, name=CHECKPOINT.name)
+    with open(CHECKPOINT, "rb") as f:
+        state = load_weights(f, name=CHECKPOINT.name)
     saved = find_optimizer_state(state)
     assert saved is not None
     assert collect_optimizer(saved).cls == "torch.optim.adamw.AdamW"

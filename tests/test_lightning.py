@@ -100,6 +100,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A repo as cwd, where Lightning's defaults put both W&B's runs and the checkpoints."""
     repo = make_repo(tmp_path / "proj", FILES)
     monkeypatch.chdir(repo)
+    monkeypatch.setenv("RESUMEGUARD_STORAGE", "latest+upload")  # copies as run files
     return repo
 
 

@@ -135,6 +135,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # What a requeued job sets so that WandbCallback's wandb.init() resumes the run.
     monkeypatch.setenv("WANDB_RUN_ID", "hf1")
     monkeypatch.setenv("WANDB_RESUME", "allow")
+    monkeypatch.setenv("RESUMEGUARD_STORAGE", "latest+upload")  # copies as run files
     return repo
 
 
@@ -157,8 +158,8 @@ def test_training_records_the_run_and_each_checkpoint_directory(project: Path) -
     # save_total_limit rotated checkpoint-2 away: its records and the run's copies went too
     assert by_dir == {"out/checkpoint-4": CHECKPOINT_FILES, "out/checkpoint-6": CHECKPOINT_FILES}
     [run_dir] = (project / "wandb").glob("offline-run-*-hf1")
-    copies = run_dir / "files" / "resumeguard" / "checkpoints" / "out"
-    assert sorted(p.name for p in copies.iterdir()) == ["checkpoint-4", "checkpoint-6"]
+    copies = (run_dir / "files" / "resumeguard" / "checkpoints").glob("*/out/*")
+    assert sorted({p.name for p in copies}) == ["checkpoint-4", "checkpoint-6"]
     # What WandbCallback gives the run's config, compared on resume, and the effective batch.
     config = record["fingerprint"]["config"]
     assert (config["learning_rate"], config["per_device_train_batch_size"]) == (5e-05, 2)

@@ -15,7 +15,7 @@ from helpers import cli, cli_json, commit_all, make_repo, write
 import resumeguard
 from resumeguard.findings import Severity
 from resumeguard.policy import Rule, preset
-from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
+from resumeguard.stores.layout import CONFIG_KEY, LOCAL_COPIES, RECORD_FILE
 
 FILES = {
     "train.py": "HIDDEN = 8\n",
@@ -183,7 +183,7 @@ def saved(project: Path):
     run = start("ckpt1", project)
     train_steps(model, opt)
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 2}
-    record = resumeguard.save_checkpoint(run, state, "checkpoint.pt")
+    record = resumeguard.save_checkpoint(run, state, "checkpoint.pt", storage="latest")
     return run, record, model, opt
 
 
@@ -191,7 +191,8 @@ def test_save_records_digest_and_keeps_the_saved_bytes(saved, project: Path) -> 
     run, record, model, opt = saved
     assert record.step == 2 and record.size == (project / "checkpoint.pt").stat().st_size
     assert record.optimizer.cls == "torch.optim.adamw.AdamW"
-    run_copy = Path(run.dir) / record.file
+    assert record.local, "not uploaded: kept beside the run's files"
+    run_copy = Path(run.dir).parent / LOCAL_COPIES / record.file
     original = run_copy.read_bytes()
     # The user's next save replaces their file; the run's copy still holds the recorded bytes.
     resumeguard.save_checkpoint(run, {"step": 3}, "other.pt")
@@ -214,12 +215,14 @@ def test_flipped_byte_and_truncation_are_refused(capsys, saved, project: Path) -
     run, record, _, _ = saved
     run.finish()
     run_copy = next(
-        d / "files" / record.file for d in run_dirs("ckpt1") if (d / "files" / record.file).exists()
+        d / LOCAL_COPIES / record.file
+        for d in run_dirs("ckpt1")
+        if (d / LOCAL_COPIES / record.file).exists()
     )
     data = bytearray(run_copy.read_bytes())
-    run_copy.unlink()  # break the hard link: the user's own file stays intact
     data[len(data) // 2] ^= 0x01
     run_copy.write_bytes(bytes(data))
+    (project / "checkpoint.pt").write_bytes(bytes(data))  # the user's file is no way out either
     # Same size: the check (a stat per checkpoint) lets it through; the restore reads the bytes.
     resumed = start("ckpt1", project, resume="must")
     model, opt = model_and_opt()
@@ -257,7 +260,7 @@ def test_missing_checkpoint_copy_blocks_the_check(capsys, saved, project: Path) 
     run, record, _, _ = saved
     run.finish()
     for d in run_dirs("ckpt1"):
-        (d / "files" / record.file).unlink(missing_ok=True)
+        (d / LOCAL_COPIES / record.file).unlink(missing_ok=True)
     code, report = check(capsys, "ckpt1", project)
     assert code == 1
     assert [f["path"] for f in report["findings"]] == ["checkpoint.checkpoint.pt.missing"]

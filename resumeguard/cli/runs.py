@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -175,10 +176,15 @@ def show(
     wandb_dir: WandbDirOpt = None,
     as_json: JsonOpt = False,
 ) -> int:
-    """Show what is recorded for a run: fingerprint summary, checkpoints, resumes."""
+    """Show what is recorded for a run: fingerprint summary, checkpoints, resumes, and how much
+    it stores in checkpoint copies."""
+    from resumeguard.checkpoint.copies import stored as stored_copies
+
     _, ref, stored, rec = _recorded(run_id, project, entity, offline, wandb_dir)
+    storage = stored_copies(rec, stored.directories)
     if as_json:
-        sys.stdout.write(json.dumps(rec.to_json(), indent=2) + "\n")
+        body = {**rec.to_json(), "storage": dataclasses.asdict(storage)}
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -190,11 +196,19 @@ def show(
         console.print(f"  {key}: {compact[key]}")
     console.print(f"  last step: {stored.last_step}, state: {stored.state}")
     table = Table(title="checkpoints", title_justify="left")
-    for col in ("name", "step", "size", "digest", "saved"):
+    for col in ("name", "step", "size", "digest", "copy", "saved"):
         table.add_column(col)
     for name, c in rec.checkpoints.items():
-        table.add_row(name, str(c.step), str(c.size), c.digest[:23] + "...", c.saved_at)
+        copy = "none" if not c.file else "local" if c.local else "run file"
+        if c.previous is not None:
+            copy += " (save did not complete)"
+        table.add_row(name, str(c.step), str(c.size), c.digest[:23] + "...", copy, c.saved_at)
     console.print(table)
+    on_disk = "" if storage.on_disk is None else f", {_size(storage.on_disk)} on disk"
+    console.print(
+        f"  stores: {storage.copies} checkpoint copies, {_size(storage.bytes)} "
+        f"({_size(storage.uploaded)} as run files){on_disk}"
+    )
     console.print(f"  resumes: {len(rec.resumes)}")
     for entry in rec.resumes:
         console.print(
@@ -202,6 +216,16 @@ def show(
             f"allowed: {', '.join(entry.allowed) or '-'}"
         )
     return 0
+
+
+def _size(nbytes: int) -> str:
+    """Bytes, readable: "0 B", "12.3 MiB"."""
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{nbytes} B"
 
 
 def restore(
@@ -238,13 +262,10 @@ def restore(
         if not 0 <= rank < len(checkpoint.shards):
             raise BadInput(f"{name} has shards for ranks 0-{len(checkpoint.shards) - 1}")
         checkpoint = checkpoint.shards[rank]
-    if not checkpoint.file:
-        raise BadInput(
-            f"the run holds no copy of {name} (rank {rank}): it stayed on that rank's node at "
-            f"{checkpoint.source}; check it there with `resumeguard digest`"
-        )
+    elif rank != 0:
+        raise BadInput(f"{name} was saved by one process: it has no shard for rank {rank}")
     if dest is not None:
-        folder, target = dest, dest / Path(checkpoint.file).name
+        folder, target = dest, dest / Path(checkpoint.file or checkpoint.source).name
     elif checkpoint.source:
         target = Path(checkpoint.source)
         folder = target.parent
@@ -276,7 +297,7 @@ def restore(
             sys.stdout.write(f"{target} already holds {what}: nothing written\n")
             return 0
     with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
-        path = store.fetch_file(ref, checkpoint.file, Path(tmp))
+        path = _fetch_copy(store, ref, checkpoint, name, Path(tmp))
         verify(path)
         if damage and not _damaged_copy(target, path):
             raise BadInput(
@@ -305,6 +326,30 @@ def restore(
     return 0
 
 
+def _fetch_copy(store: Any, ref: Any, checkpoint: Any, name: str, tmp: Path) -> Path:
+    """Where the recorded bytes can be read: the run's copy (downloaded when it is a run file
+    elsewhere), else, when no copy is kept, the file it was saved to."""
+    from resumeguard.errors import BadInput
+
+    if checkpoint.file and not checkpoint.local:
+        return Path(store.fetch_file(ref, checkpoint.file, tmp))
+    if checkpoint.file:
+        found = store.local_file(ref, checkpoint.file, local=True)
+        if found is not None:
+            return Path(found)
+        raise BadInput(
+            f"the copy of {name} was kept on the machine that saved it (not uploaded); restore "
+            "it there, or save with storage 'latest+upload'"
+        )
+    if checkpoint.source and Path(checkpoint.source).is_file():
+        return Path(checkpoint.source)
+    raise BadInput(
+        f"the run keeps no copy of {name} (storage 'digest' or 'auto') and its file "
+        f"{checkpoint.source or '?'} is not on this machine; check it where it is with "
+        "`resumeguard digest`"
+    )
+
+
 def _damaged_copy(found: Path, verified: Path) -> bool:
     """True when ``found`` looks like a damaged copy of the ``verified`` bytes: the same size
     (bytes flipped in place) or a prefix of them (truncated). Any other file is someone's own."""
@@ -323,9 +368,9 @@ def _damaged_copy(found: Path, verified: Path) -> bool:
 def _replace_damaged(source: Path, target: Path, verify: Callable[[Path], None]) -> Path:
     """Keep the damaged ``target`` as ``<target>.corrupt-<time>`` (a hard link, else a copy),
     then put a verified copy of ``source`` in its place atomically; returns the kept path."""
-    import shutil
     import tempfile
 
+    from resumeguard import atomic
     from resumeguard.runrecord import now
 
     stamp = now().replace(":", "").replace("-", "").replace("+0000", "Z")
@@ -339,10 +384,8 @@ def _replace_damaged(source: Path, target: Path, verify: Callable[[Path], None])
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     partial = Path(name)
     try:
-        with open(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, 8 << 20)
-            out.flush()
-            os.fsync(out.fileno())
+        os.close(fd)
+        atomic.clone_or_copy(source, partial)  # a reflink where possible, fsynced
         verify(partial)
         os.replace(partial, target)
     finally:
@@ -355,16 +398,15 @@ def _write_new(source: Path, target: Path, verify: Callable[[Path], None]) -> No
     the bytes go to a new temp file there (created exclusively, so a planted link is never
     followed), are verified, then get ``target``'s name by a hard link, which never replaces
     anything (FileExistsError when something, a dangling link included, is there)."""
-    import shutil
     import tempfile
+
+    from resumeguard import atomic
 
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     partial = Path(name)
     try:
-        with open(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, 8 << 20)
-            out.flush()
-            os.fsync(out.fileno())
+        os.close(fd)
+        atomic.clone_or_copy(source, partial)  # a reflink where possible, fsynced
         verify(partial)
         try:
             os.link(partial, target)

@@ -436,11 +436,14 @@ def collect_optimizer(
     *,
     cls: str | None = None,
     model: torch.nn.Module | None = None,
+    state_digest: bool = True,
 ) -> OptimizerRecord:
     """Record a live optimizer or its ``state_dict()``; ``cls`` overrides the class name;
     ``model`` names the parameter in each slot.
 
     Parameters without state (not stepped yet, or held by another shard) are recorded too.
+    ``state_digest=False`` leaves the state's digest empty (a checkpoint's file digest
+    identifies its state already, and hashing it again would cost a pass over the tensors).
     """
     import torch
 
@@ -470,7 +473,7 @@ def collect_optimizer(
             for g, params in zip(groups, grouped, strict=True)
         ],
         params=records,
-        state_digest=digest_tensors(_state_tensors(flat)),
+        state_digest=digest_tensors(_state_tensors(flat)) if state_digest else "",
         defaults=(
             hyperparameters(source.defaults) if isinstance(source, torch.optim.Optimizer) else None
         ),

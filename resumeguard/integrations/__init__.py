@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,7 +29,7 @@ from resumeguard.pipeline import (
     settle,
 )
 from resumeguard.policy import Policy
-from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, now, run_copy_name
+from resumeguard.runrecord import CheckpointRecord, RunRecord, now
 
 __all__ = ["FrameworkGuard", "ResumeCheck", "checkpoint_name", "run_label"]
 
@@ -61,7 +60,10 @@ class FrameworkGuard:
     raise_on_block: bool = True
     """Raise the error (True), or print it and exit with its status like ``@guard`` (False)."""
     keep_copies: bool = True
-    """Keep a copy of each recorded checkpoint in the run (what ``resumeguard restore`` fetches)."""
+    """False: keep no copies, whatever ``storage`` says (digests only)."""
+    storage: Any = None
+    """What is kept of each checkpoint file (a Storage or its text, e.g. "latest+upload");
+    None: ``RESUMEGUARD_STORAGE``, else auto (see :class:`resumeguard.Storage`)."""
     checked: ResumeCheck | None = None
     """The allowed resume, once checked."""
 
@@ -142,30 +144,22 @@ class FrameworkGuard:
     def record(
         self, run: Any, files: Sequence[tuple[str, Path]], *, step: int | None
     ) -> list[CheckpointRecord]:
-        """Record digest, size and step of each ``(name, path)`` in the run's record (and keep
-        a copy of those bytes in the run unless ``keep_copies`` is off), then publish it."""
+        """Record digest, size and step of each ``(name, path)`` in the run's record and beside
+        the file (keeping the run's copy of those bytes as ``storage`` says), then publish it."""
         from resumeguard import runfiles
-        from resumeguard.hashing import digest_file
+        from resumeguard.checkpoint.beside import origin_of_run, write_beside
+        from resumeguard.checkpoint.copies import copy_and_digest
+        from resumeguard.checkpoint.storage import Storage, resolve
 
+        storage = resolve(self.storage) if self.keep_copies else Storage(copies="digest")
         record = self.adopt(run)
         recorded: list[CheckpointRecord] = []
         for name, path in files:
-            rel = run_copy_name(name)
-            if self.keep_copies:
-                dest = Path(run.dir) / rel
-                digest, size = keep_copy(path, dest)
-                runfiles.save_run_file(run, dest)
-            else:
-                digest, size = digest_file(path)
-                rel = ""
-            checkpoint = CheckpointRecord(
-                file=rel,
-                digest=digest,
-                size=size,
-                step=step,
-                saved_at=now(),
-                source=str(path.resolve()),
+            described = CheckpointRecord(
+                file="", digest="", size=0, step=step, saved_at=now(), source=str(path.resolve())
             )
+            checkpoint = copy_and_digest(run, path, name, described, storage)
+            write_beside(path, origin_of_run(run, name, checkpoint))
             record = record.with_checkpoint(name, checkpoint)
             recorded.append(checkpoint)
         runfiles.publish(run, record)
@@ -183,12 +177,16 @@ class FrameworkGuard:
         gone = [n for n in names if n in record.checkpoints]
         if not gone:
             return
-        for name in gone:
-            copy = record.checkpoints[name].file
-            if copy:
-                remove_copy(Path(run.dir), copy)
+        from resumeguard.checkpoint.beside import beside
+        from resumeguard.checkpoint.copies import retire
+
         kept = {n: c for n, c in record.checkpoints.items() if n not in gone}
         runfiles.publish(run, dataclasses.replace(record, checkpoints=kept))
+        retire(run, kept.values(), [record.checkpoints[n] for n in gone])
+        for name in gone:
+            source = record.checkpoints[name].source
+            if source and not Path(source).exists():
+                beside(Path(source)).unlink(missing_ok=True)
 
     # --- verification -------------------------------------------------------------------------
 
@@ -319,39 +317,6 @@ def restore_hint(checkpoint: CheckpointRecord, name: str, run_label: str) -> str
     if not checkpoint.file:
         return ""
     return f"; the run keeps the recorded bytes: resumeguard restore --run-id {run_label} {name}"
-
-
-def remove_copy(files: Path, rel: str) -> None:
-    """Delete the run's copy ``files/rel`` and the folders it leaves empty (within the run's
-    checkpoint folder)."""
-    path = files / rel
-    path.unlink(missing_ok=True)
-    top = files / CHECKPOINT_DIR
-    for folder in path.parents:
-        if folder == top or top not in folder.parents:
-            break
-        try:
-            folder.rmdir()
-        except FileNotFoundError:
-            continue
-        except OSError:
-            break  # not empty: the folders above are not empty either
-
-
-def keep_copy(source: Path, dest: Path) -> tuple[str, int]:
-    """Copy ``source`` to ``dest`` through a temp file and a rename, and return the digest and
-    size of the bytes copied: what the record says is exactly what the run keeps.
-
-    A copy, not the hard link ``save_checkpoint`` makes: frameworks write their checkpoints
-    themselves, and some writes truncate the file in place (fsspec moving a temp file across
-    devices, safetensors ``save_file``), which would change a linked copy too."""
-    from resumeguard.atomic import replacing
-    from resumeguard.hashing import digest_file
-
-    with replacing(dest) as tmp:
-        shutil.copyfile(source, tmp)
-        digest, size = digest_file(tmp)
-    return digest, size
 
 
 def run_label(run: Any) -> str:

@@ -64,6 +64,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from resumeguard.checkpoint.storage import Storage
 from resumeguard.errors import ResumeGuardError
 from resumeguard.integrations import (
     FrameworkGuard,
@@ -122,6 +123,7 @@ class ResumeGuardCallback(Callback):
         requirements: Sequence[str | Path] = (),
         raise_on_block: bool = False,
         keep_copies: bool = True,
+        storage: Storage | str | None = None,
     ) -> None:
         super().__init__()
         self.guard = FrameworkGuard(
@@ -130,6 +132,7 @@ class ResumeGuardCallback(Callback):
             requirements=requirements,
             raise_on_block=raise_on_block,
             keep_copies=keep_copies,
+            storage=storage,
         )
         self.run: Any = None
         """The W&B run this callback records into (None until a fit starts, or without one)."""

@@ -59,6 +59,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from resumeguard.checkpoint.storage import Storage
 from resumeguard.errors import CheckpointError, ResumeGuardError
 from resumeguard.integrations import (
     FrameworkGuard,
@@ -114,6 +115,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         requirements: Sequence[str | Path] = (),
         raise_on_block: bool = False,
         keep_copies: bool = True,
+        storage: Storage | str | None = None,
     ) -> None:
         self.guard = FrameworkGuard(
             policy=policy,
@@ -121,6 +123,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
             requirements=requirements,
             raise_on_block=raise_on_block,
             keep_copies=keep_copies,
+            storage=storage,
         )
         self._checked = False
         self._verified: Path | None = None

@@ -134,8 +134,9 @@ class RunStore(abc.ABC):
         CheckpointError when the run has no such file.
         """
 
-    def local_file(self, ref: RunRef, name: str) -> Path | None:
-        """Run file ``name`` on this machine, read in place; None when it would need a download."""
+    def local_file(self, ref: RunRef, name: str, *, local: bool = False) -> Path | None:
+        """Run file ``name`` on this machine, read in place; None when it would need a download.
+        ``local``: a checkpoint copy kept beside the run's files (never uploaded) instead."""
         return None
 
     @abc.abstractmethod

@@ -89,14 +89,16 @@ class OfflineStore(RunStore):
             f"director{'y' if len(dirs) == 1 else 'ies'} under {self.base}{note})"
         )
 
-    def local_file(self, ref: RunRef, name: str) -> Path | None:
+    def local_file(self, ref: RunRef, name: str, *, local: bool = False) -> Path | None:
         """The newest ``files/<name>`` of the run in place (no copy), None when absent; BadInput
-        when it resolves outside the run's files directory."""
+        when it resolves outside the run's files directory. ``local``: the newest
+        ``resumeguard-local/<name>`` (a copy kept beside the files) instead."""
         rel = layout.check_run_file_name(name)
+        folder = layout.LOCAL_COPIES if local else "files"
         for directory in reversed(self.dirs(ref)):
-            source = directory / "files" / rel
+            source = directory / folder / rel
             if source.is_file():
-                return _inside(directory, source, name)
+                return _inside(directory, source, name, folder)
         return None
 
     def write_record(self, ref: RunRef, record: dict[str, Any], compact: dict[str, Any]) -> None:
@@ -160,10 +162,10 @@ class OfflineStore(RunStore):
         return "running"
 
 
-def _inside(directory: Path, source: Path, name: str) -> Path:
-    """``source`` when it resolves inside ``directory/files``; BadInput when a link (or a linked
+def _inside(directory: Path, source: Path, name: str, folder: str = "files") -> Path:
+    """``source`` when it resolves inside ``directory/folder``; BadInput when a link (or a linked
     folder on the way) takes it elsewhere: a run file must be the run's own."""
-    files = (directory / "files").resolve()
+    files = (directory / folder).resolve()
     resolved = source.resolve()
     if not resolved.is_relative_to(files):
         raise BadInput(

@@ -21,7 +21,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 RUN_ID = "faultrun"
 CHECKPOINT = "ckpt.pt"
-COPY = f"resumeguard/checkpoints/{CHECKPOINT}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +67,10 @@ class Case:
 
     @property
     def copy(self) -> Path:
-        """The run's copy of the checkpoint."""
-        return self.files / COPY
+        """The run's copy of the checkpoint (a run file: the run is saved with storage
+        "latest+upload"), as its record names it."""
+        data = json.loads(self.record.read_text())
+        return self.files / data["checkpoints"][CHECKPOINT]["file"]
 
     @property
     def outside(self) -> Path:

@@ -37,7 +37,7 @@ def main(root: Path) -> None:
     opt.step()
     run = resumeguard.init(project="faults", id=RUN_ID, config={"lr": 0.01})
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 1}
-    resumeguard.save_checkpoint(run, state, CHECKPOINT, optimizer=opt)
+    resumeguard.save_checkpoint(run, state, CHECKPOINT, optimizer=opt, storage="latest+upload")
     run.finish()
 
 

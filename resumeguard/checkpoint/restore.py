@@ -1,0 +1,306 @@
+"""``restore_checkpoint`` and ``load_checkpoint``: fetch, verify while loading (weights only),
+check the fit before ``load_state_dict``, then load."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resumeguard.archive import check_archive
+from resumeguard.checkpoint.beside import read_beside
+from resumeguard.checkpoint.copies import find_copy
+from resumeguard.checkpoint.files import load_weights, read_verified
+from resumeguard.checkpoint.save import live_run
+from resumeguard.checkpoint.state import find_model_state, find_optimizer_state, keys_for
+from resumeguard.errors import CheckpointError, ResumeBlocked
+from resumeguard.runrecord import CheckpointRecord, RunRecord
+
+if TYPE_CHECKING:
+    from resumeguard.fit import FitProblem
+    from resumeguard.report import Report
+
+log = logging.getLogger("resumeguard")
+
+
+def lookup(record: RunRecord, name: str | os.PathLike[str], *, run_label: str) -> CheckpointRecord:
+    """The record of checkpoint ``name``; CheckpointError listing the recorded names if absent."""
+    key = Path(name).as_posix()
+    checkpoint = record.checkpoints.get(key)
+    if checkpoint is None:
+        known = ", ".join(sorted(record.checkpoints)) or "none"
+        raise CheckpointError(
+            f"no checkpoint named {key!r} is recorded in run {run_label} (recorded: {known})"
+        )
+    return checkpoint
+
+
+def restore_checkpoint(
+    run: Any,
+    name: str | os.PathLike[str],
+    *,
+    model: Any = None,
+    optimizer: Any = None,
+    map_location: Any = "cpu",
+    policy: Any = None,
+) -> Any:
+    """Fetch checkpoint ``name``, verify its digest while loading it with ``weights_only=True``,
+    check that its state fits ``optimizer`` and ``model`` BEFORE loading, warn about
+    hyperparameters it will override, then load into them and return the state.
+
+    ``run`` may be None (or a disabled run): the record beside the file is then the record.
+    Under torch.distributed every rank calls it (``run`` may be None off rank 0); each rank
+    verifies and fit-checks its own shard, and unless every rank passes, none loads."""
+    from resumeguard.configured import watch_optimizers
+
+    watch_optimizers()
+    fit = functools.partial(check_fit, model=model, optimizer=optimizer)
+    state = _verified(run, name, map_location=map_location, policy=policy, fit=fit)
+    load_state(state, model=model, optimizer=optimizer)
+    _settle(live_run(run), "resumed")
+    return state
+
+
+def load_checkpoint(
+    run: Any, name: str | os.PathLike[str], *, map_location: Any = "cpu", policy: Any = None
+) -> Any:
+    """The verified state of checkpoint ``name`` (loaded with ``weights_only=True``) without a
+    model or optimizer, e.g. to build the model from it; check it with :func:`check_fit` once
+    they exist, before ``load_state_dict``."""
+    state = _verified(run, name, map_location=map_location, policy=policy, fit=None)
+    _settle(live_run(run), "resumed")
+    return state
+
+
+def check_fit(
+    state: Any,
+    *,
+    model: Any = None,
+    optimizer: Any = None,
+    name: str = "checkpoint",
+    saved_class: str | None = None,
+    saved_names: Sequence[str | None] = (),
+    saved_order: Sequence[str] = (),
+    configured: Mapping[str, Any] | None = None,
+) -> None:
+    """Raise CheckpointError when ``state`` (a loaded checkpoint) does not fit ``model`` and
+    ``optimizer``; warn about the hyperparameters loading it would override. Names of a
+    ``torch.compile``d model (``_orig_mod.``) fit the plain model and the other way round."""
+    from resumeguard.fit import check_fit as optimizer_fit
+    from resumeguard.fit import check_model_fit, hyper_overrides
+
+    model_state = find_model_state(state)
+    problems = []
+    if optimizer is not None:
+        opt_state = find_optimizer_state(state)
+        if opt_state is None:
+            raise CheckpointError(f"checkpoint {name} holds no optimizer state to restore")
+        problems = optimizer_fit(
+            opt_state,
+            optimizer,
+            model=model,
+            saved_model_state=model_state,
+            saved_class=saved_class,
+            saved_names=saved_names,
+            saved_order=saved_order,
+        )
+    elif model is not None and model_state is not None:
+        problems = check_model_fit(model_state, model)
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {name} does not fit the current model/optimizer; nothing was loaded",
+            misfit_report(name, problems),
+        )
+    if optimizer is not None:
+        opt_state = find_optimizer_state(state) or {}
+        for override in hyper_overrides(opt_state, optimizer, configured=configured):
+            log.warning("resumeguard: %s (%s); %s", override.message, override.path, override.hint)
+
+
+def misfit_report(name: str, problems: Sequence[FitProblem]) -> Report:
+    """The ways a checkpoint does not fit, as a blocking report (rendered like the CLI's)."""
+    from resumeguard.findings import Finding, Judged, Severity, Verdict
+    from resumeguard.report import Report
+
+    rule = "does not fit: load_state_dict would fail or load wrong state"
+    judged = tuple(
+        Judged(Finding(p.path, p.recorded, p.current, p.message, p.hint), Severity.BLOCK, rule)
+        for p in problems
+    )
+    return Report(run=name, verdict=Verdict.BLOCK, findings=judged)
+
+
+def with_configured(checkpoint: CheckpointRecord, record: RunRecord) -> CheckpointRecord:
+    """The checkpoint's record, with the optimizer configuration the run started with where the
+    checkpoint was saved from a state dict alone (which does not hold it)."""
+    from resumeguard.collect.optimizer import OptimizerRecord
+
+    started = record.fingerprint.optimizer
+    own = checkpoint.optimizer
+    if not isinstance(started, OptimizerRecord) or started.defaults is None:
+        return checkpoint
+    if isinstance(own, OptimizerRecord) and own.defaults is None and own.cls == started.cls:
+        return dataclasses.replace(
+            checkpoint, optimizer=dataclasses.replace(own, defaults=started.defaults)
+        )
+    return checkpoint
+
+
+def load_state(state: Any, *, model: Any, optimizer: Any) -> None:
+    """Load a checked state into the model and optimizer (compile prefixes matched)."""
+    model_state = find_model_state(state)
+    opt_state = find_optimizer_state(state)
+    if model is not None and model_state is not None:
+        model.load_state_dict(keys_for(model_state, model))
+    if optimizer is not None and opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+
+
+Fit = Callable[..., None]
+
+
+def _verified(
+    run: Any, name: str | os.PathLike[str], *, map_location: Any, policy: Any, fit: Fit | None
+) -> Any:
+    """Every rank: its verified, fit-checked state of ``name``; none returns unless all pass."""
+    from resumeguard.distributed import agree, all_ranks, rank_and_world
+
+    run = live_run(run)
+    label = Path(name).as_posix()
+    rank, world = rank_and_world()
+
+    def recorded() -> dict[str, Any] | None:
+        if run is None:
+            return None  # each rank reads the record beside its own file
+        from resumeguard.pipeline import ensure_recorded, step_check
+
+        record = ensure_recorded(run)
+        checkpoint = lookup(record, label, run_label=str(getattr(run, "id", run)))
+        step_check(run, record, checkpoint, label, policy)
+        return with_configured(checkpoint, record).to_json()
+
+    try:
+        entry_json = agree(recorded, tag="restore")
+    except (CheckpointError, ResumeBlocked) as e:
+        _settle(run, "refused", str(e))
+        raise
+    error = ""
+    state: Any = None
+    try:
+        if entry_json is None:
+            path = Path(label.replace("{rank}", str(rank)))
+            origin = read_beside(path)
+            if origin is None:
+                raise CheckpointError(
+                    f"checkpoint {path} has no resumeguard record beside it (.{path.name}"
+                    ".resumeguard.json), so it cannot be verified; save it with "
+                    "save_checkpoint, or pass the run it was saved in"
+                )
+            entry = origin.checkpoint
+        else:
+            entry = CheckpointRecord.from_json(entry_json)
+        state, chosen = _first_verified(run, entry, label, rank, world, map_location)
+        if fit is not None:
+            fit(
+                state,
+                name=label,
+                saved_class=getattr(chosen.optimizer, "cls", None),
+                saved_names=[p.name for p in getattr(chosen.optimizer, "params", ())],
+                saved_order=list(getattr(chosen.model, "params", {})),
+                configured=getattr(chosen.optimizer, "defaults", None),
+            )
+        if rank == 0:
+            from resumeguard.verified import say
+
+            say(
+                f"resumeguard: checkpoint {label} (step {chosen.step}, {chosen.size} bytes) "
+                f"matches its recorded digest {chosen.digest[:27]}...; loaded"
+            )
+    except CheckpointError as e:
+        if world <= 1:
+            _settle(run, "refused", str(e))
+            raise
+        error = f"rank {rank}: {e}"
+    errors = [e for e in all_ranks(error) if e]
+    if errors:
+        refused = CheckpointError("; ".join(errors))
+        _settle(run, "refused", str(refused))
+        raise refused
+    return state
+
+
+def _settle(run: Any, outcome: str, reason: str = "") -> None:
+    """The pending resume in the run's audit trail went ahead, or was refused here."""
+    if run is not None:
+        from resumeguard.pipeline import settle
+
+        settle(run, outcome, reason)
+
+
+def _first_verified(
+    run: Any, entry: CheckpointRecord, label: str, rank: int, world: int, map_location: Any
+) -> tuple[Any, CheckpointRecord]:
+    """The state of the first save of ``entry`` whose bytes verify: a save killed midway keeps
+    the one before it (``previous``), which wins while its bytes are still there."""
+    saves = []
+    older = entry.previous
+    while older is not None:
+        saves.append(older)
+        older = older.previous
+    saves.append(entry)
+    load = functools.partial(load_weights, name=label, map_location=map_location)
+    first_error: CheckpointError | None = None
+    for save in saves:
+        shards = save.shards or (save,)
+        if len(shards) > 1 and len(shards) != world:
+            raise CheckpointError(
+                f"checkpoint {label} was saved by {len(shards)} ranks; this world has {world}"
+            )
+        mine = shards[rank] if len(shards) > 1 else shards[0]
+        with tempfile.TemporaryDirectory(prefix="resumeguard-") as download:
+            for path in _locations(run, mine, rank=rank, download=Path(download)):
+                try:
+                    if path.is_file():  # the zip's directory, before anything loads
+                        check_archive(path, name=label)
+                    state = read_verified(path, mine, name=label, load=load)
+                except CheckpointError as e:
+                    first_error = first_error or e
+                    continue
+                if save is not entry:
+                    log.warning(
+                        "resumeguard: the save of %s at step %s did not complete; restoring "
+                        "the checkpoint before it (step %s)",
+                        label,
+                        entry.step,
+                        save.step,
+                    )
+                return state, save
+    assert first_error is not None
+    raise first_error
+
+
+def _locations(run: Any, shard: CheckpointRecord, *, rank: int, download: Path) -> list[Path]:
+    """Where this process can read the shard's bytes: the run's copy (downloaded when it is a
+    run file not on this machine), then the file it was saved to."""
+    found: list[Path] = []
+    if run is not None and shard.file:
+        local = find_copy(run, shard)
+        if local is not None:
+            found.append(local)
+        elif not shard.local:
+            from resumeguard.stores.interface import store_for_run
+
+            store, ref = store_for_run(run)
+            with contextlib.suppress(CheckpointError):  # gone from the run: try the source
+                found.append(store.fetch_file(ref, shard.file, download))
+    if shard.source:
+        found.append(Path(shard.source))
+    if not found:
+        raise CheckpointError(f"rank {rank} has no copy of its checkpoint shard to verify")
+    return found

@@ -1,0 +1,64 @@
+"""Where things are inside a checkpoint's state: the optimizer and model state dicts, the step,
+and the ``_orig_mod.`` prefix ``torch.compile`` puts on every name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+COMPILE_PREFIX = "_orig_mod."
+"""What ``torch.compile``'s wrapper adds to every state-dict key of the module it wraps."""
+
+
+def find_optimizer_state(state: Any) -> Mapping[str, Any] | None:
+    """The first optimizer state dict inside ``state`` (a dict with "state" and "param_groups")."""
+    if isinstance(state, Mapping):
+        if "state" in state and "param_groups" in state:
+            return state
+        for key in ("optimizer", "optimizer_state_dict", "optim", "opt"):
+            found = find_optimizer_state(state.get(key))
+            if found is not None:
+                return found
+        for value in state.values():
+            if isinstance(value, Mapping):
+                found = find_optimizer_state(value)
+                if found is not None:
+                    return found
+    return None
+
+
+def find_model_state(state: Any) -> Mapping[str, Any] | None:
+    """The model state dict inside ``state`` under a usual key, if any."""
+    if isinstance(state, Mapping):
+        for key in ("model", "model_state_dict", "state_dict", "module"):
+            value = state.get(key)
+            if isinstance(value, Mapping):
+                return value
+    return None
+
+
+def step_of(state: Any, step: int | None, run: Any) -> int | None:
+    """The step a checkpoint was taken at: given, else the state's own, else the run's."""
+    if step is not None:
+        return step
+    if isinstance(state, Mapping):
+        for key in ("step", "global_step", "iteration"):
+            value = state.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    run_step = getattr(run, "step", None)
+    return run_step if isinstance(run_step, int) else None
+
+
+def uncompiled_name(name: str) -> str:
+    """``name`` without the ``_orig_mod.`` parts a compiled module (or submodule) adds."""
+    return name.replace("." + COMPILE_PREFIX, ".").removeprefix(COMPILE_PREFIX)
+
+
+def keys_for(saved: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """``saved`` (a model state dict) with its keys spelled as ``model`` spells them, so the
+    state of a compiled model loads into the plain one and the other way round."""
+    wanted = {uncompiled_name(k): k for k in model.state_dict()}
+    if set(saved) <= set(wanted.values()):
+        return dict(saved)
+    return {wanted.get(uncompiled_name(k), k): v for k, v in saved.items()}
