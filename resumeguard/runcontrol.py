@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from resumeguard.findings import Finding
 
@@ -153,24 +154,50 @@ def run_control_family(key: str) -> str | None:
 
 def mark_run_control(findings: Iterable[Finding]) -> list[Finding]:
     """``config.<key>`` findings of run-control keys marked harmless (info unless a rule names
-    them); every other finding unchanged."""
+    them); every other finding unchanged. A nested section (``config.trainer``) is harmless when
+    every key that differs inside it is a run-control key (``trainer.max_epochs``)."""
     out = []
     for f in findings:
-        config = f.path.startswith("config.")
-        family = run_control_family(f.path.rsplit(".", 1)[-1]) if config else None
-        if family is not None:
+        families = _families(f) if f.path.startswith("config.") else None
+        if families:
+            lasts = "how long the run lasts" in families
             f = dataclasses.replace(
                 f,
-                benign=f"run-control config key ({family})",
+                benign=f"run-control config key ({', '.join(families)})",
                 hint=(
                     "nothing to do: it steers the run, not what it computes"
                     + (
                         " (if this key also sets your LR schedule's length, add a block rule"
                         f' for it: block = ["{f.path}"])'
-                        if family == "how long the run lasts"
+                        if lasts
                         else ""
                     )
                 ),
             )
         out.append(f)
     return out
+
+
+def _families(f: Finding) -> list[str] | None:
+    """The run-control families of what differs at a config finding; None when anything else
+    differs."""
+    keys = _differing_keys(f.path.rsplit(".", 1)[-1], f.recorded, f.current)
+    families = [run_control_family(k) for k in keys]
+    if not families or any(family is None for family in families):
+        return None
+    return sorted({family for family in families if family is not None})
+
+
+def _differing_keys(key: str, recorded: Any, current: Any) -> list[str]:
+    """The names of the leaf keys that differ between two values of config ``key``."""
+    if isinstance(recorded, Mapping) and isinstance(current, Mapping):
+        found: list[str] = []
+        for name in sorted(set(recorded) | set(current), key=str):
+            r, c = recorded.get(name, _MISSING), current.get(name, _MISSING)
+            if r != c:
+                found += _differing_keys(str(name), r, c)
+        return found
+    return [key]
+
+
+_MISSING = object()

@@ -88,6 +88,21 @@ def test_run_control_keys_are_info_and_the_lr_still_blocks(project: Path) -> Non
     assert [f.path for f in blocked.value.report.blocking] == ["config.learning_rate"]
 
 
+def test_nested_run_control_keys_are_info_and_nested_computation_blocks(project: Path) -> None:
+    from resumeguard.pipeline import ResumeIntent, decide
+
+    cfg = {"trainer": {"max_epochs": 3, "log_every_n_steps": 10}, "optim": {"lr": 1e-3}}
+    record_run("rc4", project, config=cfg)
+    longer = {**cfg, "trainer": {"max_epochs": 6, "log_every_n_steps": 50}}
+    report = decide(ResumeIntent("rc4", "must"), repo=project, config=longer, claim=False).report
+    assert [(j.finding.path, j.severity.value) for j in report.findings] == [
+        ("config.trainer", "info")
+    ]
+    mixed = {**longer, "trainer": {**longer["trainer"], "gradient_clip_val": 1.0}}
+    report = decide(ResumeIntent("rc4", "must"), repo=project, config=mixed, claim=False).report
+    assert [f.path for f in report.blocking] == ["config.trainer"]
+
+
 def test_a_rule_overrides_the_run_control_list(project: Path) -> None:
     from resumeguard.pipeline import ResumeIntent, decide
 
