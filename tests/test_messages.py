@@ -42,7 +42,8 @@ def train_and_save(run_id: str, repo: Path, name: str = "ckpt.pt"):
     model(torch.randn(2, 4)).sum().backward()
     opt.step()
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 1}
-    record = resumeguard.save_checkpoint(run, state, name)
+    # The run keeps a copy of the bytes (storage "latest"): what restore writes back.
+    record = resumeguard.save_checkpoint(run, state, name, storage="latest")
     run.finish()
     return record
 
