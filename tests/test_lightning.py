@@ -36,10 +36,11 @@ class Tiny(pl.LightningModule):
     steps this instance ran."""
 
     def __init__(
-        self, hidden: int = 8, lr: float = 1e-2, batch_size: int = 4, max_epochs: int = 2
+        self, hidden: int = 8, lr: float = 1e-2, batch_size: int | None = 4, max_epochs: int = 2
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # batch_size=None: the batch comes from the datamodule, which keeps it as its hparam
+        self.save_hyperparameters(ignore=["batch_size"] if batch_size is None else None)
         torch.manual_seed(0)
         self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
         self.steps_run = 0
@@ -273,6 +274,28 @@ def test_the_batch_of_a_loader_passed_to_fit_counts(project: Path) -> None:
         4,
         2,
     )
+
+
+class Data(pl.LightningDataModule):
+    """A datamodule whose batch size is its hparam."""
+
+    def __init__(self, batch_size: int = 4) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+
+    def train_dataloader(self):
+        return loader(self.hparams.batch_size)
+
+
+def test_the_datamodules_hparams_are_recorded_and_compared(project: Path) -> None:
+    fit(project, "lt14", epochs=1, data=Data(4), model=Tiny(batch_size=None))
+    [record] = records(project, "lt14")
+    config = record["fingerprint"]["config"]
+    assert (config["batch_size"], config["effective_batch_size"]) == (4, 4)
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        fit(project, "lt14", epochs=2, ckpt_path="last", data=Data(2), model=Tiny(batch_size=None))
+    assert [f.path for f in info.value.report.blocking] == ["config.effective_batch_size"]
+    assert [j.finding.path for j in info.value.report.warnings] == ["config.batch_size"]
 
 
 def test_the_verified_line_is_shown_without_logging_setup(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ class FrameworkGuard:
         project: str | None = None,
         entity: str | None = None,
         config: Mapping[str, Any] | None = None,
-        policy: Policy | None = None,
+        policy: Policy | str | None = None,
     ) -> None:
         """Check a resume against the run's record; ResumeBlocked or Unverifiable when it must
         not go on. ``run`` is the W&B run when the framework has started it already (then a run

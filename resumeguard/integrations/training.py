@@ -61,11 +61,15 @@ class BatchSize:
 
 def framework_policy(
     spec: Policy | str | None, repo: str | Path, batch: BatchSize | None
-) -> Policy:
-    """The callback's policy, with the batch-size factor rules when the batch size is known."""
-    policy = spec if isinstance(spec, Policy) else load_policy(spec, repo=repo)
+) -> Policy | str | None:
+    """The callback's policy (``spec``, else ``RESUMEGUARD_POLICY``, else the repository's)
+    with the batch-size factor rules when the batch size is known; ``spec`` as given when not."""
+    from resumeguard.runpolicy import explicit
+
     if batch is None:
-        return policy
+        return spec
+    spec = explicit(spec)
+    policy = spec if isinstance(spec, Policy) else load_policy(spec, repo=repo)
     return dataclasses.replace(policy, preset=(*policy.preset, *batch.rules()))
 
 
