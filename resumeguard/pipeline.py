@@ -74,6 +74,14 @@ class ResumeIntent:
     """must, allow, auto, never, or None (wandb.init's ``resume``)."""
     source: str = "argument"
     """Where the id came from: argument, WANDB_RUN_ID, wandb-resume.json, checkpoint, live run."""
+    project: str | None = None
+    """The run's project, when the source names it (a checkpoint's record does)."""
+    entity: str | None = None
+    """The run's entity, when the source names it."""
+    offline: bool | None = None
+    """True for an offline run, when the source says so."""
+    wandb_dir: str | None = None
+    """An offline run's W&B directory, when the source names it."""
 
     @property
     def resumes(self) -> bool:
@@ -134,6 +142,66 @@ def resolve_intent(
     return ResumeIntent(run_id=run_id or None, mode=mode, source=source)
 
 
+def checkpoint_intent(path: str | os.PathLike[str]) -> ResumeIntent | None:
+    """A resume from checkpoint ``path`` (a file, or a framework's checkpoint directory): the
+    run it was saved in, from the record resumeguard keeps beside it (mode "must": that run
+    has to be there). None when the checkpoint has no such record (unknown origin);
+    ``run_id`` None when it was saved without a run."""
+    from resumeguard.checkpoint.beside import checkpoint_origin
+
+    origin = checkpoint_origin(Path(path))
+    if origin is None:
+        return None
+    if origin.run is None:
+        return ResumeIntent(None, None, "checkpoint")
+    return ResumeIntent(
+        origin.run.id,
+        "must",
+        "checkpoint",
+        project=origin.run.project or None,
+        entity=origin.run.entity or None,
+        offline=True if origin.offline else None,
+        wandb_dir=origin.wandb_dir,
+    )
+
+
+def check_checkpoint_run(
+    path: str | os.PathLike[str],
+    *,
+    policy: Policy | str | None = None,
+    repo: str | Path = ".",
+    requirements: Sequence[str | Path] = (),
+) -> ResumeCheck | None:
+    """A resume from checkpoint ``path`` that no run check covered: check this process against
+    the run the checkpoint was saved in (ResumeBlocked / Unverifiable as for any resume).
+    None when the checkpoint names no run: unknown origin (see :func:`unknown_origin`), or
+    saved without one."""
+    intent = checkpoint_intent(path)
+    if intent is None or intent.run_id is None:
+        return None
+    check = decide(
+        intent,
+        repo=repo,
+        requirements=requirements,
+        policy=policy,
+        # That run is not continued here (a new run, or none, goes on from its checkpoint):
+        # its claim and its step are not this process's.
+        include_step=False,
+        claim=False,
+    )
+    raise_if_blocked(check)
+    return check
+
+
+def unknown_origin(path: str | os.PathLike[str]) -> str:
+    """The one line for a resume from a checkpoint no guarded run recorded."""
+    return (
+        f"checkpoint {path} was not saved by a run resumeguard records (no record beside it), "
+        "so this resume from it is not checked; save checkpoints with save_checkpoint or a "
+        "resumeguard callback, or resume the W&B run that saved it"
+    )
+
+
 def _autoresume_id(wandb_dir: str | Path | None) -> str | None:
     """The run id wandb's resume="auto" will reuse: ``<root>/wandb/wandb-resume.json``
     (``.wandb/`` when that folder exists), written by the last run that did not finish."""
@@ -182,7 +250,11 @@ def decide(
     :mod:`resumeguard.claims`) until its run finishes; without, the claim is only looked at."""
     if not intent.run_id:
         return _fresh(intent, repo, requirements, optimizer, model, config, policy, "new run")
-    ref = RunRef.parse(intent.run_id, project=project, entity=entity)
+    ref = RunRef.parse(
+        intent.run_id, project=project or intent.project, entity=entity or intent.entity
+    )
+    offline = offline if offline is not None else intent.offline
+    wandb_dir = wandb_dir or intent.wandb_dir
     store = interface.open_store(
         offline=offline, wandb_dir=str(wandb_dir) if wandb_dir else None, timeout=timeout
     )

@@ -412,3 +412,29 @@ def test_a_fit_that_exits_cleanly_leaves_the_run_finished(project: Path) -> None
     [directory] = stored.directories
     assert json.loads((Path(directory) / "files" / STATE_FILE).read_text())["state"] == "finished"
     assert stored.state == "finished"
+
+
+def test_a_checkpoint_resume_into_a_new_run_is_checked_against_the_run_that_saved_it(
+    project: Path, caplog
+) -> None:
+    """fit(ckpt_path=...) under a new W&B run id: the record beside the checkpoint names the
+    run that saved it, and that run's record decides."""
+    fit(project, "lt-origin", epochs=1)
+    ckpt = ckpt_of(project, "lt-origin", "epoch=0-step=2.ckpt")
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    model = Tiny()
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        fit(project, "lt-new1", epochs=2, ckpt_path=str(ckpt), model=model)
+    assert "code.files.train.py" in [f.path for f in info.value.report.blocking]
+    assert "lt-origin" in str(info.value.report.run)
+    assert model.steps_run == 0
+    write(project, {"train.py": "HIDDEN = 8\n"})
+    model = fit(project, "lt-new2", epochs=2, ckpt_path=str(ckpt))
+    assert model.steps_run == 2, "the same code resumes from the checkpoint"
+    # A checkpoint no guarded run saved: one line says it is not checked.
+    stray = project / "stray.ckpt"
+    shutil.copyfile(ckpt, stray)
+    with caplog.at_level(logging.WARNING, logger="resumeguard"):
+        fit(project, "lt-new3", epochs=2, ckpt_path=str(stray))
+    lines = [r.getMessage() for r in caplog.records if "was not saved by a run" in r.getMessage()]
+    assert len(lines) == 1, lines

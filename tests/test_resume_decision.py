@@ -408,3 +408,26 @@ def test_visible_gpus_follow_cuda_visible_devices() -> None:
     assert visible_gpus(gpus, "GPU-b") == [gpus[1]]
     assert visible_gpus(gpus, "") == [] and visible_gpus(gpus, "-1") == []
     assert visible_gpus(gpus, "0,7,1") == [gpus[0]], "CUDA stops at the first invalid entry"
+
+
+# --- 3. a checkpoint resume without a run id is still checked ------------------------------------
+
+
+def test_restore_without_a_run_checks_the_run_that_saved_the_checkpoint(project: Path) -> None:
+    run = start("orig1", project)
+    log_and_save(run, 2)
+    run.finish()
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        resumeguard.restore_checkpoint(None, "checkpoint.pt")
+    assert [f.path for f in info.value.report.blocking] == ["code.files.train.py"]
+    write(project, {"train.py": "HIDDEN = 8\n"})
+    assert resumeguard.restore_checkpoint(None, "checkpoint.pt")["step"] == 1
+    fresh = start("orig-new", project)  # a new run resuming from another run's checkpoint
+    write(project, {"train.py": "HIDDEN = 16\n"})
+    with pytest.raises(resumeguard.ResumeBlocked):
+        resumeguard.restore_checkpoint(fresh, "checkpoint.pt")
+    fresh.finish()
+    torch.save({"step": 3}, project / "stray.pt")
+    with pytest.raises(resumeguard.CheckpointError, match="no resumeguard record beside it"):
+        resumeguard.restore_checkpoint(None, "stray.pt")

@@ -176,11 +176,15 @@ def _verified(
     rank, world = rank_and_world()
 
     def recorded() -> dict[str, Any] | None:
-        if run is None:
-            return None  # each rank reads the record beside its own file
-        from resumeguard.pipeline import ensure_recorded, step_check
+        from resumeguard.pipeline import check_checkpoint_run, ensure_recorded, step_check
 
-        record = ensure_recorded(run)
+        record = ensure_recorded(run) if run is not None else None
+        if record is None or label not in record.checkpoints:
+            # A checkpoint this run did not save (or no run): the run it was saved in, named
+            # by the record beside the file, must let this process resume from it.
+            check_checkpoint_run(Path(label.replace("{rank}", "0")), policy=policy)
+        if record is None:
+            return None  # each rank reads the record beside its own file
         checkpoint = lookup(record, label, run_label=str(getattr(run, "id", run)))
         step_check(run, record, checkpoint, label, policy)
         return with_configured(checkpoint, record).to_json()

@@ -22,11 +22,14 @@ from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError
 from resumeguard.pipeline import (
     ResumeCheck,
     ResumeIntent,
+    check_checkpoint_run,
     check_live_run,
+    checkpoint_intent,
     decide,
     ensure_recorded,
     raise_if_blocked,
     settle,
+    unknown_origin,
 )
 from resumeguard.policy import Policy
 from resumeguard.runrecord import CheckpointRecord, RunRecord, now
@@ -117,6 +120,24 @@ class FrameworkGuard:
             return
         raise_if_blocked(check)
         self.checked = check
+
+    def check_checkpoint(self, path: Path, run: Any = None) -> RunRecord | None:
+        """A resume from checkpoint ``path`` that no run check covered (a new W&B run, or none):
+        check it against the run the checkpoint was saved in, found from the record beside it,
+        and return that run's record. None when there is nothing to check against (a
+        checkpoint of unknown origin gets one warning line)."""
+        if self.checked is not None:
+            return self.checked.stored
+        if checkpoint_intent(path) is None:
+            log.warning("resumeguard: %s", unknown_origin(path))
+            return None
+        check = check_checkpoint_run(
+            path, policy=self.policy, repo=self.repo, requirements=self.requirements
+        )
+        if check is None or (run is not None and check.run_id == str(run.id)):
+            return None
+        self.checked = check
+        return check.stored
 
     # --- the run's record ---------------------------------------------------------------------
 

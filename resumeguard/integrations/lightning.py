@@ -226,13 +226,17 @@ class ResumeGuardCallback(Callback):
         """Before Lightning reads a checkpoint (every rank reads it): rank zero verifies."""
 
         def verify() -> None:
-            if self.run is None:
-                return
             if not _is_local(path):
                 self._warn_once("remote", f"resumeguard: {path} is remote; not verified")
                 return
-            record = self.guard.known_record(self.run)
-            self.guard.verify_file(record, Path(path), run_label=run_label(self.run))
+            # A checkpoint no run check covered (a new run, or none): the run it was saved in.
+            origin = self.guard.check_checkpoint(Path(path), self.run)
+            if self.run is None and origin is None:
+                return  # nothing to verify against; check_checkpoint said why
+            record = origin or self.guard.known_record(self.run)
+            checked = self.guard.checked
+            label = checked.run_id if origin is not None and checked else run_label(self.run)
+            self.guard.verify_file(record, Path(path), run_label=label)
             found = find_checkpoint(record, Path(path)) if record is not None else None
             if found is not None:
                 self._loaded = f"{found[0]} ({found[1].digest[:19]})"

@@ -244,8 +244,13 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         label = (
             run_label(run) if run is not None else checked.run_id if checked is not None else "?"
         )
+        # A checkpoint no run check covered (a new run, or none): the run it was saved in.
+        origin = self.guard.check_checkpoint(directory, run)
+        if origin is not None and self.guard.checked is not None:
+            label = self.guard.checked.run_id
+        record = origin or self.guard.known_record(run)
         try:
-            self.guard.verify_dir(self.guard.known_record(run), directory, run_label=label)
+            self.guard.verify_dir(record, directory, run_label=label)
         except CheckpointError as e:
             if not already_read:
                 raise
