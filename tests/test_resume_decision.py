@@ -23,7 +23,7 @@ import resumeguard
 from resumeguard.findings import Severity
 from resumeguard.policy import Rule, preset
 from resumeguard.stores.interface import RunRef
-from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE
+from resumeguard.stores.layout import CONFIG_KEY, LOCAL_COPIES, RECORD_FILE, STATE_FILE
 from resumeguard.stores.offline import OfflineStore
 
 FILES = {"train.py": "HIDDEN = 8\n", ".gitignore": "*.pt\n"}
@@ -61,7 +61,24 @@ def log_and_save(run, steps: int, name: str = "checkpoint.pt", at: int | None = 
         run.log({"loss": 1.0 / (step + 1)}, step=step)
     at = steps - 1 if at is None else at
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": at}
-    return resumeguard.save_checkpoint(run, state, name)
+    return resumeguard.save_checkpoint(run, state, name, storage="latest")
+
+
+def run_copy(run_id: str, record) -> Path:
+    """The run's own copy of a recorded checkpoint (``storage="latest"`` keeps one)."""
+    for directory in OfflineStore().fetch(RunRef(run_id)).directories:
+        path = Path(directory) / LOCAL_COPIES / record.file
+        if path.is_file():
+            return path
+    raise AssertionError(f"no copy of {record.file} in run {run_id}")
+
+
+def flip_a_byte(path: Path, at: int | None = None) -> None:
+    """Change one byte of ``path`` in place of a new file (a link elsewhere keeps its bytes)."""
+    data = bytearray(path.read_bytes())
+    path.unlink()
+    data[len(data) // 2 if at is None else at] ^= 0x01
+    path.write_bytes(bytes(data))
 
 
 # --- 1. unreachable is not "new" ----------------------------------------------------------------
@@ -205,12 +222,7 @@ def test_check_reads_every_checkpoint_byte_unless_quick(capsys, project: Path) -
     code, report = cli_json(capsys, "check", "--run-id", "bytes1")
     assert (code, report["findings"]) == (0, [])
     assert any("optimizer" in note for note in report["unchecked"]), "says what it cannot see"
-    copy = next(Path(d) for d in OfflineStore().fetch(RunRef("bytes1")).directories)
-    copy = copy / "files" / record.file
-    data = bytearray(copy.read_bytes())
-    copy.unlink()  # the run's copy is a hard link to the user's file: change the copy alone
-    data[len(data) // 2] ^= 0x01
-    copy.write_bytes(bytes(data))
+    flip_a_byte(run_copy("bytes1", record))
     code, out, err = cli(capsys, "check", "--run-id", "bytes1", "--json")
     assert code == 1, err
     report = json.loads(out)
@@ -360,11 +372,8 @@ def test_a_resume_refused_at_the_restore_is_recorded_as_refused(project: Path) -
     run = start("audit1", project)
     record = log_and_save(run, 2)
     run.finish()
-    copy = Path(OfflineStore().fetch(RunRef("audit1")).directories[0]) / "files" / record.file
-    data = bytearray(copy.read_bytes())
-    copy.unlink()
-    data[10] ^= 0x01
-    copy.write_bytes(bytes(data))
+    flip_a_byte(run_copy("audit1", record), at=10)
+    flip_a_byte(project / "checkpoint.pt", at=10)  # the user's own file is no way out either
     resumed = start("audit1", project, resume="must")
     with pytest.raises(resumeguard.CheckpointError):
         resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
