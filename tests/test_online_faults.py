@@ -101,6 +101,17 @@ def test_no_such_run_is_not_found_and_new_only_when_allowed(
     assert code == 0 and "new run" in out
 
 
+def test_an_http_404_of_the_api_itself_is_no_answer_about_the_run(
+    capsys, faulty: WandbServer, recorded: Recorded
+) -> None:
+    # W&B says "no such run" with a null run in a 200 answer; a 404 for the GraphQL endpoint
+    # means the URL is not W&B's API (a wrong WANDB_BASE_URL): never a new run.
+    faulty.fail_always("Run", Fault(status=404))
+    code, out, err, _ = check(capsys, recorded, "--allow-new")
+    assert (code, out) == (3, "")
+    assert "HTTP 404" in one_line(err) and "WANDB_BASE_URL" in err
+
+
 @pytest.mark.parametrize(
     "fault",
     [

@@ -71,7 +71,8 @@ _STATES: dict[str, RunState] = {
 
 
 class _Kind(enum.Enum):
-    NOT_FOUND = "not found"
+    NO_SUCH_RUN = "no such run"  # the API's answer: the run (or its project) is not there
+    NOT_FOUND = "not found"  # HTTP 404: a file is gone, or the URL is not W&B's API
     TRANSIENT = "transient"
     AUTH = "auth"
     FATAL = "fatal"
@@ -79,6 +80,10 @@ class _Kind(enum.Enum):
 
 class _NotFound(Exception):
     """Internal: the server said the thing asked for does not exist."""
+
+    def __init__(self, reason: str, kind: _Kind) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class OnlineStore(RunStore):
@@ -237,6 +242,11 @@ class OnlineStore(RunStore):
             self._read[path] = self._call(f"reading run {path}", load, missing_ok=True)
             return self._read[path], path
         except _NotFound as e:
+            if e.kind is not _Kind.NO_SUCH_RUN:  # an HTTP 404 for the API itself: not an answer
+                raise StoreError(
+                    f"W&B at {self._base_url()} failed reading run {path}: {e} "
+                    "(is WANDB_BASE_URL the W&B server? or use --offline)"
+                ) from e.__cause__
             raise RunNotFound(
                 f"no W&B run {path} at {self._base_url()} "
                 "(check the run id, --project and --entity)"
@@ -300,8 +310,8 @@ class OnlineStore(RunStore):
             kind, reason = _classify(e)
             if "did not respond in time" in reason:  # wandb-core's words for our timeout
                 reason = f"no answer within {self._timeout:g} s"
-            if kind is _Kind.NOT_FOUND and missing_ok:
-                raise _NotFound(reason) from e
+            if kind in (_Kind.NO_SUCH_RUN, _Kind.NOT_FOUND) and missing_ok:
+                raise _NotFound(reason, kind) from e
             if kind is _Kind.FATAL and not _from_library(e):
                 raise  # a bug (ours, or an API change), not W&B's answer: exit 4, not 3
             base = self._base_url()
@@ -427,9 +437,12 @@ def _classify(error: BaseException) -> tuple[_Kind, str]:
     """What kind of failure ``error`` is, and a one-line reason."""
     chain = list(_chain(error))
     reason = _one_line(error)
+    answered = all(_status(exc) is None for exc in chain)
     for exc in chain:
-        if type(exc).__name__ == "RunNotFoundError" or "Could not find run" in str(exc):
-            return _Kind.NOT_FOUND, reason
+        if type(exc).__name__ == "RunNotFoundError" or (
+            answered and "Could not find run" in str(exc)
+        ):
+            return _Kind.NO_SUCH_RUN, reason
     for exc in chain:
         status = _status(exc)
         if status is None:

@@ -16,6 +16,7 @@ import struct
 import sys
 import threading
 from collections import defaultdict, deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,12 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, body, headers)
 
     def _serve(
-        self, operation: str, answer: Any, body: bytes = b"", auth: bool = True, detail: str = ""
+        self,
+        operation: str,
+        answer: Callable[[], tuple[int, bytes, dict[str, str] | None]],
+        body: bytes = b"",
+        auth: bool = True,
+        detail: str = "",
     ) -> None:
         """Answer ``operation`` (faults first, then the key, then ``answer()``) and log it.
 
@@ -264,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, sent = 0, 0
         try:
             if fault is not None:
-                payload = answer(probe=True) if fault.reset and operation == "download" else None
+                payload = self._stored() if fault.reset and operation == "download" else None
                 status = self._fault(fault, payload)
             elif auth and not self._authorized():
                 status = self._json(401, {"errors": [{"message": "user is not logged in"}]})
@@ -286,19 +292,18 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 request = {}
             operation = operation_name(request.get("query", ""))
-            self._serve(operation, lambda probe=False: self._graphql(operation, request), body)
+            self._serve(operation, lambda: self._graphql(operation, request), body)
         elif path.endswith("/file_stream"):
             parts = path.strip("/").split("/")  # files/ENTITY/PROJECT/RUN/file_stream
-            self._serve(
-                "file_stream", lambda probe=False: self._file_stream(parts[1:4], body), body
-            )
+            self._serve("file_stream", lambda: self._file_stream(parts[1:4], body), body)
         else:  # e.g. /sdk/otel/v1/metrics: nothing to store
-            self._serve("other", lambda probe=False: (404, b"{}", None), body)
+            self._serve("other", lambda: (404, b"{}", None), body)
 
     def do_PUT(self) -> None:
         body = self._body()
-        put = lambda probe=False: self._storage_put(body)  # noqa: E731
-        self._serve("upload", put, body, auth=False, detail=self._file_name())
+        self._serve(
+            "upload", lambda: self._storage_put(body), body, auth=False, detail=self._file_name()
+        )
 
     def do_GET(self) -> None:
         self._serve("download", self._storage_get, auth=False, detail=self._file_name())
@@ -359,13 +364,17 @@ class _Handler(BaseHTTPRequestHandler):
             return 404, b"{}", None
         return 200, b"", None
 
-    def _storage_get(self, probe: bool = False) -> Any:
+    def _stored(self) -> bytes | None:
+        """The bytes of the run file the request's path names, None when there is none."""
         try:
             run_path, name = self._file_target()
             with self.wandb.store.lock:
-                data = self.wandb.store.get(run_path).files[name].data
+                return self.wandb.store.get(run_path).files[name].data
         except KeyError:
-            return b"" if probe else (404, b"not found", None)
-        if probe:
-            return data
+            return None
+
+    def _storage_get(self) -> tuple[int, bytes, dict[str, str] | None]:
+        data = self._stored()
+        if data is None:
+            return 404, b"not found", None
         return 200, data, {"Content-Type": "application/octet-stream"}
