@@ -64,8 +64,8 @@ _TABLE: list[tuple[str, Text, Text]] = [
         "code.files.*",
         _file_change,
         lambda p, r, c: (
-            f"restore {_leaf(p, 2)} as it was, or match it with a rule "
-            f'(e.g. ignore = ["{p}"]) if it cannot change results'
+            f"restore {_leaf(p, 2)} as it was, or, if it cannot change results, pass a policy "
+            f'file with ignore = ["{p}"] (--policy FILE)'
         ),
     ),
     (
