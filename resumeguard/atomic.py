@@ -56,7 +56,8 @@ class Staged:
         fsync_dir(target.parent)
         self._unlock()
         if old is not None:  # freeing a large file's blocks takes a while: not on this path
-            threading.Thread(target=old.unlink, kwargs={"missing_ok": True}, daemon=True).start()
+            # Not a daemon: the interpreter waits for it at exit, so nothing is left behind.
+            threading.Thread(target=old.unlink, kwargs={"missing_ok": True}).start()
 
     def discard(self) -> None:
         """Remove the temp file (the target stays as it was)."""
@@ -242,6 +243,8 @@ def _copy_range(src: int, dst: int, size: int) -> None:
     """Copy ``size`` bytes in the kernel (no user-space buffer); shutil's copy where it can't."""
     done = 0
     try:
+        if not hasattr(os, "copy_file_range"):
+            raise OSError(errno.ENOSYS, "no copy_file_range here")
         while done < size:
             n = os.copy_file_range(src, dst, size - done)
             if n == 0:

@@ -53,10 +53,19 @@ def digest_fd(fd: int) -> tuple[str, int]:
     hasher = new_hasher()
     buffer = memoryview(bytearray(CHUNK))
     offset = 0
-    while n := os.preadv(fd, [buffer], offset):
+    while n := pread_into(fd, buffer, offset):
         hasher.update(buffer[:n])
         offset += n
     return finish(hasher), offset
+
+
+def pread_into(fd: int, buffer: memoryview, offset: int) -> int:
+    """Read into ``buffer`` at ``offset`` of ``fd`` without moving its offset; bytes read."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [buffer], offset)
+    data = os.pread(fd, len(buffer), offset)  # no preadv here: one copy more
+    buffer[: len(data)] = data
+    return len(data)
 
 
 class HashingWriter:
@@ -112,7 +121,7 @@ class HashingWriter:
                         self._cond.wait()
                     end, closed = self.size, self._closed
                 while offset < end:
-                    n = os.preadv(self._fd, [buffer[: min(CHUNK, end - offset)]], offset)
+                    n = pread_into(self._fd, buffer[: min(CHUNK, end - offset)], offset)
                     if n <= 0:
                         raise OSError(f"file ended at {offset} of {end} bytes written")
                     hasher.update(buffer[:n])

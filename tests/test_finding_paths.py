@@ -239,12 +239,14 @@ def test_checkpoint_and_run_families_at_the_promised_severity(
     capsys: pytest.CaptureFixture[str], project: Path
 ) -> None:
     run = resumeguard.init(project="p", id="fam1", repo=project)
-    resumeguard.save_checkpoint(run, {"step": 1, "w": torch.zeros(64)}, "ckpt.pt")
+    resumeguard.save_checkpoint(
+        run, {"step": 1, "w": torch.zeros(64)}, "ckpt.pt", storage="latest+upload"
+    )
     # run.live: the run is still running here.
     for policy in ("strict", "lenient"):
         assert _severities(capsys, policy) == (1, {"run.live": "block"})
     run.finish()
-    copies = list(Path(run.dir).rglob("resumeguard/checkpoints/ckpt.pt"))
+    copies = list(Path(run.dir).rglob("resumeguard/checkpoints/**/ckpt.pt"))
     assert copies
     with open(copies[0], "r+b") as f:
         f.truncate(10)

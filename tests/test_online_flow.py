@@ -129,7 +129,7 @@ def test_allow_on_a_missing_run_starts_fresh_and_must_is_unverifiable(
 
 def save(run, model, opt, step: int, name: str = "checkpoint.pt"):
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}
-    return resumeguard.save_checkpoint(run, state, name)
+    return resumeguard.save_checkpoint(run, state, name, storage="latest+upload")
 
 
 def train_and_save(run, steps: int = 3):
@@ -190,6 +190,9 @@ def test_a_copy_altered_on_the_server_is_refused(
     data = bytearray(online.store.get(path_of(run_id)).files[record.file].data)
     data[len(data) // 2] ^= 0x01
     online.put_file(path_of(run_id), record.file, bytes(data))
+    # Nor are the user's own file and the run's files W&B left on this machine.
+    for local in [Path(record.source), *Path(run.dir).parent.parent.rglob(record.file)]:
+        local.write_bytes(bytes(data))
     dest = project / "restored"
     code, _, err = cli(
         capsys, "restore", "--run-id", path_of(run_id), "checkpoint.pt", "--dest", str(dest)

@@ -54,8 +54,8 @@ def keep_copy(
     """``checkpoint`` with the run's copy of ``source`` (whose bytes it records) made as
     ``storage`` says; unchanged (no copy kept) for ``digest``, or for ``auto`` where the
     filesystem makes no reflink."""
-    if storage.copies == "digest":
-        return checkpoint
+    if storage.copies == "digest" or not source.is_file():
+        return checkpoint  # nothing to copy, or another node's local disk: verified by its rank
     tag = checkpoint.digest.removeprefix("blake3:")[:16]
     rel = run_copy_name(name, checkpoint.rank, tag)
     dest = copy_root(run, local=not storage.upload) / rel
