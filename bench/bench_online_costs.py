@@ -6,6 +6,8 @@ The real wandb client (wandb-core and ``wandb.Api``) talks to the W&B-protocol s
 suite on 127.0.0.1, which counts every request and its bytes. Baselines from the same run:
 
 - a run that only starts and finishes, to subtract what W&B itself sends for any run;
+  saves are measured with the default storage (nothing of the checkpoint uploaded) and with
+  ``storage="latest+upload"`` (the run keeps a copy: the checks below download it);
 - the checkpoint's own size (what ``wandb.save`` of the file would upload);
 - ``wandb.Api().run(path)``: the least any online look at a run costs.
 """
@@ -73,19 +75,28 @@ def main() -> int:
         import resumeguard
         from resumeguard.cli.main import main as cli
 
-        def session(run_id: str, saves: int, *, guarded: bool) -> list[Request]:
+        def session(
+            run_id: str, saves: int, *, guarded: bool, storage: str | None = None
+        ) -> list[Request]:
             start = wandb.init if not guarded else resumeguard.init
             kwargs: dict[str, Any] = {"repo": repo} if guarded else {}
             run = start(project="bench", id=run_id, config={"lr": 0.1}, **kwargs)
             server.heal()
             for i in range(saves):
-                resumeguard.save_checkpoint(run, state(args.mib, i), f"ckpt-{i}.pt")
+                resumeguard.save_checkpoint(
+                    run, state(args.mib, i), f"ckpt-{i}.pt", storage=storage
+                )
             run.finish()
             return list(server.requests)
 
         plain = tally(session("plain", 0, guarded=False))
         recorded = tally(session("recorded", 0, guarded=True))
-        saved = tally(session("saved", args.saves, guarded=True))
+        saved = {
+            "default storage": tally(session("kept", args.saves, guarded=True)),
+            "storage=latest+upload": tally(
+                session("saved", args.saves, guarded=True, storage="latest+upload")
+            ),
+        }
         size = sum((repo / f"ckpt-{i}.pt").stat().st_size for i in range(args.saves))
 
         def check(*extra: str) -> tuple[int, tuple[int, int, int, dict[str, int]]]:
@@ -111,13 +122,14 @@ def main() -> int:
         f"run finish, recorded by resumeguard.init: {recorded[0]} requests, "
         f"{recorded[1] / 1024:.0f} KiB up"
     )
-    extra_requests = (saved[0] - recorded[0]) / per
-    extra_bytes = (saved[1] - recorded[1]) / per
-    print(
-        f"per save_checkpoint: {extra_requests:+.1f} requests, {extra_bytes / mib:.2f} MiB up "
-        f"= {extra_bytes / (size / per):.3f} x the checkpoint (wandb.save of the file: 1.000 x)"
-    )
-    print(f"  operations of the run with saves: {saved[3]}")
+    for label, got in saved.items():
+        extra_requests = (got[0] - recorded[0]) / per
+        extra_bytes = (got[1] - recorded[1]) / per
+        print(
+            f"per save_checkpoint, {label}: {extra_requests:+.1f} requests, "
+            f"{extra_bytes / mib:.3f} MiB up = {extra_bytes / (size / per):.3f} x the checkpoint "
+            f"(wandb.save of the file: 1.000 x); run's operations: {got[3]}"
+        )
     print(f"baseline wandb.Api().run(path): {bare[0]} requests, {bare[2] / 1024:.1f} KiB down")
     for label, (code, got) in checks.items():
         print(

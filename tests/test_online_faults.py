@@ -47,9 +47,8 @@ def recorded(wandb_server: WandbServer, tmp_path_factory: pytest.TempPathFactory
             mp.setenv(name, value)
         mp.chdir(repo)
         run = resumeguard.init(project="p", id=run_id, repo=repo)
-        saved = resumeguard.save_checkpoint(
-            run, {"w": torch.zeros(50_000), "step": 0}, "ck.pt", storage="latest+upload"
-        )
+        state = {"w": torch.zeros(50_000), "step": 0}
+        saved = resumeguard.save_checkpoint(run, state, "ck.pt", storage="latest+upload")
         run.finish()
         wandb.teardown()
     return Recorded(f"{ENTITY}/p/{run_id}", repo, saved.file)

@@ -127,12 +127,16 @@ def test_allow_on_a_missing_run_starts_fresh_and_must_is_unverifiable(
         start(new_id("none"), project, resume="must")
 
 
-def save(run, model, opt, step: int, name: str = "checkpoint.pt"):
+UPLOAD = "latest+upload"
+"""Keep a copy of the latest save of each checkpoint in the run's files: uploaded to W&B."""
+
+
+def save(run, model, opt, step: int, name: str = "checkpoint.pt", storage: str | None = UPLOAD):
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}
-    return resumeguard.save_checkpoint(run, state, name, storage="latest+upload")
+    return resumeguard.save_checkpoint(run, state, name, storage=storage)
 
 
-def train_and_save(run, steps: int = 3):
+def train_and_save(run, steps: int = 3, storage: str | None = UPLOAD):
     """Log ``steps`` steps (0..steps-1) and save at the last logged one, as a training loop does."""
     model, opt = model_and_opt()
     for step in range(steps):
@@ -141,7 +145,7 @@ def train_and_save(run, steps: int = 3):
         loss.backward()
         opt.step()
         run.log({"loss": loss.item()}, step=step)
-    return save(run, model, opt, steps - 1), model, opt
+    return save(run, model, opt, steps - 1, storage=storage), model, opt
 
 
 def test_checkpoint_is_uploaded_and_restored_verified(online: WandbServer, project: Path) -> None:
@@ -163,6 +167,34 @@ def test_checkpoint_is_uploaded_and_restored_verified(online: WandbServer, proje
     resumed.finish()
 
 
+def test_without_upload_only_the_record_reaches_the_server(
+    capsys, online: WandbServer, project: Path
+) -> None:
+    run_id = new_id("noup")
+    run = start(run_id, project)
+    online.heal()
+    record, model, _ = train_and_save(run, storage=None)  # the default: nothing uploaded
+    run.finish()
+    assert not record.file or record.local, record
+    stored = online.store.get(path_of(run_id))
+    data = (project / "checkpoint.pt").read_bytes()
+    size = len(data)
+    assert all(f.data != data for f in stored.files.values()), sorted(stored.files)
+    assert not any("checkpoint" in r.path for r in online.requests if r.operation == "upload")
+    entry = json.loads(stored.files[RECORD_FILE].data)["checkpoints"]["checkpoint.pt"]
+    assert (entry["size"], entry["step"]) == (size, 2)
+    # The checkpoint file itself is what gets verified on resume.
+    code, _ = check(capsys, run_id, project)
+    assert code == 0
+    resumed = start(run_id, project, resume="must")
+    fresh_model, fresh_opt = model_and_opt()
+    state = resumeguard.restore_checkpoint(
+        resumed, "checkpoint.pt", model=fresh_model, optimizer=fresh_opt
+    )
+    assert state["step"] == 2 and torch.equal(fresh_model[0].weight, model[0].weight)
+    resumed.finish()
+
+
 def test_cli_restore_downloads_a_verified_copy(capsys, online: WandbServer, project: Path) -> None:
     run_id = new_id("clirest")
     run = start(run_id, project)
@@ -181,7 +213,7 @@ def test_cli_restore_downloads_a_verified_copy(capsys, online: WandbServer, proj
 
 
 def test_a_copy_altered_on_the_server_is_refused(
-    capsys, online: WandbServer, project: Path
+    capsys, online: WandbServer, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id = new_id("alter")
     run = start(run_id, project)
@@ -199,6 +231,11 @@ def test_a_copy_altered_on_the_server_is_refused(
     )
     assert code == 1 and "does not match its record" in err
     assert not (dest / "checkpoint.pt").exists()
+    # Another machine: no local copy of the run's files, nor the user's own file.
+    (project / "checkpoint.pt").unlink()
+    monkeypatch.setenv("WANDB_DIR", str(project.parent / "elsewhere"))
+    (project.parent / "elsewhere").mkdir()
+    wandb.teardown()  # wandb reads WANDB_DIR once per process
     resumed = start(run_id, project, resume="must")
     model, opt = model_and_opt()
     before = model[0].weight.detach().clone()

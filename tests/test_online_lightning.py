@@ -33,14 +33,14 @@ def record_on(server: WandbServer, run_id: str) -> dict:
 
 def test_fit_records_and_a_resume_is_verified_online(online: WandbServer, project: Path) -> None:
     run_id = f"lt-{uuid.uuid4().hex[:8]}"
-    fit(project, run_id, epochs=1)
+    fit(project, run_id, epochs=1, storage="latest+upload")
     ckpt = ckpt_of(project, run_id, "epoch=0-step=2.ckpt")
     entry = record_on(online, run_id)["checkpoints"][f"p/{run_id}/checkpoints/epoch=0-step=2.ckpt"]
     assert entry["digest"] == digest_file(ckpt)[0]
     stored = online.store.get(f"{ENTITY}/p/{run_id}")
     assert stored.files[entry["file"]].data == ckpt.read_bytes(), "the run's copy is on the server"
 
-    model = fit(project, run_id, epochs=2, ckpt_path="last")
+    model = fit(project, run_id, epochs=2, ckpt_path="last", storage="latest+upload")
     assert model.steps_run == 2, "resumed at step 2: only epoch 1 was trained"
     [resume] = record_on(online, run_id)["resumes"]
     assert resume["verdict"] == "ok"

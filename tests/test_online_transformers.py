@@ -38,12 +38,13 @@ def record_on(server: WandbServer, run_id: str) -> dict:
 
 def test_a_preempted_run_resumes_verified_online(online: WandbServer, run_id: str) -> None:
     project = Path.cwd()
-    preempted(project)
+    upload = {"storage": "latest+upload"}
+    preempted(project, guard=upload)
     checkpoints = record_on(online, run_id)["checkpoints"]
     assert {n.rpartition("/")[0] for n in checkpoints} == {"out/checkpoint-2"}
     stored = online.store.get(f"{ENTITY}/p/{run_id}")
     assert all(entry["file"] in stored.files for entry in checkpoints.values())
-    trainer, counter = train(project, resume=True)
+    trainer, counter = train(project, resume=True, guard=upload)
     assert counter.steps == 2 and trainer.state.global_step == 4
     [resume] = record_on(online, run_id)["resumes"]
     assert resume["verdict"] == "ok"
