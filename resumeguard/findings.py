@@ -34,7 +34,7 @@ class Verdict(str, enum.Enum):
 
     @property
     def exit_code(self) -> int:
-        """The CLI exit code of DESIGN.md for this verdict."""
+        """The CLI exit code for this verdict (0 ok or warn, 1 block, 3 unverified)."""
         match self:
             case Verdict.OK | Verdict.WARN:
                 return 0

@@ -43,7 +43,7 @@ class Report:
         return [j for j in self.findings if j.severity is Severity.WARN]
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` object of DESIGN.md."""
+        """The ``--json`` object README documents (schema, run, verdict, findings)."""
         data: dict[str, Any] = {
             "schema": JSON_SCHEMA,
             "run": self.run,

@@ -40,7 +40,7 @@ def _extra_commands() -> list[Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code of DESIGN.md (0 ok, 1 blocked, 2 bad input, 3
+    """Run the CLI; returns the documented exit code (0 ok, 1 blocked, 2 bad input, 3
     unverifiable, 4 internal error)."""
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
