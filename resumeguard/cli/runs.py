@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -368,9 +369,6 @@ def _damaged_copy(found: Path, verified: Path) -> bool:
 def _replace_damaged(source: Path, target: Path, verify: Callable[[Path], None]) -> Path:
     """Keep the damaged ``target`` as ``<target>.corrupt-<time>`` (a hard link, else a copy),
     then put a verified copy of ``source`` in its place atomically; returns the kept path."""
-    import tempfile
-
-    from resumeguard import atomic
     from resumeguard.runrecord import now
 
     stamp = now().replace(":", "").replace("-", "").replace("+0000", "Z")
@@ -381,15 +379,8 @@ def _replace_damaged(source: Path, target: Path, verify: Callable[[Path], None])
         raise
     except OSError:
         _write_new(target, kept, lambda p: None)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    partial = Path(name)
-    try:
-        os.close(fd)
-        atomic.clone_or_copy(source, partial)  # a reflink where possible, fsynced
-        verify(partial)
+    with _verified_partial(source, target, verify) as partial:
         os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
     return kept
 
 
@@ -398,6 +389,21 @@ def _write_new(source: Path, target: Path, verify: Callable[[Path], None]) -> No
     the bytes go to a new temp file there (created exclusively, so a planted link is never
     followed), are verified, then get ``target``'s name by a hard link, which never replaces
     anything (FileExistsError when something, a dangling link included, is there)."""
+    with _verified_partial(source, target, verify) as partial:
+        try:
+            os.link(partial, target)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links on this filesystem: a rename, after one more look
+            if target.exists() or target.is_symlink():
+                raise FileExistsError(target) from None
+            os.rename(partial, target)
+
+
+@contextlib.contextmanager
+def _verified_partial(source: Path, target: Path, verify: Callable[[Path], None]) -> Iterator[Path]:
+    """A verified copy of ``source`` in a new temp file beside ``target`` (created exclusively,
+    so a planted link is never followed), removed after the block unless it was renamed."""
     import tempfile
 
     from resumeguard import atomic
@@ -408,14 +414,7 @@ def _write_new(source: Path, target: Path, verify: Callable[[Path], None]) -> No
         os.close(fd)
         atomic.clone_or_copy(source, partial)  # a reflink where possible, fsynced
         verify(partial)
-        try:
-            os.link(partial, target)
-        except FileExistsError:
-            raise
-        except OSError:  # no hard links on this filesystem: a rename, after one more look
-            if target.exists() or target.is_symlink():
-                raise FileExistsError(target) from None
-            os.rename(partial, target)
+        yield partial
     finally:
         partial.unlink(missing_ok=True)
 
