@@ -25,6 +25,11 @@ def _leaf(path: str, depth: int) -> str:
     return path.split(".", depth)[-1]
 
 
+def _checkpoint(path: str) -> str:
+    """The checkpoint name of ``checkpoint.<name>.<what>`` (names may hold dots)."""
+    return path.split(".", 1)[1].rsplit(".", 1)[0]
+
+
 def _file_change(path: str, r: Any, c: Any) -> str:
     name = _leaf(path, 2)
     if r is None:
@@ -208,15 +213,14 @@ _TABLE: list[tuple[str, Text, Text]] = [
     (
         "checkpoint.*.missing",
         lambda p, r, c: (
-            f"checkpoint {p.split('.', 1)[1].rsplit('.', 1)[0]} is recorded but "
-            "its file is gone from the run"
+            f"checkpoint {_checkpoint(p)} is recorded but its file is gone from the run"
         ),
         lambda p, r, c: "restore it from a backup, or resume from another recorded checkpoint",
     ),
     (
         "checkpoint.*.size",
         lambda p, r, c: (
-            f"checkpoint {p.split('.', 1)[1].rsplit('.', 1)[0]} is {c} bytes, recorded {r}: "
+            f"checkpoint {_checkpoint(p)} is {c} bytes, recorded {r}: "
             "it was truncated or changed after it was saved"
         ),
         lambda p, r, c: "resume from an intact copy or another recorded checkpoint",
@@ -224,7 +228,7 @@ _TABLE: list[tuple[str, Text, Text]] = [
     (
         "checkpoint.*.digest",
         lambda p, r, c: (
-            f"checkpoint {p.split('.', 1)[1].rsplit('.', 1)[0]} does not match its recorded "
+            f"checkpoint {_checkpoint(p)} does not match its recorded "
             "digest: its bytes changed after it was saved"
         ),
         lambda p, r, c: "resume from an intact copy or another recorded checkpoint",
