@@ -10,6 +10,12 @@ times, in the same process and interleaved:
   fit check and ``load_state_dict`` into the model and optimizer).
 
 Both run against a W&B offline run (``--no-run``: ``run=None``, the record beside the file only).
+Before each timed operation the page cache is flushed (``os.sync``), so one operation's writeback
+is not timed in the next, and freed heap memory is given back to the system (``malloc_trim``), so
+each load fills memory as it does in a new process; the order of ours and the baseline's swaps
+every run. Loads are timed twice: cold, with the file dropped from the page cache
+first (what a job resumed after a restart or on another node reads), and warm, straight after
+the save (the file still in memory, so the read costs only a copy and the digest is all CPU).
 Peak extra memory is the rise of resident memory during each operation (see bench_digest.py);
 the requirement is on ours minus the baseline's.
 
@@ -20,6 +26,8 @@ the requirement is on ours minus the baseline's.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import statistics
 import sys
@@ -64,7 +72,27 @@ def torch_save(state: Any, path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def drop_cache(*paths: Path) -> None:
+    """Evict the (clean, fsynced) pages of ``paths`` from the page cache: the next read comes
+    from the disk, as it would in a new process after a restart."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def fresh_memory() -> None:
+    """Give freed heap memory back to the system, as a new process starts: a resume loads
+    into memory it has never touched, not into the heap a previous load just freed."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def timed(fn: Any) -> tuple[float, int, Any]:
+    os.sync()  # the previous operation's writeback is not this one's
+    fresh_memory()
     with PeakMemory() as mem:
         start = time.perf_counter()
         result = fn()
@@ -75,7 +103,7 @@ def timed(fn: Any) -> tuple[float, int, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=1.0, help="model + AdamW state size (GiB)")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each (median)")
+    parser.add_argument("--repeat", type=int, default=6, help="timed runs of each (median)")
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: tmp)")
     parser.add_argument("--no-run", action="store_true", help="run=None instead of a W&B run")
     args = parser.parse_args(argv)
@@ -99,23 +127,30 @@ def main(argv: list[str] | None = None) -> int:
             f"run: {'W&B offline' if run is not None else 'None'}; storage: "
             f"{os.environ.get('RESUMEGUARD_STORAGE') or 'auto (default)'}"
         )
-        rows: dict[str, list[tuple[float, int]]] = {k: [] for k in ("bs", "os", "bl", "vl", "ol")}
-        for _ in range(args.repeat):  # interleaved: drift hits both alike
-            s, m, _ = timed(lambda: torch_save(state, plain))
-            rows["bs"].append((s, m))
-            s, m, _ = timed(lambda: resumeguard.save_checkpoint(run, state, ours))
-            rows["os"].append((s, m))
-            s, m, loaded = timed(lambda: torch.load(plain, weights_only=True))
-            rows["bl"].append((s, m))
-            del loaded
-            s, m, loaded = timed(lambda: resumeguard.load_checkpoint(run, ours))
-            rows["vl"].append((s, m))
-            del loaded
-            s, m, loaded = timed(
-                lambda: resumeguard.restore_checkpoint(run, ours, model=model, optimizer=opt)
-            )
-            rows["ol"].append((s, m))
-            del loaded
+        keys = ("bs", "os", "bl", "vl", "ol", "wbl", "wvl", "wol")
+        rows: dict[str, list[tuple[float, int]]] = {k: [] for k in keys}
+        loads = {
+            "bl": lambda: torch.load(plain, weights_only=True),
+            "vl": lambda: resumeguard.load_checkpoint(run, ours),
+            "ol": lambda: resumeguard.restore_checkpoint(run, ours, model=model, optimizer=opt),
+        }
+        for i in range(args.repeat):  # interleaved: drift hits both alike
+            saves = [
+                ("bs", lambda: torch_save(state, plain)),
+                ("os", lambda: resumeguard.save_checkpoint(run, state, ours)),
+            ]
+            # A 1 GiB write slows the one right after it (the disk is still busy with the
+            # first one's freed blocks), so each goes first in half the runs.
+            for key, save in saves if i % 2 == 0 else saves[::-1]:
+                s, m, _ = timed(save)
+                rows[key].append((s, m))
+            for key, load in loads.items() if i % 2 == 0 else reversed(loads.items()):
+                for cold in (True, False):
+                    if cold:
+                        drop_cache(plain, ours)
+                    s, m, loaded = timed(load)
+                    rows[key if cold else "w" + key].append((s, m))
+                    del loaded
         if run is not None:
             run.finish()
 
@@ -128,28 +163,33 @@ def main(argv: list[str] | None = None) -> int:
     labels = {
         "bs": "torch.save + fsync",
         "os": "resumeguard.save_checkpoint",
-        "bl": "torch.load(weights_only=True)",
-        "vl": "resumeguard.load_checkpoint (verified)",
-        "ol": "restore_checkpoint (verified, fit, loaded)",
+        "bl": "torch.load(weights_only=True), cold",
+        "vl": "resumeguard.load_checkpoint (verified), cold",
+        "ol": "restore_checkpoint (verified, fit, loaded), cold",
+        "wbl": "torch.load(weights_only=True), warm",
+        "wvl": "resumeguard.load_checkpoint (verified), warm",
+        "wol": "restore_checkpoint (verified, fit, loaded), warm",
     }
     for key, label in labels.items():
         runs = ", ".join(f"{s:.2f}" for s, _ in rows[key])
         print(
-            f"{label:<44} median {med(key):6.3f} s  {size / GIB / med(key):5.2f} GiB/s  "
+            f"{label:<48} median {med(key):6.3f} s  {size / GIB / med(key):5.2f} GiB/s  "
             f"peak extra memory {peak(key):7.1f} MiB  (runs: {runs} s)"
         )
     print(
-        f"save:    {med('os') / med('bs'):.3f}x torch.save + fsync (must be <= 1.15), "
+        f"save:         {med('os') / med('bs'):.3f}x torch.save + fsync (must be <= 1.15), "
         f"extra memory beyond torch's {peak('os') - peak('bs'):+.1f} MiB (<= 64)"
     )
-    print(
-        f"restore: {med('ol') / med('bl'):.3f}x torch.load (must be <= 1.15; it also runs "
-        f"load_state_dict), extra memory beyond torch's {peak('ol') - peak('bl'):+.1f} MiB (<= 64)"
-    )
-    print(
-        f"load:    {med('vl') / med('bl'):.3f}x torch.load, "
-        f"extra memory beyond torch's {peak('vl') - peak('bl'):+.1f} MiB"
-    )
+    for prefix, cache in (("", "cold"), ("w", "warm")):
+        print(
+            f"restore {cache}: {med(prefix + 'ol') / med(prefix + 'bl'):.3f}x torch.load "
+            f"(must be <= 1.15; it also runs load_state_dict), extra memory beyond torch's "
+            f"{peak(prefix + 'ol') - peak(prefix + 'bl'):+.1f} MiB (<= 64)"
+        )
+        print(
+            f"load {cache}:    {med(prefix + 'vl') / med(prefix + 'bl'):.3f}x torch.load, "
+            f"extra memory beyond torch's {peak(prefix + 'vl') - peak(prefix + 'bl'):+.1f} MiB"
+        )
     return 0
 
 

@@ -46,18 +46,23 @@ class Staged:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.fchmod(fd, new_file_mode(target))  # mkstemp makes 0600; a plain open() would not
 
-    def commit(self, to: Path | None = None) -> None:
+    def commit(self, to: Path | None = None, *, remove_old: bool = True) -> Path | None:
         """Rename the temp file over the target (or ``to``, on the same filesystem, when the
-        name is known only once the bytes are) and make the rename durable."""
+        name is known only once the bytes are) and make the rename durable.
+
+        A large file it replaces is removed on a background thread; with ``remove_old=False``
+        its second name is returned instead, for the caller to pass to :func:`remove_later`
+        once its own writes are durable (see there)."""
         target = to or self.target
         target.parent.mkdir(parents=True, exist_ok=True)
         old = _set_aside(target)
         os.replace(self.tmp, target)
         fsync_dir(target.parent)
         self._unlock()
-        if old is not None:  # freeing a large file's blocks takes a while: not on this path
-            # Not a daemon: the interpreter waits for it at exit, so nothing is left behind.
-            threading.Thread(target=old.unlink, kwargs={"missing_ok": True}).start()
+        if old is not None and remove_old:
+            remove_later(old)
+            return None
+        return old
 
     def discard(self) -> None:
         """Remove the temp file (the target stays as it was)."""
@@ -75,6 +80,15 @@ class Staged:
     def __exit__(self, kind: object, error: object, tb: object) -> None:
         if self._lock is not None:
             self.discard()
+
+
+def remove_later(path: Path) -> None:
+    """Unlink ``path`` on a background thread. Freeing a large file's blocks takes a while, and
+    on a filesystem that discards freed blocks the next journal commit (any small fsync) waits
+    for it: neither belongs on a save's path. A kill before it runs leaves a temp-suffixed name
+    that the next write beside the file reclaims."""
+    # Not a daemon: the interpreter waits for it at exit, so nothing is left behind.
+    threading.Thread(target=path.unlink, kwargs={"missing_ok": True}).start()
 
 
 SET_ASIDE_BYTES = 64 << 20

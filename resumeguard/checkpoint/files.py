@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,6 +50,7 @@ def write_staged(state: Any, path: Path) -> Written:
     fsync it; ``path`` itself is untouched until the caller commits. DiskFull on a full disk."""
     import torch
 
+    _release_cache(path)
     staged = Staged(path)
     try:
         with no_space_is_disk_full(path, staged.tmp), open(staged.tmp, "w+b", buffering=0) as f:
@@ -67,6 +69,23 @@ def write_staged(state: Any, path: Path) -> Written:
     except BaseException:
         staged.discard()
         raise
+
+
+def _release_cache(path: Path) -> None:
+    """Drop the page cache of the file about to be replaced, as a plain ``torch.save`` to the
+    same path frees it by truncating: the new bytes then need no memory to be reclaimed first.
+    Only clean pages go; the file itself is untouched and stays readable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except (OSError, AttributeError):
+        pass
+    finally:
+        os.close(fd)
 
 
 def _mid_write(written: int) -> None:
@@ -98,7 +117,7 @@ def read_verified(
     with f, ThreadPoolExecutor(1, thread_name_prefix="resumeguard-verify") as pool:
         before = os.fstat(f.fileno())
         _check_size(before.st_size, checkpoint, name)
-        digesting = pool.submit(digest_fd, f.fileno())
+        digesting = pool.submit(digest_fd, f.fileno(), alongside=load is not None)
         result: T | None = None
         failure: BaseException | None = None
         if load is not None:

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from resumeguard.atomic import remove_later
 from resumeguard.checkpoint.beside import origin_of_run, read_beside, write_beside
 from resumeguard.checkpoint.copies import keep_copy, retire, rotated_away, sweep
 from resumeguard.checkpoint.files import Written, crash_point, write_staged
@@ -85,10 +86,13 @@ def save_checkpoint(
             mine[0].staged.discard()
         raise
     main = CheckpointRecord.from_json(begun)
-    if mine is not None:
-        _put_in_place(run, template, mine, main)
-    all_ranks(None)  # every rank's file is in place before the record says so
-    agree(lambda: _finish(run, template, main, chosen), tag="save-finish")
+    replaced = _put_in_place(run, template, mine, main) if mine is not None else None
+    try:
+        all_ranks(None)  # every rank's file is in place before the record says so
+        agree(lambda: _finish(run, template, main, chosen), tag="save-finish")
+    finally:
+        if replaced is not None:  # after the records' fsyncs, which would wait for it
+            remove_later(replaced)
     if mine is not None and world > 1 and rank != 0:
         return mine[1]
     return main
@@ -177,9 +181,10 @@ def _under_way(new: CheckpointRecord, old: CheckpointRecord | None) -> Checkpoin
 
 def _put_in_place(
     run: Any, template: str, mine: tuple[Written, CheckpointRecord], main: CheckpointRecord
-) -> None:
+) -> Path | None:
     """Rename this rank's temp file over its checkpoint, with the record beside it saying the
-    save is under way until the file is in place."""
+    save is under way until the file is in place. Returns the replaced file's second name
+    (large files only), to be removed once the save is recorded."""
     written, record = mine
     path = written.staged.target
     if record.rank is not None and main.shards:
@@ -190,9 +195,10 @@ def _put_in_place(
     before = read_beside(path) if run is None else None
     if before is not None:
         write_beside(path, origin_of_run(run, template, _under_way(record, before.checkpoint)))
-    written.staged.commit()
+    replaced = written.staged.commit(remove_old=False)
     crash_point("replaced")
     write_beside(path, origin_of_run(run, template, record))
+    return replaced
 
 
 def _finish(run: Any, template: str, main: CheckpointRecord, storage: Storage) -> None:
