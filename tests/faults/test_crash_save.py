@@ -24,6 +24,9 @@ from resumeguard.checkpoint.files import CRASH_ENV, CRASH_POINTS
 CHILD = """
 import os, sys, torch, resumeguard
 run_id, name, storage, crash = sys.argv[1:5]
+if sys.argv[5:] == ["aside"]:  # every replaced checkpoint is set aside, as large ones are
+    import resumeguard.atomic
+    resumeguard.atomic.SET_ASIDE_BYTES = 0
 run = None if run_id == "-" else resumeguard.init(project="p", id=run_id, resume="allow", repo=".")
 torch.manual_seed(0)
 model = torch.nn.Linear(64, 64)
@@ -47,12 +50,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return repo
 
 
-def kill_at(point: str, run_id: str, storage: str, name: str = "ckpt.pt") -> None:
+def kill_at(point: str, run_id: str, storage: str, name: str = "ckpt.pt", *extra: str) -> None:
     """Run the child: one save, then a second one killed at ``point``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop(CRASH_ENV, None)
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, run_id, name, storage, point],
+        [sys.executable, "-c", CHILD, run_id, name, storage, point, *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -107,6 +110,46 @@ def test_kill_without_a_run_keeps_a_verifiable_checkpoint(project: Path, point: 
     resumeguard.save_checkpoint(None, {**state, "step": 3}, "ckpt.pt")
     assert temps(project) == []
     assert resumeguard.load_checkpoint(None, "ckpt.pt")["step"] == 3
+
+
+@pytest.mark.parametrize("point", ["replaced", "published", "retired"])
+def test_a_replaced_checkpoint_set_aside_is_reclaimed_after_a_kill(
+    capsys: pytest.CaptureFixture[str], project: Path, point: str
+) -> None:
+    """A large checkpoint being replaced keeps a second name until the save is recorded (its
+    blocks are freed off the save's path): killed before that, the name is a temp file the
+    check ignores and the next save removes."""
+    run_id = f"aside{point}"
+    kill_at(point, run_id, "digest", "ckpt.pt", "aside")
+    assert [p for p in temps(project) if p.name.startswith(".ckpt.pt.") and ".old" in p.name]
+    code, report = cli_json(capsys, "check", "--run-id", run_id, "--repo", str(project))
+    assert (code, report["verdict"]) == (0, "ok"), report
+    run = resumeguard.init(project="p", id=run_id, resume="must", repo=project)
+    state = resumeguard.restore_checkpoint(run, "ckpt.pt")
+    assert state["step"] == 2
+    resumeguard.save_checkpoint(run, {**state, "step": 3}, "ckpt.pt")
+    run.finish()
+    assert temps(project) == []
+    assert resumeguard.load_checkpoint(None, "ckpt.pt")["step"] == 3
+
+
+def test_a_replaced_checkpoint_set_aside_is_gone_once_the_save_returns(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import resumeguard.atomic
+
+    monkeypatch.setattr(resumeguard.atomic, "SET_ASIDE_BYTES", 0)
+    run = resumeguard.init(project="p", id="aside-done", repo=project)
+    for step in (1, 2):
+        resumeguard.save_checkpoint(run, big_state(step, 1), "ckpt.pt")
+    for thread in threading.enumerate():  # the removal runs off the save's path
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(timeout=30)
+    assert temps(project) == []
+    assert resumeguard.restore_checkpoint(run, "ckpt.pt")["step"] == 2
+    run.finish()
 
 
 # --- A full disk -------------------------------------------------------------------------------
