@@ -248,6 +248,7 @@ def decide(
 
     With ``claim``, a resume that is not blocked holds the run's claim (see
     :mod:`resumeguard.claims`) until its run finishes; without, the claim is only looked at."""
+    runpolicy.validate(policy)
     if not intent.run_id:
         return _fresh(intent, repo, requirements, optimizer, model, config, policy, "new run")
     ref = RunRef.parse(

@@ -33,6 +33,15 @@ def explicit(spec: Spec) -> Spec:
     return spec if spec is not None else os.environ.get(POLICY_ENV) or None
 
 
+def validate(spec: Spec) -> None:
+    """BadInput for a policy asked for outside the tree that names no preset or readable policy
+    file, before anything else is asked (a bad ``--policy`` is reported as such, not as what the
+    store answered)."""
+    spec = explicit(spec)
+    if isinstance(spec, str):
+        load_policy(spec) if is_file_spec(spec) else preset(spec)
+
+
 def at_start(spec: Spec, repo: str | Path | None) -> Policy:
     """The policy in force for a run that starts now (or a check with nothing recorded)."""
     spec = explicit(spec)

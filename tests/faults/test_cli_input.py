@@ -74,6 +74,25 @@ CASES: list[tuple[str, Setup, dict[str, str], int]] = [
     ("policy-invalid-toml", policy_file("ignore = [\n"), {}, 2),
     ("policy-missing", args("check", "--run-id", "faultrun", "--policy", "nope.toml"), {}, 2),
     ("policy-fifo", policy_fifo, {}, 2),
+    # Bad input is reported before the store is asked: not "no such run" (exit 3).
+    (
+        "policy-missing-no-run",
+        args("check", "--run-id", "nosuchrun", "--policy", "nope.toml"),
+        {},
+        2,
+    ),
+    (
+        "policy-preset-unknown-no-run",
+        args("check", "--run-id", "nosuchrun", "--policy", "x"),
+        {},
+        2,
+    ),
+    (
+        "policy-env-unknown-no-run",
+        args("check", "--run-id", "nosuchrun"),
+        {"RESUMEGUARD_POLICY": "x"},
+        2,
+    ),
     ("pyproject-tool-int", pyproject("tool = 5\n"), {}, 2),
     ("pyproject-tool-resumeguard-list", pyproject("[tool]\nresumeguard = [1]\n"), {}, 2),
     ("pyproject-not-toml", pyproject("[tool.resumeguard\n"), {}, 2),
