@@ -45,6 +45,15 @@ def test_the_policy_in_force_is_kept_with_the_run(project: Path, tmp_path: Path)
     assert kept["rules"] == [["ignore", "code.files.docs/**", "pyproject.toml"]]
 
 
+def test_show_names_the_kept_policy(capsys: pytest.CaptureFixture[str], project: Path) -> None:
+    from helpers import cli
+
+    write(project, {"pyproject.toml": LOOSENED})  # the repository's policy now is not the run's
+    code, out, _ = cli(capsys, "show", "--run-id", "pol1")
+    assert code == 0
+    assert "policy: strict; ignore code.files.docs/**\n" in out
+
+
 def test_a_commit_that_loosens_the_policy_cannot_excuse_itself(
     capsys: pytest.CaptureFixture[str], project: Path
 ) -> None:

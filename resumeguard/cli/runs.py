@@ -177,8 +177,8 @@ def show(
     wandb_dir: WandbDirOpt = None,
     as_json: JsonOpt = False,
 ) -> int:
-    """Show what is recorded for a run: fingerprint summary, checkpoints, resumes, and how much
-    it stores in checkpoint copies."""
+    """Show what is recorded for a run: fingerprint summary, the policy kept with it,
+    checkpoints, resumes, and how much it stores in checkpoint copies."""
     from resumeguard.checkpoint.copies import stored as stored_copies
 
     _, ref, stored, rec = _recorded(run_id, project, entity, offline, wandb_dir)
@@ -196,6 +196,7 @@ def show(
     for key in ("commit", "dirty", "python", "torch", "cuda"):
         console.print(f"  {key}: {compact[key]}")
     console.print(f"  last step: {stored.last_step}, state: {stored.state}")
+    console.print(f"  policy: {_kept_policy(rec.policy)}")
     table = Table(title="checkpoints", title_justify="left")
     for col in ("name", "step", "size", "digest", "copy", "saved"):
         table.add_column(col)
@@ -217,6 +218,19 @@ def show(
             f"allowed: {', '.join(entry.allowed) or '-'}"
         )
     return 0
+
+
+def _kept_policy(kept: dict[str, Any] | None) -> str:
+    """The policy kept with a run, in one line (what judges its resumes)."""
+    if kept is None:
+        return "none kept (recorded before policies were kept: the repository's judges)"
+    from resumeguard.errors import BadInput
+    from resumeguard.policy import Policy
+
+    try:
+        return Policy.from_kept(kept).describe()
+    except BadInput as e:
+        return str(e)
 
 
 def _size(nbytes: int) -> str:
