@@ -37,6 +37,7 @@ from resumeguard.hints import explain
 from resumeguard.policy import Policy, Rule
 from resumeguard.report import Report, build
 from resumeguard.runrecord import (
+    WANDB_STEP,
     CheckpointRecord,
     RunRecord,
     new_record,
@@ -436,11 +437,13 @@ def live_copy(state: str, heartbeat: str | None) -> Finding | None:
 
 
 def step_finding(
-    checkpoint_step: int | None, last_step: int | None, *, run_id: str, newer: str = ""
+    checkpoint: CheckpointRecord, last_step: int | None, *, run_id: str, newer: str = ""
 ) -> Finding | None:
     """``run.step`` when a checkpoint is older than the run's last logged step (W&B drops every
-    log call below the step it is at); a checkpoint at the last logged step resumes cleanly.
-    The hint offers W&B's rewind to the checkpoint's step."""
+    log call below the step it is at); a checkpoint at the last logged step resumes cleanly,
+    and one whose step is not W&B's own (a framework's global step) is not compared. The hint
+    offers W&B's rewind to the checkpoint's step."""
+    checkpoint_step = checkpoint.step if counts_wandb_steps(checkpoint) else None
     if checkpoint_step is None or last_step is None or checkpoint_step >= last_step:
         return None
     finding = explain("run.step", last_step, checkpoint_step)
@@ -456,8 +459,13 @@ def step_findings(record: RunRecord, last_step: int | None, *, run_id: str) -> l
     newest = newest_checkpoint(record)
     if newest is None:
         return []
-    found = step_finding(newest[1].step, last_step, run_id=run_id)
+    found = step_finding(newest[1], last_step, run_id=run_id)
     return [found] if found is not None else []
+
+
+def counts_wandb_steps(checkpoint: CheckpointRecord) -> bool:
+    """True when the checkpoint's step is W&B's own, comparable with the last logged step."""
+    return checkpoint.step is not None and checkpoint.step_counter == WANDB_STEP
 
 
 def newest_checkpoint(record: RunRecord) -> tuple[str, CheckpointRecord] | None:
@@ -671,10 +679,10 @@ def step_check(
     newer = sorted(
         (c.step, n)
         for n, c in record.checkpoints.items()
-        if c.step is not None and last is not None and c.step >= last
+        if counts_wandb_steps(c) and c.step is not None and last is not None and c.step >= last
     )
     prefix = f"restore {newer[-1][1]} (step {newer[-1][0]}) instead, or " if newer else ""
-    finding = step_finding(checkpoint.step, last, run_id=str(run.id), newer=prefix)
+    finding = step_finding(checkpoint, last, run_id=str(run.id), newer=prefix)
     if finding is None:
         return
     # Unless told otherwise: the policy the run was checked or recorded with.

@@ -25,6 +25,9 @@ from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
 CHECKPOINT_DIR = "resumeguard/checkpoints"
 """Where checkpoint copies live inside the run's files directory."""
 
+WANDB_STEP = "_step"
+"""W&B's own step, which counts ``wandb.log`` calls: the one the run's last logged step is."""
+
 
 def run_copy_name(name: str, rank: int | None = None, tag: str = "") -> str:
     """Where the run keeps its copy of checkpoint ``name`` (relative to its files directory):
@@ -50,6 +53,10 @@ class CheckpointRecord(Record):
     """Size in bytes as saved (a shorter file is truncated)."""
     step: int | None = None
     """Training step the checkpoint was taken at."""
+    step_counter: str = WANDB_STEP
+    """What ``step`` counts: W&B's own step (:data:`WANDB_STEP`, also in records made before
+    this was kept), compared with the run's last logged step, or another counter (the metric a
+    framework logs its global step as), which is not."""
     saved_at: str = ""
     """ISO time of the save."""
     source: str = ""
@@ -77,6 +84,8 @@ class CheckpointRecord(Record):
         for what, value in (("size", self.size), ("step", self.step), ("rank", self.rank)):
             if value is not None and value < 0:
                 raise ValueError(f"{what} {value} is negative")
+        if not self.step_counter:
+            raise ValueError("step_counter is empty")
 
 
 def is_run_copy_name(name: str) -> bool:

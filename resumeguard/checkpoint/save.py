@@ -23,7 +23,7 @@ from resumeguard.checkpoint.state import find_optimizer_state, step_of
 from resumeguard.checkpoint.storage import Storage, resolve
 from resumeguard.errors import CheckpointError, ResumeGuardError
 from resumeguard.record import Unavailable
-from resumeguard.runrecord import CheckpointRecord, now
+from resumeguard.runrecord import WANDB_STEP, CheckpointRecord, now
 
 
 def live_run(run: Any) -> Any:
@@ -43,6 +43,7 @@ def save_checkpoint(
     name: str | os.PathLike[str],
     *,
     step: int | None = None,
+    step_counter: str = WANDB_STEP,
     optimizer: Any = None,
     model: Any = None,
     storage: Storage | str | None = None,
@@ -50,6 +51,12 @@ def save_checkpoint(
     """Write ``state`` atomically to ``name`` (digested while written), record digest, size,
     step and the optimizer and model fingerprints in the run and beside the file, and keep the
     run's copy as ``storage`` says (default: ``RESUMEGUARD_STORAGE``, else ``auto``).
+
+    The step is ``step``, else the state's ``step``/``global_step``/``iteration``, else the
+    run's. A step given or in the state is taken as the one the script logs at (W&B's own,
+    compared with the run's last logged step when it resumes); ``step_counter`` names what it
+    counts instead when it is not (optimizer steps of a script that logs more often), and then
+    it is not compared.
 
     ``run`` may be None (or a disabled run): the record beside the file is then the record.
     Under torch.distributed every rank calls it (``run`` may be None off rank 0): with
@@ -68,7 +75,8 @@ def save_checkpoint(
     if rank == 0 or "{rank}" in template:
         path = Path(template.replace("{rank}", str(rank)))
         try:
-            mine = _write(state, path, step, run, optimizer, model, rank if world > 1 else None)
+            at = (step, step_counter)
+            mine = _write(state, path, at, run, optimizer, model, rank if world > 1 else None)
         except ResumeGuardError as e:
             if world <= 1:
                 raise
@@ -101,13 +109,14 @@ def save_checkpoint(
 def _write(
     state: Any,
     path: Path,
-    step: int | None,
+    step: tuple[int | None, str],
     run: Any,
     optimizer: Any,
     model: Any,
     rank: int | None,
 ) -> tuple[Written, CheckpointRecord]:
-    """Write one file to its temp file and describe it: digest, size, step, fingerprints."""
+    """Write one file to its temp file and describe it: digest, size, step (the one given and
+    its counter), fingerprints."""
     from resumeguard.collect.optimizer import collect_model, collect_optimizer
 
     written = write_staged(state, path)
@@ -127,11 +136,13 @@ def _write(
                 # The state dict holds the schedule's values; the optimizer it came from,
                 # what was set.
                 opt_record = dataclasses.replace(opt_record, defaults=configured_for(source))
+        at, counter = step_of(state, step[0], run, step[1])
         record = CheckpointRecord(
             file="",
             digest=written.digest,
             size=written.size,
-            step=step_of(state, step, run),
+            step=at,
+            step_counter=counter,
             saved_at=now(),
             source=str(path.resolve()),
             optimizer=opt_record,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from resumeguard.runrecord import WANDB_STEP
+
 COMPILE_PREFIX = "_orig_mod."
 """What ``torch.compile``'s wrapper adds to every state-dict key of the module it wraps."""
 
@@ -37,17 +39,18 @@ def find_model_state(state: Any) -> Mapping[str, Any] | None:
     return None
 
 
-def step_of(state: Any, step: int | None, run: Any) -> int | None:
-    """The step a checkpoint was taken at: given, else the state's own, else the run's."""
+def step_of(state: Any, step: int | None, run: Any, counter: str) -> tuple[int | None, str]:
+    """The step a checkpoint was taken at and what it counts: given, else the state's own (both
+    ``counter``, the script's word for its step), else the run's, which is W&B's."""
     if step is not None:
-        return step
+        return step, counter
     if isinstance(state, Mapping):
         for key in ("step", "global_step", "iteration"):
             value = state.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
-                return value
+                return value, counter
     run_step = getattr(run, "step", None)
-    return run_step if isinstance(run_step, int) else None
+    return (run_step if isinstance(run_step, int) else None), WANDB_STEP
 
 
 def uncompiled_name(name: str) -> str:

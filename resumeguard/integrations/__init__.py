@@ -92,7 +92,8 @@ class FrameworkGuard:
             if runfiles.current_record(run) is not None:
                 return  # resumeguard.init, @guard or an earlier fit of this process guards it
             # The frameworks log their own step metric (trainer/global_step, train/global_step)
-            # while W&B's step counts log calls: a checkpoint's step is not comparable with it.
+            # while W&B's step counts log calls: their checkpoints' steps (recorded as that
+            # counter, which run.step in `resumeguard check` skips too) are not comparable.
             check = check_live_run(
                 run,
                 mode=intent.mode,
@@ -163,10 +164,11 @@ class FrameworkGuard:
         return record
 
     def record(
-        self, run: Any, files: Sequence[tuple[str, Path]], *, step: int | None
+        self, run: Any, files: Sequence[tuple[str, Path]], *, step: int | None, counter: str
     ) -> list[CheckpointRecord]:
         """Record digest, size and step of each ``(name, path)`` in the run's record and beside
-        the file (keeping the run's copy of those bytes as ``storage`` says), then publish it."""
+        the file (keeping the run's copy of those bytes as ``storage`` says), then publish it.
+        ``counter`` is the metric the framework logs its step as: never W&B's own step."""
         from resumeguard import runfiles
         from resumeguard.checkpoint.beside import origin_of_run, write_beside
         from resumeguard.checkpoint.copies import copy_and_digest
@@ -177,7 +179,13 @@ class FrameworkGuard:
         recorded: list[CheckpointRecord] = []
         for name, path in files:
             described = CheckpointRecord(
-                file="", digest="", size=0, step=step, saved_at=now(), source=str(path.resolve())
+                file="",
+                digest="",
+                size=0,
+                step=step,
+                step_counter=counter,
+                saved_at=now(),
+                source=str(path.resolve()),
             )
             checkpoint = copy_and_digest(run, path, name, described, storage)
             write_beside(path, origin_of_run(run, name, checkpoint))

@@ -106,6 +106,9 @@ __all__ = ["ResumeGuardCallback"]
 
 log = logging.getLogger("resumeguard")
 
+STEP_COUNTER = "trainer/global_step"
+"""What a checkpoint's step counts: Lightning's optimizer steps, logged to W&B as this."""
+
 
 class ResumeGuardCallback(Callback):
     """Check a resume before training, record the W&B run and Lightning's checkpoint files,
@@ -213,7 +216,10 @@ class ResumeGuardCallback(Callback):
         name = checkpoint_name(path)
         try:
             self.guard.record(
-                self.run, [(name, Path(path))], step=step if isinstance(step, int) else None
+                self.run,
+                [(name, Path(path))],
+                step=step if isinstance(step, int) else None,
+                counter=STEP_COUNTER,
             )
         except OSError as e:  # never lose the training over the record; a resume will say so
             log.error("resumeguard: checkpoint %s was saved but not recorded: %s", name, e)

@@ -98,6 +98,9 @@ log = logging.getLogger("resumeguard")
 TRAINER_STATE = "trainer_state.json"
 """The Trainer's state file in a checkpoint directory."""
 
+STEP_COUNTER = "train/global_step"
+"""What a checkpoint's step counts: the Trainer's optimizer steps, logged to W&B as this."""
+
 
 class ResumeGuardTrainerCallback(TrainerCallback):
     """Check a W&B resume before training, record the W&B run and every Trainer checkpoint,
@@ -286,7 +289,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         ]
         try:
             self.guard.forget(run, gone)
-            self.guard.record(run, files, step=state.global_step)
+            self.guard.record(run, files, step=state.global_step, counter=STEP_COUNTER)
         except OSError as e:  # never lose the training over the record; a resume will say so
             log.error("resumeguard: checkpoint %s was saved but not recorded: %s", directory, e)
 
