@@ -438,3 +438,36 @@ def test_a_checkpoint_resume_into_a_new_run_is_checked_against_the_run_that_save
         fit(project, "lt-new3", epochs=2, ckpt_path=str(stray))
     lines = [r.getMessage() for r in caplog.records if "was not saved by a run" in r.getMessage()]
     assert len(lines) == 1, lines
+
+
+class Logging(Tiny):
+    """Logs its loss at every step and its mean at every epoch's end: two kinds of log call,
+    each one W&B step, so W&B's step runs ahead of Lightning's global step."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("loss", loss, on_step=True, on_epoch=True)
+        return loss
+
+
+def test_the_cli_does_not_compare_lightnings_step_with_w_and_bs(project: Path, capsys) -> None:
+    """A checkpoint's global step counts optimizer steps, W&B's step log calls: a run that logs
+    more often than it steps is not "older than its last logged step", to the CLI as to the
+    callback, even where a gap would block."""
+    from helpers import cli_json
+
+    from resumeguard.stores.interface import RunRef
+    from resumeguard.stores.offline import OfflineStore
+
+    fit(project, "lt15", epochs=2, model=Logging())
+    [record] = records(project, "lt15")
+    saved = max(c["step"] for c in record["checkpoints"].values())
+    last = OfflineStore(project).fetch(RunRef("lt15")).last_step
+    assert last is not None and saved < last, "W&B's step is ahead of the global step"
+    policy = project.parent / "no-gap.toml"
+    policy.write_text('block = ["run.step"]\n')
+    check = ["check", "--run-id", "lt15", "--offline", "--wandb-dir", str(project)]
+    code, report = cli_json(capsys, *check, "--repo", str(project), "--policy", str(policy))
+    assert (code, [f["path"] for f in report["findings"]]) == (0, [])
+    model = fit(project, "lt15", epochs=3, ckpt_path="last", model=Logging(), policy=str(policy))
+    assert model.steps_run == 2, "and the callback lets it go ahead"

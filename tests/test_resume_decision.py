@@ -255,6 +255,63 @@ def test_check_reports_a_newest_checkpoint_older_than_the_last_logged_step(
     assert 'resume_from="gap1?_step=2"' in finding["hint"]
 
 
+def test_check_compares_a_flat_scripts_checkpoint_with_w_and_bs_step(capsys, project: Path) -> None:
+    """A flat script's save_checkpoint counts W&B's step unless told otherwise (here: none
+    given, none in the state, so the run's own): its gap is still ``run.step``."""
+    run = start("flat1", project)
+    for _ in range(3):
+        run.log({"loss": 1.0})  # W&B steps 0..2
+    saved = resumeguard.save_checkpoint(run, {"w": 1}, "checkpoint.pt", storage="latest")
+    for _ in range(3):
+        run.log({"loss": 0.5})  # 3..5: logged after the checkpoint, lost by a resume from it
+    run.finish()
+    assert (saved.step, saved.step_counter) == (3, "_step")
+    policy = project.parent / "no-gap.toml"
+    policy.write_text('block = ["run.step"]\n')
+    code, report = cli_json(capsys, "check", "--run-id", "flat1", "--policy", str(policy))
+    [finding] = report["findings"]
+    assert (code, finding["path"], finding["recorded"], finding["current"]) == (1, "run.step", 5, 3)
+
+
+def test_a_flat_scripts_own_step_counter_is_not_compared_with_w_and_bs(
+    capsys, project: Path
+) -> None:
+    """A script that logs more often than it steps says its step is its own counter: the CLI
+    and the restore leave it alone, and a checkpoint of W&B's step saved later is compared."""
+    run = start("flat2", project)
+    for _ in range(2):
+        run.log({"loss": 1.0})
+        run.log({"grad_norm": 1.0})  # two W&B steps per optimizer step
+    state = {"step": 2}
+    resumeguard.save_checkpoint(run, state, "own.pt", step_counter="opt_step", storage="latest")
+    run.finish()
+    policy = project.parent / "no-gap.toml"
+    policy.write_text('block = ["run.step"]\n')
+    check = ["check", "--run-id", "flat2", "--policy", str(policy)]
+    assert cli_json(capsys, *check)[1]["findings"] == []
+    resumed = start("flat2", project, resume="must", policy=str(policy))
+    assert resumeguard.restore_checkpoint(resumed, "own.pt")["step"] == 2
+    resumeguard.save_checkpoint(resumed, {"step": 4}, "wandb.pt", storage="latest")
+    resumed.log({"loss": 0.5}, step=5)
+    resumed.finish()
+    [finding] = cli_json(capsys, *check)[1]["findings"]
+    assert (finding["path"], finding["current"]) == ("run.step", 4)
+
+
+def test_a_checkpoint_recorded_before_step_counters_counts_w_and_bs_step() -> None:
+    """Records made before the counter was kept load as W&B's step and are compared as then;
+    an empty counter is no record's."""
+    from resumeguard.pipeline import step_finding
+    from resumeguard.runrecord import CheckpointRecord
+
+    old = CheckpointRecord.from_json({"file": "", "digest": "blake3:0", "size": 1, "step": 2})
+    assert old.step_counter == "_step"
+    finding = step_finding(old, 5, run_id="old1")
+    assert finding is not None and (finding.recorded, finding.current) == (5, 2)
+    with pytest.raises(ValueError, match="step_counter"):
+        CheckpointRecord.from_json({**old.to_json(), "step_counter": ""})
+
+
 # --- 5. the step is exact ------------------------------------------------------------------------
 
 
