@@ -2,6 +2,8 @@
 
 Schema history (every version stays readable: ``fixtures/fingerprints/`` keeps one of each):
 - 1: code, deps, env, optimizer, model, config.
+- 2: facts, the config keys a framework callback collected. Schema 1 recorders did not all
+  collect them, nor say which they did: a schema 1 record reads as ``facts`` None.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from resumeguard.errors import BadInput
 from resumeguard.hashing import digest_json
 from resumeguard.record import Record, Unavailable
 
-SCHEMA = 1
+SCHEMA = 2
 NOT_GIVEN = Unavailable("not given")
 """The optimizer or model part when none was passed: not compared."""
 
@@ -46,6 +48,10 @@ class Fingerprint(Record):
     """The model's parameters at run start, when a model was given."""
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The user's run config (resumeguard's own key excluded)."""
+    facts: tuple[str, ...] | None = ()
+    """The config keys a framework callback collected (hyper-parameters, trainer settings, the
+    effective batch size); None in a record from before they were kept (schema 1), which may
+    lack such a key because its recorder did not collect it."""
     schema: int = SCHEMA
     """Schema version of this record."""
     created: str = ""
@@ -65,6 +71,22 @@ class Fingerprint(Record):
         data.pop("tool", None)
         return digest_json(data)
 
+    def unrecorded(self, current: Fingerprint) -> list[str]:
+        """The keys ``current``'s framework collected that this record could not hold: it is
+        from before facts were kept and lacks the key (a key kept as null was recorded)."""
+        if self.facts is not None:
+            return []
+        now = set(current.facts or ()) & set(current.config)
+        return sorted(now - set(self.config))
+
+    def with_facts(self, current: Fingerprint) -> Fingerprint:
+        """This record grown by the facts it could not hold, as ``current`` collected them (a
+        record only grows: what it recorded stays); itself when it keeps facts already."""
+        if self.facts is not None or not current.facts:
+            return self
+        added = {k: current.config[k] for k in self.unrecorded(current)}
+        return dataclasses.replace(self, config={**self.config, **added}, facts=current.facts)
+
 
 def take(
     *,
@@ -73,8 +95,10 @@ def take(
     optimizer: Any = None,
     model: Any = None,
     config: Mapping[str, Any] | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> Fingerprint:
-    """Collect a fingerprint of this process (torch is imported only for an optimizer or model)."""
+    """Collect a fingerprint of this process (torch is imported only for an optimizer or model);
+    ``facts``, what a framework callback knows of the run, go over ``config``."""
     from resumeguard.collect.code import collect_code
     from resumeguard.collect.deps import collect_deps
     from resumeguard.collect.env import collect_env
@@ -90,13 +114,15 @@ def take(
             opt_record = collect_optimizer(optimizer, model=model)
         if model is not None:
             model_record = collect_model(model)
+    known = user_config(facts or {})
     return Fingerprint(
         code=code,
         deps=collect_deps(root, requirements),
         env=collect_env(),
         optimizer=opt_record,
         model=model_record,
-        config=user_config(config or {}),
+        config={**user_config(config or {}), **known},
+        facts=tuple(sorted(known)),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -163,6 +189,7 @@ def dumps(fp: Fingerprint) -> str:
 
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Bring an old schema up to the current one (each step a pure function of the last)."""
-    # Schema 1 is the first; later versions add a step here and keep fixtures of each.
+    if data["schema"] < 2:
+        data["facts"] = None  # 1 -> 2: which framework facts were collected is not known
     data["schema"] = SCHEMA
     return data

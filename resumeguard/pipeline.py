@@ -230,6 +230,7 @@ def decide(
     requirements: Sequence[str | Path] = (),
     policy: Policy | str | None = None,
     config: Mapping[str, Any] | None = None,
+    facts: Mapping[str, Any] | None = None,
     optimizer: Any = None,
     model: Any = None,
     include_live: bool = True,
@@ -246,12 +247,16 @@ def decide(
     checkpoint copies are checked (in a training process "stat": its restore reads and
     verifies the bytes of the checkpoint it loads); ``include_live`` and ``include_step`` add
     ``run.live`` and ``run.step`` (a newest checkpoint older than the last logged step).
+    ``facts`` are what a framework callback knows of the run (compared as config keys; ones
+    a record from before facts were kept lacks are reported as not recorded).
 
     With ``claim``, a resume that is not blocked holds the run's claim (see
     :mod:`resumeguard.claims`) until its run finishes; without, the claim is only looked at."""
     runpolicy.validate(policy)
     if not intent.run_id:
-        return _fresh(intent, repo, requirements, optimizer, model, config, policy, "new run")
+        return _fresh(
+            intent, repo, requirements, optimizer, model, config, facts, policy, "new run"
+        )
     ref = RunRef.parse(
         intent.run_id, project=project or intent.project, entity=entity or intent.entity
     )
@@ -266,7 +271,7 @@ def decide(
         if intent.mode == "must":
             raise
         return _fresh(
-            intent, repo, requirements, optimizer, model, config, policy, f"new run ({e})"
+            intent, repo, requirements, optimizer, model, config, facts, policy, f"new run ({e})"
         )
     if intent.mode == "never":
         raise BadInput(
@@ -288,6 +293,7 @@ def decide(
         optimizer=optimizer,
         model=model,
         config={**recorded.config, **dict(config or {})},
+        facts=facts,
     )
     # The policy kept with the run judges, not the one in the tree being judged.
     base, extra = runpolicy.for_resume(policy, record.policy, _root(current))
@@ -329,12 +335,18 @@ def _fresh(
     optimizer: Any,
     model: Any,
     config: Mapping[str, Any] | None,
+    facts: Mapping[str, Any] | None,
     policy: Policy | str | None,
     reason: str,
 ) -> ResumeCheck:
     """The check of a run that does not exist yet: this process's fingerprint, nothing compared."""
     current = take(
-        repo=repo, requirements=requirements, optimizer=optimizer, model=model, config=config
+        repo=repo,
+        requirements=requirements,
+        optimizer=optimizer,
+        model=model,
+        config=config,
+        facts=facts,
     )
     report = Report(run=intent.run_id, verdict=Verdict.OK, reason=reason)
     return ResumeCheck(intent.run_id or "", report, None, current, _policy(policy, current))
@@ -359,12 +371,12 @@ def check_live_run(
     repo: str | Path = ".",
     requirements: Sequence[str | Path] = (),
     policy: Policy | str | None = None,
-    config: Mapping[str, Any] | None = None,
+    facts: Mapping[str, Any] | None = None,
     include_step: bool = True,
 ) -> ResumeCheck:
     """Check a run that a framework or a plain ``wandb.init`` has started already: a run with
     data from before this process is a resume, whatever the mode, and is compared with its
-    record; a run without is new (Unverifiable with mode "must"). ``config`` is what the
+    record; a run without is new (Unverifiable with mode "must"). ``facts`` are what the
     framework knows of the run's config before it logs it (over the run's own)."""
     if started_fresh(run):
         if mode == "must":
@@ -378,7 +390,8 @@ def check_live_run(
             requirements,
             None,
             None,
-            {**_user_config(run), **dict(config or {})},
+            _user_config(run),
+            facts,
             policy,
             "new run",
         )
@@ -392,7 +405,7 @@ def check_live_run(
         repo=repo,
         requirements=requirements,
         policy=policy,
-        config=config,
+        facts=facts,
         # Online, W&B shows the run running because of this very process: a live copy can no
         # longer be told apart. Offline each process has its own directory.
         include_live=offline,
@@ -643,13 +656,13 @@ def ensure_recorded(
     policy: Policy | str | None = None,
     repo: str | Path = ".",
     requirements: Sequence[str | Path] = (),
-    config: Mapping[str, Any] | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """The record of a live run, published first if this process has none for it yet: the
     ``check``ed record with this resume in its audit trail, else (a run started by a plain
     wandb.init or a framework) the result of checking it now: its stored record if it has
     data from before (ResumeBlocked / Unverifiable when that check refuses), a fresh
-    fingerprint if it is new (with ``config``, what a framework knows before it logs it, over
+    fingerprint if it is new (with ``facts``, what a framework knows before it logs it, over
     the run's config). A stored record is never replaced."""
     record = runfiles.current_record(run)
     if record is not None:
@@ -661,7 +674,7 @@ def ensure_recorded(
             repo=repo,
             requirements=requirements,
             policy=policy,
-            config=config,
+            facts=facts,
             include_step=False,
         )
         raise_if_blocked(check)
@@ -707,10 +720,17 @@ def last_logged_step(run: Any) -> int | None:
         return None  # nothing of the run reached the store yet: nothing logged
 
 
-def settle(run: Any, outcome: str, reason: str = "") -> None:
+def settle(run: Any, outcome: str, reason: str = "", *, check: ResumeCheck | None = None) -> None:
     """Mark the pending resume in the run's audit trail as ``outcome`` ("resumed" once it went
-    ahead, "refused" when a later check refused it)."""
+    ahead, "refused" when a later check refused it). A resume of the run that went ahead after
+    ``check`` adds the facts its record could not hold (a record from an older resumeguard),
+    so that later resumes compare them."""
     record = runfiles.current_record(run)
     if record is None or not record.resumes or record.resumes[-1].outcome != "pending":
         return
-    runfiles.publish(run, record.with_outcome(outcome, reason))
+    record = record.with_outcome(outcome, reason)
+    if outcome == "resumed" and check is not None and check.run_id == str(run.id):
+        record = dataclasses.replace(
+            record, fingerprint=record.fingerprint.with_facts(check.current)
+        )
+    runfiles.publish(run, record)

@@ -79,12 +79,12 @@ class FrameworkGuard:
         run: Any = None,
         project: str | None = None,
         entity: str | None = None,
-        config: Mapping[str, Any] | None = None,
+        facts: Mapping[str, Any] | None = None,
         policy: Policy | str | None = None,
     ) -> None:
         """Check a resume against the run's record; ResumeBlocked or Unverifiable when it must
         not go on. ``run`` is the W&B run when the framework has started it already (then a run
-        with data from before this process is a resume, whatever the mode); ``config`` is what
+        with data from before this process is a resume, whatever the mode); ``facts`` are what
         the framework knows of the run's configuration, ``policy`` replaces :attr:`policy`."""
         from resumeguard import runfiles
 
@@ -100,7 +100,7 @@ class FrameworkGuard:
                 repo=self.repo,
                 requirements=self.requirements,
                 policy=policy or self.policy,
-                config=config,
+                facts=facts,
                 include_step=False,
             )
         elif intent.run_id:
@@ -111,7 +111,7 @@ class FrameworkGuard:
                 repo=self.repo,
                 requirements=self.requirements,
                 policy=policy or self.policy,
-                config=config,
+                facts=facts,
                 include_step=False,
                 digests="stat",
             )
@@ -142,16 +142,17 @@ class FrameworkGuard:
 
     # --- the run's record ---------------------------------------------------------------------
 
-    def adopt(self, run: Any, config: Mapping[str, Any] | None = None) -> RunRecord:
+    def adopt(self, run: Any, facts: Mapping[str, Any] | None = None) -> RunRecord:
         """Make sure ``run`` carries a record: the checked record with this resume in its audit
-        trail, else the one it has, else a fresh fingerprint (with ``config`` over the run's)."""
+        trail, else the one it has, else a fresh fingerprint (with ``facts`` over the run's
+        config)."""
         return ensure_recorded(
             run,
             check=self.checked,
             policy=self.policy,
             repo=self.repo,
             requirements=self.requirements,
-            config=config,
+            facts=facts,
         )
 
     def known_record(self, run: Any) -> RunRecord | None:

@@ -188,8 +188,8 @@ class ResumeGuardCallback(Callback):
         self._batch = _batch_size(trainer, pl_module, hparams)
         self._config = with_batch({**hparams, **_trainer_facts(trainer)}, self._batch)
         policy = framework_policy(self.guard.policy, self.guard.repo, self._batch)
-        self.guard.check(intent, run=run, config=self._config, policy=policy)
-        self.guard.adopt(run, config=self._config)
+        self.guard.check(intent, run=run, facts=self._config, policy=policy)
+        self.guard.adopt(run, facts=self._config)
         self.run = run
 
     def _fit(self, state: Mapping[str, Any], pl_module: pl.LightningModule) -> None:
@@ -206,7 +206,7 @@ class ResumeGuardCallback(Callback):
         if check is None:
             return  # a fresh run, or one another front door guards
         restart(check, trainer.global_step)
-        settle(self.run, "resumed")  # every check passed: the resume goes ahead
+        settle(self.run, "resumed", check=check)  # every check passed: the resume goes ahead
         say(verified_line(check, self._loaded, self._batch))
 
     def _saved(self, path: Any, step: Any) -> None:

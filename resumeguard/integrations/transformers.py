@@ -179,7 +179,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
             run=run,
             project=_project(),
             entity=_entity(),
-            config=self._config,
+            facts=self._config,
             policy=policy,
         )
         self._checked = True
@@ -223,7 +223,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
                 "resumeguard.init before train()): the checkpoints are not recorded",
             )
         else:
-            self.guard.adopt(run, config=self._config)
+            self.guard.adopt(run, facts=self._config)
         if state.global_step > 0:  # restored from a checkpoint's trainer_state.json
             directory = _resumed_from(args, state.global_step)
             if directory is None:
@@ -237,7 +237,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
                 self._verify(directory, already_read=True)
         if check is not None:  # every check passed: the resume goes ahead
             if run is not None:
-                settle(run, "resumed")
+                settle(run, "resumed", check=check)
             said = checkpoint_name(self._verified) if self._verified is not None else None
             say(verified_line(check, said, self._batch))
 
