@@ -18,7 +18,7 @@ from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
 from resumeguard.findings import Finding
 from resumeguard.fingerprint import Fingerprint
 from resumeguard.fit import one_class_finding
-from resumeguard.hints import explain
+from resumeguard.hints import explain, not_recorded
 from resumeguard.record import Record, Unavailable
 from resumeguard.runcontrol import mark_run_control
 
@@ -55,8 +55,17 @@ def compare(
     findings += _compare_section("env", recorded.env, current.env, depth=1, skip={"rank"})
     findings += _compare_optimizer(recorded.optimizer, current.optimizer)
     findings += _compare_model(recorded, current)
-    findings += mark_run_control(_diff_values("config", recorded.config, current.config, depth=1))
+    findings += _compare_config(recorded, current)
     return findings
+
+
+def _compare_config(recorded: Fingerprint, current: Fingerprint) -> list[Finding]:
+    """``config.<key>`` per differing key; a key the record could not hold (a framework's fact
+    that its older recorder did not collect) is not recorded, never changed."""
+    missing = recorded.unrecorded(current)
+    now = {k: v for k, v in current.config.items() if k not in missing}
+    findings = mark_run_control(_diff_values("config", recorded.config, now, depth=1))
+    return findings + [not_recorded(f"config.{k}", current.config[k]) for k in missing]
 
 
 def _compare_section(

@@ -64,6 +64,9 @@ class Finding:
     benign: str = ""
     """Why this change cannot change what the run computes (e.g. "comments/whitespace only",
     a run-control config key); such findings are "info" unless a user rule names them."""
+    unrecorded: bool = False
+    """True for a fact the record could not hold (an older resumeguard did not collect it):
+    nothing recorded differs, so it is "info" at most, whatever a rule says."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -277,3 +277,18 @@ def explain(path: str, recorded: Any, current: Any, *, context: bool = False) ->
                 context=context,
             )
     raise AssertionError("the last row matches every path")
+
+
+def not_recorded(path: str, current: Any) -> Finding:
+    """A finding for a fact the record could not hold (its older recorder did not collect it):
+    nothing recorded differs, so it is info at most."""
+    return Finding(
+        path=require(path),
+        recorded=None,
+        current=current,
+        message=f"{path} was not recorded when the run started (recorded by an older "
+        f"resumeguard): nothing to compare; now {_short(current)}",
+        hint="nothing to do: a framework callback records it once this resume goes ahead, and "
+        "later resumes compare it",
+        unrecorded=True,
+    )

@@ -33,6 +33,8 @@ else:  # pragma: no cover
 
 LEVELS = ("ignore", "info", "warn", "block")
 
+NOT_RECORDED = "not recorded when the run started (an older resumeguard did not collect it)"
+
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
@@ -44,6 +46,9 @@ class Rule:
     """Severity for matching findings."""
     source: str
     """Where the rule comes from, e.g. "preset strict" or "pyproject.toml"."""
+    needs: str = ""
+    """A finding path this rule relies on being compared (a batch factor's warn relies on the
+    effective batch size): where the record could not hold that fact, the rule is void."""
 
     @property
     def specificity(self) -> int:
@@ -89,7 +94,14 @@ class Policy:
     """Where this policy comes from, in words, for the report."""
 
     def judge(self, finding: Finding) -> Judged:
-        """The severity of one finding and the rule that decided it."""
+        """The severity of one finding and the rule that decided it (a fact the record could
+        not hold is info at most)."""
+        judged = self._judge(finding)
+        if finding.unrecorded and judged.severity.rank > Severity.INFO.rank:
+            return Judged(finding, Severity.INFO, NOT_RECORDED)
+        return judged
+
+    def _judge(self, finding: Finding) -> Judged:
         rule = _best(self.overrides, finding.path) or _best(self.rules, finding.path)
         if rule is None and finding.context:
             return Judged(finding, Severity.INFO, "context (explained by other findings)")
@@ -102,8 +114,15 @@ class Policy:
         return Judged(finding, rule.severity, str(rule))
 
     def judge_all(self, findings: Iterable[Finding]) -> list[Judged]:
-        """Judge each finding; ignored ones are dropped."""
-        judged = (self.judge(f) for f in findings)
+        """Judge each finding; ignored ones are dropped. A rule that needs a fact the record
+        could not hold (see :attr:`Rule.needs`) does not apply."""
+        findings = list(findings)
+        unrecorded = {f.path for f in findings if f.unrecorded}
+        policy = self
+        if unrecorded:
+            kept = tuple(r for r in self.preset if r.needs not in unrecorded)
+            policy = dataclasses.replace(self, preset=kept)
+        judged = (policy.judge(f) for f in findings)
         return [j for j in judged if j.severity is not Severity.IGNORE]
 
     def with_rules(self, rules: Iterable[Rule]) -> Policy:

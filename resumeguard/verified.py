@@ -71,7 +71,9 @@ def verified_line(
     keys = len(check.current.config)
     parts = [code_text, deps_text]
     if keys:
-        parts.append(f"config {keys} keys{_noted(by_section, 'config')}")
+        new = sum(1 for j in report.findings if j.finding.unrecorded)
+        older = f" ({new} not recorded by an older resumeguard: recorded now)" if new else ""
+        parts.append(f"config {keys} keys{_noted(by_section, 'config')}{older}")
     parts += extra
     if checkpoint is not None:
         parts.append(f"checkpoint {checkpoint} (digest verified)")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,28 @@ def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
     """Run the CLI with --json and parse stdout as one JSON object."""
     code, out, _ = cli(capsys, *args, "--json")
     return code, json.loads(out)
+
+
+def as_recorded_by_schema_1(
+    wandb_dir: Path, run_id: str, keep: Collection[str] = ()
+) -> dict[str, Any]:
+    """Rewrite offline run ``run_id``'s record as a schema 1 resumeguard wrote it: no
+    ``facts``, and of the config keys a framework callback collected only ``keep`` (its
+    recorder did not collect the others). The run config names the rewritten record."""
+    from resumeguard.hashing import digest_json
+    from resumeguard.stores.interface import RunRef
+    from resumeguard.stores.layout import CONFIG_KEY
+    from resumeguard.stores.offline import OfflineStore
+
+    store, ref = OfflineStore(wandb_dir), RunRef(run_id)
+    stored = store.fetch(ref)
+    record = copy.deepcopy(stored.record)
+    assert record is not None
+    fp = record["fingerprint"]
+    facts = set(fp.pop("facts"))
+    fp["config"] = {k: v for k, v in fp["config"].items() if k not in facts or k in keep}
+    fp["schema"] = record["schema"] = 1
+    compact = {**stored.config[CONFIG_KEY], "schema": 1, "record_digest": digest_json(record)}
+    compact.pop("previous_record_digest", None)
+    store.write_record(ref, record, compact)
+    return record

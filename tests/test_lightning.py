@@ -16,7 +16,7 @@ pl = pytest.importorskip("lightning.pytorch")
 torch = pytest.importorskip("torch")
 wandb = pytest.importorskip("wandb")
 
-from helpers import cli, make_repo, write  # noqa: E402
+from helpers import as_recorded_by_schema_1, cli, make_repo, write  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
 import resumeguard  # noqa: E402
@@ -72,18 +72,20 @@ def fit(
     resume: str = "allow",
     trainer_options: dict | None = None,
     data=None,
+    callback: ResumeGuardCallback | None = None,
     **options,
 ) -> Tiny:
     """One fit as a fresh process would run it: a new WandbLogger, trainer and callback
     (raising rather than exiting, unless the test says otherwise)."""
     model = model or Tiny()
     options.setdefault("raise_on_block", True)
+    callback = callback or ResumeGuardCallback(repo=project, **options)
     trainer = pl.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
         devices=1,
         logger=pl.loggers.WandbLogger(project="p", id=run_id, resume=resume),
-        callbacks=[ResumeGuardCallback(repo=project, **options), ModelCheckpoint(save_last=True)],
+        callbacks=[callback, ModelCheckpoint(save_last=True)],
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=1,
@@ -471,3 +473,52 @@ def test_the_cli_does_not_compare_lightnings_step_with_w_and_bs(project: Path, c
     assert (code, [f["path"] for f in report["findings"]]) == (0, [])
     model = fit(project, "lt15", epochs=3, ckpt_path="last", model=Logging(), policy=str(policy))
     assert model.steps_run == 2, "and the callback lets it go ahead"
+
+
+def test_a_run_recorded_by_an_older_resumeguard_resumes_and_records_the_new_facts(
+    project: Path,
+) -> None:
+    """Upgrading resumeguard mid-run: the record lacks what the callback now collects
+    (hparams, precision, accumulation, effective batch size). Those are info, not a block;
+    once the resume goes ahead they are recorded, and later resumes compare them."""
+    fit(project, "lt-old1", epochs=1)
+    as_recorded_by_schema_1(project, "lt-old1")
+    callback = ResumeGuardCallback(repo=project, raise_on_block=True)
+    model = fit(project, "lt-old1", epochs=2, ckpt_path="last", callback=callback)
+    assert model.steps_run == 2
+    assert callback.guard.checked is not None
+    report = callback.guard.checked.report
+    assert report.verdict.value == "ok"
+    info = {j.finding.path: j for j in report.findings}
+    new = ("effective_batch_size", "trainer/precision", "trainer/accumulate_grad_batches", "lr")
+    for key in new:
+        judged = info[f"config.{key}"]
+        assert judged.severity.value == "info"
+        assert "not recorded when the run started" in judged.finding.message
+    record = records(project, "lt-old1")[-1]
+    assert (record["resumes"][-1]["verdict"], record["resumes"][-1]["outcome"]) == ("ok", "resumed")
+    grown = record["fingerprint"]
+    assert grown["config"]["effective_batch_size"] == 4 and "effective_batch_size" in grown["facts"]
+    with pytest.raises(resumeguard.ResumeBlocked) as blocked:
+        fit(project, "lt-old1", epochs=3, ckpt_path="last", model=Tiny(batch_size=2))
+    assert [f.path for f in blocked.value.report.blocking] == ["config.effective_batch_size"]
+
+
+def test_a_fact_an_older_record_holds_still_blocks_when_changed(project: Path) -> None:
+    """The harmful case stays blocked: a value the old record holds and that differs now. A
+    batch factor blocks too while the record lacks the effective batch size it relies on."""
+    fit(project, "lt-old2", epochs=1)
+    as_recorded_by_schema_1(project, "lt-old2", keep=("hidden", "batch_size"))
+    for model, path in (
+        (Tiny(hidden=16), "config.hidden"),
+        (Tiny(batch_size=2), "config.batch_size"),
+    ):
+        with pytest.raises(resumeguard.ResumeBlocked) as blocked:
+            fit(project, "lt-old2", epochs=2, ckpt_path="last", model=model)
+        report = blocked.value.report
+        assert [f.path for f in report.blocking] == [path]
+        [effective] = [
+            j for j in report.findings if j.finding.path == "config.effective_batch_size"
+        ]
+        assert effective.severity.value == "info" and effective.finding.recorded is None
+        assert model.steps_run == 0

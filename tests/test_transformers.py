@@ -16,7 +16,7 @@ pytest.importorskip("accelerate")
 torch = pytest.importorskip("torch")
 wandb = pytest.importorskip("wandb")
 
-from helpers import cli, make_repo, write  # noqa: E402
+from helpers import as_recorded_by_schema_1, cli, make_repo, write  # noqa: E402
 
 import resumeguard  # noqa: E402
 from resumeguard.integrations.transformers import ResumeGuardTrainerCallback  # noqa: E402
@@ -317,3 +317,52 @@ def test_the_cli_agrees_with_the_callback(project: Path, capsys) -> None:
     assert cli(capsys, *check, "--repo", str(project))[0] == 1
     with pytest.raises(resumeguard.ResumeBlocked):
         trainer_for(project)
+
+
+def test_a_run_recorded_by_an_older_resumeguard_resumes_and_records_the_new_facts(
+    project: Path, capsys
+) -> None:
+    """Upgrading resumeguard mid-run: the record lacks the TrainingArguments, model config and
+    effective batch size the callback now collects. They are info, the resume trains on, and
+    the record holds them from then on; the CLI agrees."""
+    preempted(project)
+    as_recorded_by_schema_1(project, "hf1")
+    check = ["check", "--run-id", "hf1", "--offline", "--wandb-dir", str(project)]
+    assert cli(capsys, *check, "--repo", str(project))[0] == 0
+    trainer, counter = train(project, resume=True)
+    assert counter.steps == 2 and trainer.state.global_step == 4
+    [callback] = [
+        c for c in trainer.callback_handler.callbacks if isinstance(c, ResumeGuardTrainerCallback)
+    ]
+    assert callback.guard.checked is not None
+    report = callback.guard.checked.report
+    assert report.verdict.value == "ok"
+    unrecorded = {
+        j.finding.path
+        for j in report.findings
+        if j.severity.value == "info" and "not recorded when the run started" in j.finding.message
+    }
+    assert {"config.effective_batch_size", "config.learning_rate", "config.n_embd"} <= unrecorded
+    grown = records(project)[-1]["fingerprint"]
+    assert grown["config"]["effective_batch_size"] == 2 and grown["facts"]
+    with pytest.raises(resumeguard.ResumeBlocked) as blocked:
+        trainer_for(project, learning_rate=1e-3)  # compared from now on
+    assert [f.path for f in blocked.value.report.blocking] == ["config.learning_rate"]
+
+
+def test_a_training_argument_an_older_record_holds_still_blocks_when_changed(
+    project: Path,
+) -> None:
+    preempted(project)
+    as_recorded_by_schema_1(project, "hf1", keep=("learning_rate", "per_device_train_batch_size"))
+    for change, path in (
+        ({"learning_rate": 1e-3}, "config.learning_rate"),
+        # a batch factor: no effective batch size recorded to compare instead
+        ({"per_device_train_batch_size": 1}, "config.per_device_train_batch_size"),
+    ):
+        with pytest.raises(resumeguard.ResumeBlocked) as blocked:
+            trainer_for(project, **change)
+        report = blocked.value.report
+        assert [f.path for f in report.blocking] == [path]
+        assert "config.effective_batch_size" in {j.finding.path for j in report.findings}
+    assert len(run_dirs(project)) == 1 and wandb.run is None

@@ -54,9 +54,10 @@ class BatchSize:
     def rules(self) -> list[Rule]:
         """Preset-level warn rules for the factors: a change of factors that keeps the product
         goes ahead (reported), a change of the product blocks through its own finding. A user
-        rule still beats them."""
+        rule still beats them; a record without the product leaves factors to the preset."""
         paths = [*(f"config.{k}" for k in self.factor_keys), "env.world_size", "env.device_count"]
-        return [Rule(p, Severity.WARN, FACTOR_RULE) for p in paths]
+        product = f"config.{EFFECTIVE_BATCH_KEY}"
+        return [Rule(p, Severity.WARN, FACTOR_RULE, needs=product) for p in paths]
 
 
 def framework_policy(
