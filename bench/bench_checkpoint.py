@@ -103,7 +103,7 @@ def timed(fn: Any) -> tuple[float, int, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=1.0, help="model + AdamW state size (GiB)")
-    parser.add_argument("--repeat", type=int, default=6, help="timed runs of each (median)")
+    parser.add_argument("--repeat", type=int, default=10, help="timed runs of each (median)")
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: tmp)")
     parser.add_argument("--no-run", action="store_true", help="run=None instead of a W&B run")
     args = parser.parse_args(argv)

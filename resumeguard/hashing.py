@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -114,7 +113,6 @@ class HashingWriter:
 
     def _follow(self) -> None:
         """Digest the file's bytes as far as they are written, until the writer is done."""
-        _yield_to_others()
         hasher = new_hasher(alongside=True)
         buffer = memoryview(bytearray(CHUNK))
         offset = 0
@@ -145,14 +143,6 @@ class HashingWriter:
         if self._hashed is None:
             raise OSError(f"could not digest the bytes written: {self._failure}")
         return self._hashed[0]
-
-
-def _yield_to_others() -> None:
-    """Lower the calling thread's CPU priority (Linux: per thread) so that it runs on spare
-    CPU only: the write it follows, and the kernel flushing those pages, go first; it catches
-    up while the writer waits in fsync."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 # --- Tensors ------------------------------------------------------------------------------------
