@@ -7,7 +7,8 @@ times, in the same process and interleaved:
   while written, fsync, rename, records in the run and beside the file, the default storage);
 - restore: ``torch.load(weights_only=True)`` (baseline) vs ``load_checkpoint`` (digest
   verified while the same open file is loaded) and ``restore_checkpoint`` (the same, plus the
-  fit check and ``load_state_dict`` into the model and optimizer).
+  fit check and ``load_state_dict`` into the model and optimizer), which is also set against
+  what a script does without resumeguard: ``torch.load`` then both ``load_state_dict``.
 
 Both run against a W&B offline run (``--no-run``: ``run=None``, the record beside the file only).
 Before each timed operation the page cache is flushed (``os.sync``), so one operation's writeback
@@ -90,6 +91,14 @@ def fresh_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+def plain_restore(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> Any:
+    """What a script without resumeguard does to resume: load, then load_state_dict."""
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    return state
+
+
 def timed(fn: Any) -> tuple[float, int, Any]:
     os.sync()  # the previous operation's writeback is not this one's
     fresh_memory()
@@ -127,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             f"run: {'W&B offline' if run is not None else 'None'}; storage: "
             f"{os.environ.get('RESUMEGUARD_STORAGE') or 'auto (default)'}"
         )
-        keys = ("bs", "os", "bl", "vl", "ol", "wbl", "wvl", "wol")
+        keys = ("bs", "os", "bl", "pl", "vl", "ol", "wbl", "wpl", "wvl", "wol")
         rows: dict[str, list[tuple[float, int]]] = {k: [] for k in keys}
         loads = {
             "bl": lambda: torch.load(plain, weights_only=True),
+            "pl": lambda: plain_restore(plain, model, opt),
             "vl": lambda: resumeguard.load_checkpoint(run, ours),
             "ol": lambda: resumeguard.restore_checkpoint(run, ours, model=model, optimizer=opt),
         }
@@ -165,9 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         "os": "resumeguard.save_checkpoint",
         "bl": "torch.load(weights_only=True), cold",
         "vl": "resumeguard.load_checkpoint (verified), cold",
+        "pl": "torch.load + load_state_dict (both), cold",
         "ol": "restore_checkpoint (verified, fit, loaded), cold",
         "wbl": "torch.load(weights_only=True), warm",
         "wvl": "resumeguard.load_checkpoint (verified), warm",
+        "wpl": "torch.load + load_state_dict (both), warm",
         "wol": "restore_checkpoint (verified, fit, loaded), warm",
     }
     for key, label in labels.items():
@@ -181,14 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         f"extra memory beyond torch's {peak('os') - peak('bs'):+.1f} MiB (<= 64)"
     )
     for prefix, cache in (("", "cold"), ("w", "warm")):
+        ol, bl, pl, vl = (prefix + k for k in ("ol", "bl", "pl", "vl"))
         print(
-            f"restore {cache}: {med(prefix + 'ol') / med(prefix + 'bl'):.3f}x torch.load "
-            f"(must be <= 1.15; it also runs load_state_dict), extra memory beyond torch's "
-            f"{peak(prefix + 'ol') - peak(prefix + 'bl'):+.1f} MiB (<= 64)"
+            f"restore {cache}: {med(ol) / med(bl):.3f}x torch.load (must be <= 1.15; it also "
+            f"runs load_state_dict), {med(ol) / med(pl):.3f}x torch.load + load_state_dict, "
+            f"extra memory beyond torch's {peak(ol) - peak(bl):+.1f} MiB (<= 64)"
         )
         print(
-            f"load {cache}:    {med(prefix + 'vl') / med(prefix + 'bl'):.3f}x torch.load, "
-            f"extra memory beyond torch's {peak(prefix + 'vl') - peak(prefix + 'bl'):+.1f} MiB"
+            f"load {cache}:    {med(vl) / med(bl):.3f}x torch.load, "
+            f"extra memory beyond torch's {peak(vl) - peak(bl):+.1f} MiB"
         )
     return 0
 
