@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import threading
@@ -76,20 +77,21 @@ _SYNC_FILE_RANGE_WRITE = 2
 def start_writeback(fd: int, offset: int, nbytes: int) -> None:
     """Ask the kernel to start writing ``nbytes`` at ``offset`` of ``fd`` to the disk now, without
     waiting (Linux ``sync_file_range``), so that the final fsync finds little left to write; a
-    no-op where that call does not exist."""
-    global _sync_file_range
-    if _sync_file_range is None:
-        try:
-            call = ctypes.CDLL(None, use_errno=True).sync_file_range
-            call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-            _sync_file_range = call
-        except (AttributeError, OSError):
-            _sync_file_range = False
-    if _sync_file_range:
-        _sync_file_range(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
+    no-op where that call does not exist. Durability still takes an fsync."""
+    call = _sync_file_range()
+    if call is not None:
+        call(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
 
 
-_sync_file_range: Any = None
+@functools.cache
+def _sync_file_range() -> Any:
+    """libc's ``sync_file_range``, None where there is none."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError, TypeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return call
 
 
 class HashingWriter:

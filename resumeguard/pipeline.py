@@ -253,10 +253,19 @@ def decide(
     With ``claim``, a resume that is not blocked holds the run's claim (see
     :mod:`resumeguard.claims`) until its run finishes; without, the claim is only looked at."""
     runpolicy.validate(policy)
-    if not intent.run_id:
-        return _fresh(
-            intent, repo, requirements, optimizer, model, config, facts, policy, "new run"
+
+    def collect(config_now: Mapping[str, Any] | None) -> Fingerprint:
+        return take(
+            repo=repo,
+            requirements=requirements,
+            optimizer=optimizer,
+            model=model,
+            config=config_now,
+            facts=facts,
         )
+
+    if not intent.run_id:
+        return _fresh(intent, collect(config), policy, "new run")
     ref = RunRef.parse(
         intent.run_id, project=project or intent.project, entity=entity or intent.entity
     )
@@ -270,9 +279,7 @@ def decide(
     except RunNotFound as e:
         if intent.mode == "must":
             raise
-        return _fresh(
-            intent, repo, requirements, optimizer, model, config, facts, policy, f"new run ({e})"
-        )
+        return _fresh(intent, collect(config), policy, f"new run ({e})")
     if intent.mode == "never":
         raise BadInput(
             f"run {ref} already exists and resume='never' was asked: pick a new run id, or "
@@ -287,14 +294,7 @@ def decide(
     assert record is not None
     recorded = record.fingerprint
     # Config keys not passed now keep their recorded value in W&B: only passed keys can differ.
-    current = take(
-        repo=repo,
-        requirements=requirements,
-        optimizer=optimizer,
-        model=model,
-        config={**recorded.config, **dict(config or {})},
-        facts=facts,
-    )
+    current = collect({**recorded.config, **dict(config or {})})
     # The policy kept with the run judges, not the one in the tree being judged.
     base, extra = runpolicy.for_resume(policy, record.policy, _root(current))
     # The run's own checkpoint files below the repo are verified by digest, not diffed as code.
@@ -329,25 +329,9 @@ def _claimed(path: Path, run_id: str, *, take: bool) -> bool:
 
 
 def _fresh(
-    intent: ResumeIntent,
-    repo: str | Path,
-    requirements: Sequence[str | Path],
-    optimizer: Any,
-    model: Any,
-    config: Mapping[str, Any] | None,
-    facts: Mapping[str, Any] | None,
-    policy: Policy | str | None,
-    reason: str,
+    intent: ResumeIntent, current: Fingerprint, policy: Policy | str | None, reason: str
 ) -> ResumeCheck:
     """The check of a run that does not exist yet: this process's fingerprint, nothing compared."""
-    current = take(
-        repo=repo,
-        requirements=requirements,
-        optimizer=optimizer,
-        model=model,
-        config=config,
-        facts=facts,
-    )
     report = Report(run=intent.run_id, verdict=Verdict.OK, reason=reason)
     return ResumeCheck(intent.run_id or "", report, None, current, _policy(policy, current))
 
@@ -384,17 +368,8 @@ def check_live_run(
                 f"run {run.id} was to be resumed (resume='must') but has no earlier data to "
                 "compare with"
             )
-        return _fresh(
-            ResumeIntent(str(run.id), mode, "live run"),
-            repo,
-            requirements,
-            None,
-            None,
-            _user_config(run),
-            facts,
-            policy,
-            "new run",
-        )
+        current = take(repo=repo, requirements=requirements, config=_user_config(run), facts=facts)
+        return _fresh(ResumeIntent(str(run.id), mode, "live run"), current, policy, "new run")
     offline = bool(getattr(run, "offline", False))
     return decide(
         ResumeIntent(str(run.id), mode if mode in RESUME_MODES else "allow", "live run"),
