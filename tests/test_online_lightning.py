@@ -57,3 +57,25 @@ def test_changed_code_blocks_before_any_step_online(online: WandbServer, project
     assert [f.path for f in info.value.report.blocking] == ["code.files.train.py"]
     assert model.steps_run == 0
     assert record_on(online, run_id) == before, "the record only grows, and not on a block"
+
+
+def test_the_cli_leaves_lightnings_own_step_alone_online(
+    capsys: pytest.CaptureFixture[str], online: WandbServer, project: Path
+) -> None:
+    """Online, the last logged step is the server's history step, which counts log calls: a
+    Lightning run that logs more often than it steps is not behind it, to ``check`` as to the
+    callback (the stale flat-script checkpoint is the online flow's test)."""
+    from helpers import cli_json
+    from test_lightning import Logging
+
+    run_id = f"lt-{uuid.uuid4().hex[:8]}"
+    fit(project, run_id, epochs=2, model=Logging())
+    saved = max(c["step"] for c in record_on(online, run_id)["checkpoints"].values())
+    last = online.store.get(f"{ENTITY}/p/{run_id}").last_step
+    assert saved < last, "W&B's step is ahead of Lightning's global step"
+    policy = project.parent / "no-gap.toml"
+    policy.write_text('block = ["run.step"]\n')
+    code, report = cli_json(
+        capsys, "check", "--run-id", f"{ENTITY}/p/{run_id}", "--policy", str(policy)
+    )
+    assert code == 0 and "run.step" not in [f["path"] for f in report["findings"]], report
