@@ -298,6 +298,13 @@ def test_a_flat_scripts_own_step_counter_is_not_compared_with_w_and_bs(
     assert (finding["path"], finding["current"]) == ("run.step", 4)
 
 
+@pytest.mark.parametrize("counter", ["", "  ", 5])
+def test_a_bad_step_counter_is_bad_input_and_writes_nothing(project: Path, counter: object) -> None:
+    with pytest.raises(resumeguard.BadInput, match=r"^bad step_counter .*leave it out"):
+        resumeguard.save_checkpoint(None, {"step": 1}, "c.pt", step_counter=counter)  # type: ignore[arg-type]
+    assert not list(project.glob("*c.pt*"))
+
+
 def test_a_checkpoint_recorded_before_step_counters_counts_w_and_bs_step() -> None:
     """Records made before the counter was kept load as W&B's step and are compared as then;
     an empty counter is no record's."""

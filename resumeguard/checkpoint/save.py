@@ -21,7 +21,7 @@ from resumeguard.checkpoint.copies import keep_copy, retire, rotated_away, sweep
 from resumeguard.checkpoint.files import Written, crash_point, write_staged
 from resumeguard.checkpoint.state import find_optimizer_state, step_of
 from resumeguard.checkpoint.storage import Storage, resolve
-from resumeguard.errors import CheckpointError, ResumeGuardError
+from resumeguard.errors import BadInput, CheckpointError, ResumeGuardError
 from resumeguard.record import Unavailable
 from resumeguard.runrecord import WANDB_STEP, CheckpointRecord, now
 
@@ -68,6 +68,11 @@ def save_checkpoint(
     watch_optimizers()
     run = live_run(run)
     chosen = resolve(storage)
+    if not isinstance(step_counter, str) or not step_counter.strip():
+        raise BadInput(
+            f"bad step_counter {step_counter!r}: name what the step counts (e.g. "
+            f"'trainer/global_step'), or leave it out for W&B's own step ({WANDB_STEP})"
+        )
     rank, world = rank_and_world()
     template = Path(name).as_posix()
     mine: tuple[Written, CheckpointRecord] | None = None
