@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+import resumeguard
 from resumeguard.cli.main import main
 
 
@@ -47,6 +49,43 @@ def offline_project(
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     (tmp_path / "wb").mkdir()
     return repo
+
+
+def model_and_opt(
+    hidden: int = 8, lr: float = 1e-3
+) -> tuple[torch.nn.Sequential, torch.optim.AdamW]:
+    """A seeded two-layer model and its AdamW optimizer."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
+    return model, torch.optim.AdamW(model.parameters(), lr=lr)
+
+
+def start(run_id: str | None, repo: Path, **kw: Any) -> Any:
+    """``resumeguard.init`` in project "p", the config ``{"lr": 1e-3}`` unless one is given."""
+    kw.setdefault("config", {"lr": 1e-3})
+    return resumeguard.init(project="p", id=run_id, repo=repo, **kw)
+
+
+def assert_tampered_copy_not_loaded(resumed: Any) -> None:
+    """Restoring ``checkpoint.pt`` into a fresh model is refused (the copy does not match its
+    record) and loads nothing; the run is finished."""
+    model, opt = model_and_opt()
+    before = model[0].weight.detach().clone()
+    with pytest.raises(resumeguard.CheckpointError, match="does not match its record"):
+        resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
+    assert torch.equal(model[0].weight, before), "nothing was loaded"
+    resumed.finish()
+
+
+def assert_older_checkpoint_refused(resumed: Any, late_step: int) -> None:
+    """Restoring ``checkpoint.pt`` is blocked by run.step, naming the newer ``late.pt``, which
+    restores at ``late_step``; the run is finished."""
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
+    [finding] = info.value.report.blocking
+    assert finding.path == "run.step" and "late.pt" in finding.hint
+    assert resumeguard.restore_checkpoint(resumed, "late.pt")["step"] == late_step
+    resumed.finish()
 
 
 def write(root: Path, files: dict[str, str]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli, make_repo
+from helpers import cli, offline_project
 
 import resumeguard
 from resumeguard.atomic import TMP_SUFFIX, clone_or_copy
@@ -25,11 +25,7 @@ from resumeguard.stores.layout import LOCAL_COPIES
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    repo = make_repo(tmp_path / "proj", {"train.py": "X = 1\n", ".gitignore": "*.pt\n"})
-    monkeypatch.chdir(repo)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
-    (tmp_path / "wb").mkdir()
-    return repo
+    return offline_project(tmp_path, monkeypatch, {"train.py": "X = 1\n", ".gitignore": "*.pt\n"})
 
 
 def model_and_opt(hidden: int = 8) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

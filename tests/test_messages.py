@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli, make_repo, write
+from helpers import cli, model_and_opt, offline_project, start, write
 
 import resumeguard
 from resumeguard.hashing import digest_file
@@ -18,26 +18,11 @@ FILES = {"train.py": "HIDDEN = 8\n", ".gitignore": "*.pt\n", "requirements.txt":
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    repo = make_repo(tmp_path / "proj", FILES)
-    monkeypatch.chdir(repo)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
-    (tmp_path / "wb").mkdir()
-    return repo
-
-
-def build(hidden: int = 8):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
-    return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-
-def start(run_id: str, repo: Path, **kw):
-    kw.setdefault("config", {"lr": 1e-3})
-    return resumeguard.init(project="p", id=run_id, repo=repo, **kw)
+    return offline_project(tmp_path, monkeypatch, FILES)
 
 
 def train_and_save(run_id: str, repo: Path, name: str = "ckpt.pt"):
-    model, opt = build()
+    model, opt = model_and_opt()
     run = start(run_id, repo)
     model(torch.randn(2, 4)).sum().backward()
     opt.step()
@@ -75,7 +60,7 @@ def test_a_harmless_resume_raises_nothing(project: Path) -> None:
 def test_checkpoint_error_lists_what_does_not_fit(project: Path) -> None:
     train_and_save("msg3", project)
     run = start("msg3", project, resume="must")
-    model, opt = build(hidden=16)
+    model, opt = model_and_opt(hidden=16)
     with pytest.raises(resumeguard.CheckpointError) as error:
         resumeguard.restore_checkpoint(run, "ckpt.pt", model=model, optimizer=opt)
     text = str(error.value)
@@ -85,7 +70,7 @@ def test_checkpoint_error_lists_what_does_not_fit(project: Path) -> None:
     words = " ".join(text.replace("│", " ").split())
     assert "the model changed since the checkpoint" in words
     # The same model loads.
-    model, opt = build()
+    model, opt = model_and_opt()
     resumeguard.restore_checkpoint(run, "ckpt.pt", model=model, optimizer=opt)
     run.finish()
 
@@ -112,29 +97,24 @@ def test_the_cli_shows_the_line_by_default(project: Path) -> None:
     import subprocess
     import sys
 
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "resumeguard", "check", "--run-id", "info2"],
+            cwd=project,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
     train_and_save("info2", project)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "resumeguard", "check", "--run-id", "info2"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = check()
     assert done.returncode == 0, done.stderr
     assert "resume of run info2 verified" in done.stderr
     assert "checkpoint ckpt.pt" in done.stderr
     # A blocked resume logs no such line.
     write(project, {"train.py": "HIDDEN = 16\n"})
-    done = subprocess.run(
-        [sys.executable, "-m", "resumeguard", "check", "--run-id", "info2"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = check()
     assert done.returncode == 1 and "verified" not in done.stderr
 
 

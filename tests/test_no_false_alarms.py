@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli, cli_json, commit_all, git, make_repo, write
+from helpers import cli, cli_json, commit_all, git, make_repo, offline_project, write
 
 import resumeguard
 from resumeguard.runcontrol import RUN_CONTROL_KEYS, run_control_family
@@ -29,11 +29,7 @@ FILES = {"train.py": TRAIN, ".gitignore": "*.pt\n", "requirements.txt": "torch>=
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    repo = make_repo(tmp_path / "proj", FILES)
-    monkeypatch.chdir(repo)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
-    (tmp_path / "wb").mkdir()
-    return repo
+    return offline_project(tmp_path, monkeypatch, FILES)
 
 
 def start(run_id: str, repo: Path, **kw):
@@ -310,56 +306,57 @@ def _resume_warnings(run_id, repo, model, opt, caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
 
-def test_a_torch_scheduler_does_not_warn_and_a_changed_lr_does(project: Path, caplog) -> None:
-    model, opt, sched = _build()
-    run = start("lr1", project, config={"lr": 1e-3})
-    _train(model, opt, sched)
-    _save(run, model, opt, sched)  # the state dict only: the scheduler's initial_lr tells
+def _changed_lr_warning(
+    run_id: str,
+    repo: Path,
+    caplog,
+    new_lr: float,
+    scheduled: bool = True,
+    optimizer_at: str | None = None,
+) -> str:
+    """Record run ``run_id`` at lr 1e-3 and save its checkpoint: the lr driven by a scheduler, or
+    (``scheduled`` false) set by hand at every step; the optimizer given at the "start", at the
+    "save" or (None) neither. A resume at the same lr warns of nothing; one at ``new_lr`` gives
+    exactly one warning, returned."""
+    model, opt, sched = _build(scheduled=scheduled)
+    given = {"optimizer": opt}
+    run = start(run_id, repo, config={"lr": 1e-3}, **(given if optimizer_at == "start" else {}))
+    _train(model, opt, sched, manual_lr=None if scheduled else 1e-3)
+    _save(run, model, opt, sched, **(given if optimizer_at == "save" else {}))
     run.finish()
-    model, opt, sched = _build()
-    assert _resume_warnings("lr1", project, model, opt, caplog) == []
-    model, opt, sched = _build(lr=5e-4)
-    [warning] = _resume_warnings("lr1", project, model, opt, caplog)
+    model, opt, _ = _build(scheduled=scheduled)
+    assert _resume_warnings(run_id, repo, model, opt, caplog) == []
+    model, opt, _ = _build(lr=new_lr, scheduled=scheduled)
+    [warning] = _resume_warnings(run_id, repo, model, opt, caplog)
+    return warning
+
+
+def test_a_torch_scheduler_does_not_warn_and_a_changed_lr_does(project: Path, caplog) -> None:
+    # The state dict only: the scheduler's initial_lr tells.
+    warning = _changed_lr_warning("lr1", project, caplog, 5e-4)
     assert "lr is configured as 0.0005 now, 0.001 when the checkpoint was saved" in warning
     assert "0.0005" in warning and "is in force" in warning
     assert "initial_lr" in warning and "base_lrs" in warning  # how to apply the new one
 
 
 def test_code_that_sets_the_lr_each_step_does_not_warn(project: Path, caplog) -> None:
-    model, opt, _ = _build(scheduled=False)
-    run = start("lr2", project, config={"lr": 1e-3})
-    _train(model, opt, None, manual_lr=1e-3)
-    _save(run, model, opt, None, optimizer=opt)  # the optimizer: its construction is recorded
-    run.finish()
-    model, opt, _ = _build(scheduled=False)
-    assert _resume_warnings("lr2", project, model, opt, caplog) == []
-    model, opt, _ = _build(lr=3e-3, scheduled=False)
-    [warning] = _resume_warnings("lr2", project, model, opt, caplog)
+    # The optimizer given at the save: its construction is recorded.
+    warning = _changed_lr_warning(
+        "lr2", project, caplog, 3e-3, scheduled=False, optimizer_at="save"
+    )
     assert "0.003 now, 0.001 when the checkpoint was saved" in warning
     assert "0.0005" in warning  # the checkpoint's scheduled lr, in force after loading
 
 
 def test_lr_configured_at_start_counts_for_state_dict_checkpoints(project: Path, caplog) -> None:
-    model, opt, _ = _build(scheduled=False)
-    run = start("lr3", project, config={"lr": 1e-3}, optimizer=opt)
-    _train(model, opt, None, manual_lr=1e-3)
-    _save(run, model, opt, None)  # a state dict only: the start's configuration is used
-    run.finish()
-    model, opt, _ = _build(scheduled=False)
-    assert _resume_warnings("lr3", project, model, opt, caplog) == []
-    model, opt, _ = _build(lr=2e-3, scheduled=False)
-    [warning] = _resume_warnings("lr3", project, model, opt, caplog)
+    # A state dict only is saved: the start's configuration is used.
+    warning = _changed_lr_warning(
+        "lr3", project, caplog, 2e-3, scheduled=False, optimizer_at="start"
+    )
     assert "0.002 now, 0.001 when" in warning
 
 
 def test_state_dict_only_checkpoints_record_the_stepping_optimizer(project: Path, caplog) -> None:
-    model, opt, _ = _build(scheduled=False)
-    run = start("lr4", project, config={"lr": 1e-3})  # nothing but the state dict is given
-    _train(model, opt, None, manual_lr=1e-3)
-    _save(run, model, opt, None)
-    run.finish()
-    model, opt, _ = _build(scheduled=False)
-    assert _resume_warnings("lr4", project, model, opt, caplog) == []
-    model, opt, _ = _build(lr=4e-3, scheduled=False)
-    [warning] = _resume_warnings("lr4", project, model, opt, caplog)
+    # Nothing but the state dict is given.
+    warning = _changed_lr_warning("lr4", project, caplog, 4e-3, scheduled=False)
     assert "0.004 now, 0.001 when" in warning

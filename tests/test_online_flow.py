@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 import wandb
-from helpers import cli, cli_json, make_repo, write
+from helpers import (
+    assert_older_checkpoint_refused,
+    assert_tampered_copy_not_loaded,
+    cli,
+    cli_json,
+    make_repo,
+    model_and_opt,
+    start,
+    write,
+)
 from wandb_server import ENTITY, WandbServer
 
 import resumeguard
@@ -35,17 +44,6 @@ def new_id(prefix: str) -> str:
 
 def path_of(run_id: str) -> str:
     return f"{ENTITY}/p/{run_id}"
-
-
-def model_and_opt(hidden: int = 8):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
-    return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-
-def start(run_id: str, repo: Path, **kw):
-    kw.setdefault("config", {"lr": 1e-3})
-    return resumeguard.init(project="p", id=run_id, repo=repo, **kw)
 
 
 def check(capsys, run_id: str, repo: Path) -> tuple[int, dict]:
@@ -236,13 +234,7 @@ def test_a_copy_altered_on_the_server_is_refused(
     monkeypatch.setenv("WANDB_DIR", str(project.parent / "elsewhere"))
     (project.parent / "elsewhere").mkdir()
     wandb.teardown()  # wandb reads WANDB_DIR once per process
-    resumed = start(run_id, project, resume="must")
-    model, opt = model_and_opt()
-    before = model[0].weight.detach().clone()
-    with pytest.raises(resumeguard.CheckpointError, match="does not match its record"):
-        resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
-    assert torch.equal(model[0].weight, before), "nothing was loaded"
-    resumed.finish()
+    assert_tampered_copy_not_loaded(start(run_id, project, resume="must"))
 
 
 def test_resume_from_the_checkpoint_at_the_last_logged_step(
@@ -276,13 +268,7 @@ def test_a_checkpoint_older_than_the_last_logged_step_is_caught(
     save(run, model, opt, 5, "late.pt")
     run.finish()
     no_gap = preset("strict").with_rules([Rule("run.step", Severity.BLOCK, "test")])
-    resumed = start(run_id, project, resume="must", policy=no_gap)
-    with pytest.raises(resumeguard.ResumeBlocked) as info:
-        resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
-    [finding] = info.value.report.blocking
-    assert finding.path == "run.step" and "late.pt" in finding.hint
-    assert resumeguard.restore_checkpoint(resumed, "late.pt")["step"] == 5
-    resumed.finish()
+    assert_older_checkpoint_refused(start(run_id, project, resume="must", policy=no_gap), 5)
     resumed = start(run_id, project, resume="must")  # strict warns about the gap
     with caplog.at_level("WARNING", logger="resumeguard"):
         assert resumeguard.restore_checkpoint(resumed, "checkpoint.pt")["step"] == 2

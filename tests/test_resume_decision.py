@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 import wandb
-from helpers import cli, cli_json, make_repo, write
+from helpers import (
+    assert_older_checkpoint_refused,
+    cli,
+    cli_json,
+    make_repo,
+    offline_project,
+    start,
+    write,
+)
 from wandb_server import ENTITY, Fault, WandbServer
 
 import resumeguard
@@ -32,16 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    repo = make_repo(tmp_path / "proj", FILES)
-    monkeypatch.chdir(repo)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
-    (tmp_path / "wb").mkdir()
-    return repo
-
-
-def start(run_id: str | None, repo: Path, **kw):
-    kw.setdefault("config", {"lr": 1e-3})
-    return resumeguard.init(project="p", id=run_id, repo=repo, **kw)
+    return offline_project(tmp_path, monkeypatch, FILES)
 
 
 def stored_record(run_id: str) -> dict:
@@ -376,13 +375,7 @@ def test_checkpoint_at_the_last_logged_step_resumes_and_an_older_one_is_run_step
     resumed = start("exact1", project, resume="must", policy=preset("lenient"))
     resumeguard.save_checkpoint(resumed, {"step": 4}, "late.pt")
     resumed.finish()
-    resumed = start("exact1", project, resume="must", policy=no_gap)
-    with pytest.raises(resumeguard.ResumeBlocked) as info:
-        resumeguard.restore_checkpoint(resumed, "checkpoint.pt")
-    [finding] = info.value.report.blocking
-    assert finding.path == "run.step" and "late.pt" in finding.hint
-    assert resumeguard.restore_checkpoint(resumed, "late.pt")["step"] == 4
-    resumed.finish()
+    assert_older_checkpoint_refused(start("exact1", project, resume="must", policy=no_gap), 4)
 
 
 def test_rewind_is_offered_only_where_w_and_b_can_do_it(project: Path) -> None:

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 import wandb
-from helpers import cli, cli_json, commit_all, make_repo, write
+from helpers import (
+    assert_tampered_copy_not_loaded,
+    cli,
+    cli_json,
+    commit_all,
+    model_and_opt,
+    offline_project,
+    write,
+)
 
 import resumeguard
 from resumeguard.findings import Severity
@@ -26,17 +34,7 @@ FILES = {
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    repo = make_repo(tmp_path / "proj", FILES)
-    monkeypatch.chdir(repo)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
-    (tmp_path / "wb").mkdir()
-    return repo
-
-
-def model_and_opt(hidden: int = 8, lr: float = 1e-3):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
-    return model, torch.optim.AdamW(model.parameters(), lr=lr)
+    return offline_project(tmp_path, monkeypatch, FILES)
 
 
 def train_steps(model, opt, n: int = 2) -> None:
@@ -224,13 +222,7 @@ def test_flipped_byte_and_truncation_are_refused(capsys, saved, project: Path) -
     run_copy.write_bytes(bytes(data))
     (project / "checkpoint.pt").write_bytes(bytes(data))  # the user's file is no way out either
     # Same size: the check (a stat per checkpoint) lets it through; the restore reads the bytes.
-    resumed = start("ckpt1", project, resume="must")
-    model, opt = model_and_opt()
-    weight_before = model[0].weight.detach().clone()
-    with pytest.raises(resumeguard.CheckpointError, match="does not match its record"):
-        resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
-    assert torch.equal(model[0].weight, weight_before), "nothing was loaded"
-    resumed.finish()
+    assert_tampered_copy_not_loaded(start("ckpt1", project, resume="must"))
     code, _, err = cli(
         capsys, "restore", "--run-id", "ckpt1", "checkpoint.pt", "--dest", str(project / "restored")
     )
@@ -247,6 +239,7 @@ def test_flipped_byte_and_truncation_are_refused(capsys, saved, project: Path) -
     # Told to only warn about checkpoints, the run resumes, and the restore itself refuses.
     warn = preset("strict").with_rules([Rule("checkpoint.*", Severity.WARN, "test")])
     resumed = start("ckpt1", project, resume="must", policy=warn)
+    model, opt = model_and_opt()
     with pytest.raises(resumeguard.CheckpointError, match="truncated"):
         resumeguard.restore_checkpoint(resumed, "checkpoint.pt", model=model, optimizer=opt)
     resumed.finish()

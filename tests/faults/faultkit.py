@@ -149,6 +149,18 @@ def run_cli(case: Case, *args: str, timeout: float = 120, **env: str) -> Result:
     return Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
 
 
+def run_python(case: Case, code: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE`` in the case's repository and environment."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=case.repo,
+        env=base_env(case),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def tree_digest(root: Path, skip: Iterable[Path] = ()) -> dict[str, str]:
     """Path -> what it is (file digest, link target, folder) for everything below ``root``,
     links not followed, ``skip``, ``home/`` (W&B's own logs) and git's index (``git diff``

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from faultkit import HERE, Case, base_env, run_cli, tree_digest
+from faultkit import HERE, Case, base_env, run_cli, run_python, tree_digest
 
 
 def _resumers(case: Case, count: int, hold: float) -> list[subprocess.Popen[str]]:
@@ -81,14 +81,7 @@ assert not errors, errors
 
 
 def test_two_savers_in_one_run_directory_never_crash_each_other(case: Case) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", SAVERS],
-        cwd=case.repo,
-        env=base_env(case),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_python(case, SAVERS, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Each saver's own checkpoint is in the record and restores: no save lost another's.
     for name in ("a.pt", "b.pt"):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli_json, make_repo
+from helpers import cli_json, offline_project
 
 import resumeguard
 from resumeguard.atomic import TMP_SUFFIX
@@ -43,11 +43,7 @@ print("not killed")
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    repo = make_repo(tmp_path / "proj", {"train.py": "X = 1\n", ".gitignore": "*.pt\n"})
-    monkeypatch.chdir(repo)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
-    (tmp_path / "wb").mkdir()
-    return repo
+    return offline_project(tmp_path, monkeypatch, {"train.py": "X = 1\n", ".gitignore": "*.pt\n"})
 
 
 def kill_at(point: str, run_id: str, storage: str, name: str = "ckpt.pt", *extra: str) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from faultkit import ROOT, Case, base_env, run_cli
+from faultkit import ROOT, Case, run_cli, run_python
 
 torch = pytest.importorskip("torch")
 
@@ -41,14 +39,7 @@ run.finish()
 
 
 def test_save_checkpoint_with_an_expanded_tensor_finishes(case: Case) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", SAVE],
-        cwd=case.repo,
-        env=base_env(case),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    proc = run_python(case, SAVE, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = run_cli(case, "restore", "--run-id", "expanded", "expanded.pt", "--dest", "out")
     assert result.code == 0, result
