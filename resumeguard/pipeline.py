@@ -229,6 +229,7 @@ def decide(
     repo: str | Path = ".",
     requirements: Sequence[str | Path] = (),
     policy: Policy | str | None = None,
+    preset_rules: Sequence[Rule] = (),
     config: Mapping[str, Any] | None = None,
     facts: Mapping[str, Any] | None = None,
     optimizer: Any = None,
@@ -248,7 +249,9 @@ def decide(
     verifies the bytes of the checkpoint it loads); ``include_live`` and ``include_step`` add
     ``run.live`` and ``run.step`` (a newest checkpoint older than the last logged step).
     ``facts`` are what a framework callback knows of the run (compared as config keys; ones
-    a record from before facts were kept lacks are reported as not recorded).
+    a record from before facts were kept lacks are reported as not recorded), and
+    ``preset_rules`` its preset-level rules, added once the policy is resolved (any user rule
+    beats them; they never bring the repository's own preset in).
 
     With ``claim``, a resume that is not blocked holds the run's claim (see
     :mod:`resumeguard.claims`) until its run finishes; without, the claim is only looked at."""
@@ -265,7 +268,7 @@ def decide(
         )
 
     if not intent.run_id:
-        return _fresh(intent, collect(config), policy, "new run")
+        return _fresh(intent, collect(config), policy, "new run", preset_rules)
     ref = RunRef.parse(
         intent.run_id, project=project or intent.project, entity=entity or intent.entity
     )
@@ -279,7 +282,7 @@ def decide(
     except RunNotFound as e:
         if intent.mode == "must":
             raise
-        return _fresh(intent, collect(config), policy, f"new run ({e})")
+        return _fresh(intent, collect(config), policy, f"new run ({e})", preset_rules)
     if intent.mode == "never":
         raise BadInput(
             f"run {ref} already exists and resume='never' was asked: pick a new run id, or "
@@ -298,7 +301,9 @@ def decide(
     # The policy kept with the run judges, not the one in the tree being judged.
     base, extra = runpolicy.for_resume(policy, record.policy, _root(current))
     # The run's own checkpoint files below the repo are verified by digest, not diffed as code.
-    resolved = base.with_rules(own_checkpoint_rules(record, current))
+    resolved = base.with_rules(own_checkpoint_rules(record, current)).with_preset_rules(
+        preset_rules
+    )
     extra += checkpoint_findings(record, store, ref, digests=digests)
     if include_step:
         extra.extend(step_findings(record, stored.last_step, run_id=ref.id))
@@ -329,11 +334,16 @@ def _claimed(path: Path, run_id: str, *, take: bool) -> bool:
 
 
 def _fresh(
-    intent: ResumeIntent, current: Fingerprint, policy: Policy | str | None, reason: str
+    intent: ResumeIntent,
+    current: Fingerprint,
+    policy: Policy | str | None,
+    reason: str,
+    preset_rules: Sequence[Rule] = (),
 ) -> ResumeCheck:
     """The check of a run that does not exist yet: this process's fingerprint, nothing compared."""
     report = Report(run=intent.run_id, verdict=Verdict.OK, reason=reason)
-    return ResumeCheck(intent.run_id or "", report, None, current, _policy(policy, current))
+    resolved = _policy(policy, current).with_preset_rules(preset_rules)
+    return ResumeCheck(intent.run_id or "", report, None, current, resolved)
 
 
 def _policy(policy: Policy | str | None, current: Fingerprint) -> Policy:
@@ -355,13 +365,15 @@ def check_live_run(
     repo: str | Path = ".",
     requirements: Sequence[str | Path] = (),
     policy: Policy | str | None = None,
+    preset_rules: Sequence[Rule] = (),
     facts: Mapping[str, Any] | None = None,
     include_step: bool = True,
 ) -> ResumeCheck:
     """Check a run that a framework or a plain ``wandb.init`` has started already: a run with
     data from before this process is a resume, whatever the mode, and is compared with its
     record; a run without is new (Unverifiable with mode "must"). ``facts`` are what the
-    framework knows of the run's config before it logs it (over the run's own)."""
+    framework knows of the run's config before it logs it (over the run's own);
+    ``preset_rules`` as for :func:`decide`."""
     if started_fresh(run):
         if mode == "must":
             raise Unverifiable(
@@ -369,7 +381,8 @@ def check_live_run(
                 "compare with"
             )
         current = take(repo=repo, requirements=requirements, config=_user_config(run), facts=facts)
-        return _fresh(ResumeIntent(str(run.id), mode, "live run"), current, policy, "new run")
+        intent = ResumeIntent(str(run.id), mode, "live run")
+        return _fresh(intent, current, policy, "new run", preset_rules)
     offline = bool(getattr(run, "offline", False))
     return decide(
         ResumeIntent(str(run.id), mode if mode in RESUME_MODES else "allow", "live run"),
@@ -380,6 +393,7 @@ def check_live_run(
         repo=repo,
         requirements=requirements,
         policy=policy,
+        preset_rules=preset_rules,
         facts=facts,
         # Online, W&B shows the run running because of this very process: a live copy can no
         # longer be told apart. Offline each process has its own directory.

@@ -129,6 +129,10 @@ class Policy:
         """This policy with more user rules."""
         return dataclasses.replace(self, rules=(*self.rules, *rules))
 
+    def with_preset_rules(self, rules: Iterable[Rule]) -> Policy:
+        """This policy with more preset-level rules (any user rule still beats them)."""
+        return dataclasses.replace(self, preset=(*self.preset, *rules))
+
     def to_kept(self) -> dict[str, Any]:
         """The JSON form kept with a run: the preset and the user's rules with their sources."""
         return {

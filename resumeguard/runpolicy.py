@@ -7,7 +7,9 @@ is itself a finding (``policy.rules``), judged by the kept one. Loosening takes 
 outside the tree: ``--policy FILE`` (or ``policy=`` in Python, or the ``RESUMEGUARD_POLICY``
 environment variable of a job script), whose rules come on top of the kept ones, and the report
 names it. A preset name given that way swaps the preset and keeps the recorded rules; so does a
-``Policy`` object holding only a preset and the repository's rules (a framework callback's).
+``Policy`` object without rules of its own. The framework callbacks pass the user's policy on
+as given and add their preset-level rules after it is resolved, so the repository's preset never
+reaches a resume through them either.
 """
 
 from __future__ import annotations
@@ -70,14 +72,13 @@ def for_resume(
         return at_start(spec, repo), []
     recorded = Policy.from_kept(kept, origin="recorded with the run")
     if isinstance(spec, Policy):
-        if spec.overrides or any(r.source != PYPROJECT for r in spec.rules):
+        if spec.overrides or spec.rules:
             return at_start(spec, repo), []
-        # A bare preset, or the repository's own policy (a framework callback adds preset-level
-        # rules to it): like a preset name, its preset with the recorded rules.
+        # A bare preset: like a preset name, its preset with the recorded rules.
         policy = dataclasses.replace(
             spec,
             rules=recorded.rules,
-            origin=f"preset {spec.name} with the rules recorded with the run",
+            origin=f"preset {spec.name}, given explicitly, with the rules recorded with the run",
         )
         return policy, _changed(kept, repo)
     if is_file_spec(spec):

@@ -16,7 +16,7 @@ pl = pytest.importorskip("lightning.pytorch")
 torch = pytest.importorskip("torch")
 wandb = pytest.importorskip("wandb")
 
-from helpers import as_recorded_by_schema_1, cli, make_repo, write  # noqa: E402
+from helpers import as_recorded_by_schema_1, cli, git, make_repo, write  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
 import resumeguard  # noqa: E402
@@ -105,6 +105,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(repo)
     monkeypatch.setenv("RESUMEGUARD_STORAGE", "latest+upload")  # copies as run files
     return repo
+
+
+LENIENT = '[tool.resumeguard]\npreset = "lenient"\n'
 
 
 def ckpt_of(project: Path, run_id: str, name: str) -> Path:
@@ -359,6 +362,29 @@ def test_the_cli_agrees_with_the_callback(project: Path, capsys) -> None:
     assert cli(capsys, *check, "--repo", str(project))[0] == 1
     with pytest.raises(resumeguard.ResumeBlocked):
         fit(project, "lt12", epochs=3, ckpt_path="last")
+
+
+def test_a_commit_that_sets_a_lenient_preset_cannot_excuse_itself(project: Path, capsys) -> None:
+    """The repository's own policy never judges a resume of a recorded run: a commit that sets
+    ``preset = "lenient"`` and edits the code blocks under the callback exactly as in
+    ``resumeguard check``; only an explicit policy loosens (and then both agree again)."""
+    fit(project, "lt20", epochs=1)
+    write(project, {"train.py": "HIDDEN = 16\n", "pyproject.toml": LENIENT})
+    git(project, "add", "train.py", "pyproject.toml")
+    git(project, "commit", "-qm", "wider model; quiet the guard")
+    check = ["check", "--run-id", "lt20", "--offline", "--wandb-dir", str(project)]
+    code, out, _ = cli(capsys, *check, "--repo", str(project))
+    assert code == 1 and "policy.rules" in out
+    model = Tiny()
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        fit(project, "lt20", epochs=2, ckpt_path="last", model=model)
+    blocking = {f.path for f in info.value.report.blocking}
+    assert {"policy.rules", "code.files.train.py"} <= blocking, blocking
+    assert model.steps_run == 0
+    # The harmless look-alike: the user asks for lenient outside the tree.
+    assert cli(capsys, *check, "--repo", str(project), "--policy", "lenient")[0] == 0
+    model = fit(project, "lt20", epochs=2, ckpt_path="last", policy="lenient")
+    assert model.steps_run == 2
 
 
 def test_a_fit_that_exits_cleanly_leaves_the_run_finished(project: Path) -> None:

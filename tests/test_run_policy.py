@@ -4,7 +4,6 @@ policy from outside the tree, which the report names."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -148,18 +147,30 @@ def test_records_without_a_kept_policy_are_judged_by_the_repository(tmp_path: Pa
     assert [r.pattern for r in policy.rules] == ["config.*"]
 
 
-def test_a_callbacks_policy_object_keeps_the_recorded_rules(tmp_path: Path) -> None:
-    from resumeguard.policy import load_policy
+def test_a_bare_preset_object_keeps_the_recorded_rules(tmp_path: Path) -> None:
+    """A ``Policy`` without rules of its own swaps the preset like a preset name: the recorded
+    rules stay, and a changed repository policy is still a finding."""
     from resumeguard.runpolicy import for_resume
 
     (tmp_path / "pyproject.toml").write_text(LOOSENED)
     docs = [["ignore", "code.files.docs/**", "pyproject.toml"]]
     kept = {"preset": "strict", "rules": docs, "repository": {"preset": "strict", "rules": docs}}
-    tree = load_policy(None, repo=tmp_path)
-    framework = dataclasses.replace(
-        tree, preset=(*tree.preset, Rule("config.batch_size", Severity.WARN, "framework"))
-    )
-    policy, findings = for_resume(framework, kept, tmp_path)
+    policy, findings = for_resume(preset("strict"), kept, tmp_path)
     assert [r.pattern for r in policy.rules] == ["code.files.docs/**"]
     assert [f.path for f in findings] == ["policy.rules"]
     assert policy.judge(findings[0]).severity is Severity.BLOCK
+
+
+def test_the_repositorys_preset_never_judges_a_recorded_run(tmp_path: Path) -> None:
+    """A repository that now says ``preset = "lenient"`` changes nothing of what judges the
+    resume: its change is ``policy.rules``, blocked by the recorded strict preset; the same
+    preset given explicitly does judge."""
+    from resumeguard.runpolicy import for_resume
+
+    (tmp_path / "pyproject.toml").write_text('[tool.resumeguard]\npreset = "lenient"\n')
+    kept = {"preset": "strict", "rules": [], "repository": {"preset": "strict", "rules": []}}
+    policy, findings = for_resume(None, kept, tmp_path)
+    assert policy.name == "strict"
+    assert [policy.judge(f).severity for f in findings] == [Severity.BLOCK]
+    policy, findings = for_resume("lenient", kept, tmp_path)
+    assert policy.name == "lenient" and "given explicitly" in policy.origin

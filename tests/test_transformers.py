@@ -16,7 +16,7 @@ pytest.importorskip("accelerate")
 torch = pytest.importorskip("torch")
 wandb = pytest.importorskip("wandb")
 
-from helpers import as_recorded_by_schema_1, cli, make_repo, write  # noqa: E402
+from helpers import as_recorded_by_schema_1, cli, git, make_repo, write  # noqa: E402
 
 import resumeguard  # noqa: E402
 from resumeguard.integrations.transformers import ResumeGuardTrainerCallback  # noqa: E402
@@ -37,6 +37,8 @@ CHECKPOINT_FILES = {
     "trainer_state.json",
     "training_args.bin",
 }
+
+LENIENT = '[tool.resumeguard]\npreset = "lenient"\n'
 
 
 class StepCounter(transformers.TrainerCallback):
@@ -317,6 +319,22 @@ def test_the_cli_agrees_with_the_callback(project: Path, capsys) -> None:
     assert cli(capsys, *check, "--repo", str(project))[0] == 1
     with pytest.raises(resumeguard.ResumeBlocked):
         trainer_for(project)
+
+
+def test_a_commit_that_sets_a_lenient_preset_cannot_excuse_itself(project: Path, capsys) -> None:
+    """The callback judges with the policy recorded with the run, as ``resumeguard check``
+    does: the repository's new preset is the finding ``policy.rules``; an explicit one loosens."""
+    preempted(project)
+    write(project, {"train.py": "HIDDEN = 16\n", "pyproject.toml": LENIENT})
+    git(project, "add", "train.py", "pyproject.toml")
+    git(project, "commit", "-qm", "wider model; quiet the guard")
+    check = ["check", "--run-id", "hf1", "--offline", "--wandb-dir", str(project)]
+    assert cli(capsys, *check, "--repo", str(project))[0] == 1
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        trainer_for(project)
+    assert {"policy.rules", "code.files.train.py"} <= {f.path for f in info.value.report.blocking}
+    assert cli(capsys, *check, "--repo", str(project), "--policy", "lenient")[0] == 0
+    trainer_for(project, guard={"policy": "lenient"})  # the user's own act goes ahead
 
 
 def test_a_run_recorded_by_an_older_resumeguard_resumes_and_records_the_new_facts(

@@ -31,7 +31,7 @@ from resumeguard.pipeline import (
     settle,
     unknown_origin,
 )
-from resumeguard.policy import Policy
+from resumeguard.policy import Policy, Rule
 from resumeguard.runrecord import CheckpointRecord, RunRecord, now
 
 __all__ = ["FrameworkGuard", "ResumeCheck", "checkpoint_name", "run_label"]
@@ -80,12 +80,13 @@ class FrameworkGuard:
         project: str | None = None,
         entity: str | None = None,
         facts: Mapping[str, Any] | None = None,
-        policy: Policy | str | None = None,
+        rules: Sequence[Rule] = (),
     ) -> None:
         """Check a resume against the run's record; ResumeBlocked or Unverifiable when it must
         not go on. ``run`` is the W&B run when the framework has started it already (then a run
         with data from before this process is a resume, whatever the mode); ``facts`` are what
-        the framework knows of the run's configuration, ``policy`` replaces :attr:`policy`."""
+        the framework knows of the run's configuration, ``rules`` its preset-level rules (added to
+        :attr:`policy` once it is resolved: the repository's preset never judges a resume)."""
         from resumeguard import runfiles
 
         if run is not None:
@@ -99,7 +100,8 @@ class FrameworkGuard:
                 mode=intent.mode,
                 repo=self.repo,
                 requirements=self.requirements,
-                policy=policy or self.policy,
+                policy=self.policy,
+                preset_rules=rules,
                 facts=facts,
                 include_step=False,
             )
@@ -110,7 +112,8 @@ class FrameworkGuard:
                 entity=entity,
                 repo=self.repo,
                 requirements=self.requirements,
-                policy=policy or self.policy,
+                policy=self.policy,
+                preset_rules=rules,
                 facts=facts,
                 include_step=False,
                 digests="stat",

@@ -76,8 +76,8 @@ from resumeguard.integrations import (
 from resumeguard.integrations.training import (
     BatchSize,
     LoadWatch,
+    batch_rules,
     fit_findings,
-    framework_policy,
     judge,
     restart,
     say,
@@ -187,8 +187,7 @@ class ResumeGuardCallback(Callback):
         hparams = _hparams(trainer, pl_module)
         self._batch = _batch_size(trainer, pl_module, hparams)
         self._config = with_batch({**hparams, **_trainer_facts(trainer)}, self._batch)
-        policy = framework_policy(self.guard.policy, self.guard.repo, self._batch)
-        self.guard.check(intent, run=run, facts=self._config, policy=policy)
+        self.guard.check(intent, run=run, facts=self._config, rules=batch_rules(self._batch))
         self.guard.adopt(run, facts=self._config)
         self.run = run
 

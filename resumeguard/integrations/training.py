@@ -11,14 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resumeguard.errors import ResumeBlocked
 from resumeguard.findings import Finding, Severity, Verdict
 from resumeguard.hints import explain
 from resumeguard.pipeline import ResumeCheck, warn_about
-from resumeguard.policy import Policy, Rule, load_policy
+from resumeguard.policy import Rule
 from resumeguard.report import build
 from resumeguard.verified import say as say  # the one INFO line of each front door
 
@@ -60,18 +59,10 @@ class BatchSize:
         return [Rule(p, Severity.WARN, FACTOR_RULE, needs=product) for p in paths]
 
 
-def framework_policy(
-    spec: Policy | str | None, repo: str | Path, batch: BatchSize | None
-) -> Policy | str | None:
-    """The callback's policy (``spec``, else ``RESUMEGUARD_POLICY``, else the repository's)
-    with the batch-size factor rules when the batch size is known; ``spec`` as given when not."""
-    from resumeguard.runpolicy import explicit
-
-    if batch is None:
-        return spec
-    spec = explicit(spec)
-    policy = spec if isinstance(spec, Policy) else load_policy(spec, repo=repo)
-    return dataclasses.replace(policy, preset=(*policy.preset, *batch.rules()))
+def batch_rules(batch: BatchSize | None) -> list[Rule]:
+    """The callback's preset-level rules: the batch-size factor rules when the batch size is
+    known (added to the user's policy once resolved, never a policy of its own)."""
+    return batch.rules() if batch is not None else []
 
 
 def with_batch(config: Mapping[str, Any], batch: BatchSize | None) -> dict[str, Any]:

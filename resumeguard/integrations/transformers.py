@@ -71,8 +71,8 @@ from resumeguard.integrations import (
 from resumeguard.integrations.training import (
     BatchSize,
     LoadWatch,
+    batch_rules,
     fit_findings,
-    framework_policy,
     judge,
     restart,
     say,
@@ -173,14 +173,13 @@ class ResumeGuardTrainerCallback(TrainerCallback):
     def _early(self, args: Any, model: Any) -> None:
         run = _wandb_run()
         self._gather(args, model)
-        policy = framework_policy(self.guard.policy, self.guard.repo, self._batch)
         self.guard.check(
             resolve_intent(),
             run=run,
             project=_project(),
             entity=_entity(),
             facts=self._config,
-            policy=policy,
+            rules=batch_rules(self._batch),
         )
         self._checked = True
         if args.resume_from_checkpoint and Path(args.resume_from_checkpoint).is_dir():
