@@ -7,6 +7,7 @@ and block or warn by policy. Heavy modules (torch, wandb) load only when used.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from resumeguard._version import __version__
@@ -20,6 +21,7 @@ from resumeguard.errors import (
     StoreError,
     Unverifiable,
 )
+from resumeguard.redact import install_log_filter
 
 if TYPE_CHECKING:
     from resumeguard.checkpoint import (
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from resumeguard.findings import Finding, Severity, Verdict
     from resumeguard.fingerprint import Fingerprint
     from resumeguard.report import Report
+
+install_log_filter(logging.getLogger("resumeguard"))  # no log line carries a credential
 
 _LAZY = {
     "init": "resumeguard.entry",

@@ -8,18 +8,21 @@ untracked, else its blob in the commit, so a policy can ignore docs while blocki
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from resumeguard.codechange import mark_harmless_code
 from resumeguard.collect.code import DELETED, CodeRecord
+from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
 from resumeguard.findings import Finding
 from resumeguard.fingerprint import Fingerprint
 from resumeguard.fit import one_class_finding
 from resumeguard.hints import explain, not_recorded
 from resumeguard.record import Record, Unavailable
+from resumeguard.redact import comparable_text, comparable_url, without_secret_keys
 from resumeguard.runcontrol import mark_run_control
 
 _ABSENT = object()
@@ -51,7 +54,9 @@ def compare(
     """Every divergence between ``recorded`` and ``current``, in a stable order."""
     findings: list[Finding] = []
     findings += _compare_code(recorded.code, current.code, history)
-    findings += _compare_section("deps", recorded.deps, current.deps, depth=2)
+    findings += _compare_section(
+        "deps", _comparable_deps(recorded.deps), _comparable_deps(current.deps), depth=2
+    )
     findings += _compare_section("env", recorded.env, current.env, depth=1, skip={"rank"})
     findings += _compare_optimizer(recorded.optimizer, current.optimizer)
     findings += _compare_model(recorded, current)
@@ -62,10 +67,24 @@ def compare(
 def _compare_config(recorded: Fingerprint, current: Fingerprint) -> list[Finding]:
     """``config.<key>`` per differing key; a key the record could not hold (a framework's fact
     that its older recorder did not collect) is not recorded, never changed."""
-    missing = recorded.unrecorded(current)
-    now = {k: v for k, v in current.config.items() if k not in missing}
-    findings = mark_run_control(_diff_values("config", recorded.config, now, depth=1))
-    return findings + [not_recorded(f"config.{k}", current.config[k]) for k in missing]
+    # A record from before credentials were left out (or a file given to `diff`) may hold one:
+    # it is not compared.
+    then, now = without_secret_keys(recorded.config), without_secret_keys(current.config)
+    missing = [k for k in recorded.unrecorded(current) if k in now]
+    findings = mark_run_control(
+        _diff_values("config", then, {k: v for k, v in now.items() if k not in missing}, depth=1)
+    )
+    return findings + [not_recorded(f"config.{k}", now[k]) for k in missing]
+
+
+def _comparable_deps(deps: Record | Unavailable) -> Record | Unavailable:
+    """Requirement lines compared without the credentials in their URLs (a record from before
+    they were redacted holds them verbatim): a rotated token is no change, a new host, path,
+    branch or commit still is."""
+    if not isinstance(deps, DepsRecord):
+        return deps
+    lines = {comparable_text(k): comparable_text(v) for k, v in deps.requirements.items()}
+    return dataclasses.replace(deps, requirements=lines)
 
 
 def _compare_section(
@@ -201,6 +220,8 @@ def _compare_code(
     findings: list[Finding] = []
     for field in ("branch", "remote", "root"):
         r, c = getattr(recorded, field), getattr(current, field)
+        if field == "remote" and r and c and comparable_url(r) == comparable_url(c):
+            continue  # the same remote with other (or redacted) credentials
         if r != c:
             findings.append(explain(f"code.{field}", r, c))
     findings += _diff_values("code.submodules", recorded.submodules, current.submodules, depth=1)

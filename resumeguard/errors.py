@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from resumeguard.redact import redact_text
+
 if TYPE_CHECKING:
     from resumeguard.report import Report
 
@@ -16,9 +18,13 @@ ISSUES_URL = "https://github.com/resumeguard/resumeguard/issues"
 
 
 class ResumeGuardError(Exception):
-    """Base of every error resumeguard raises on purpose."""
+    """Base of every error resumeguard raises on purpose; its message is redacted (credentials
+    in URLs masked), whatever it quotes."""
 
     exit_code: int = 4
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class BadInput(ResumeGuardError):

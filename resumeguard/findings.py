@@ -6,6 +6,8 @@ import dataclasses
 import enum
 from typing import Any
 
+from resumeguard.redact import redact_tree
+
 
 class Severity(str, enum.Enum):
     """How much a finding matters; ordered ignore < info < warn < block."""
@@ -67,6 +69,12 @@ class Finding:
     unrecorded: bool = False
     """True for a fact the record could not hold (an older resumeguard did not collect it):
     nothing recorded differs, so it is "info" at most, whatever a rule says."""
+
+    def __post_init__(self) -> None:
+        # Every report, log line and error is made of findings: redacting them here keeps the
+        # credentials an older record may hold out of all of them.
+        for name in ("path", "recorded", "current", "message", "hint"):
+            object.__setattr__(self, name, redact_tree(getattr(self, name)))
 
 
 @dataclasses.dataclass(frozen=True)

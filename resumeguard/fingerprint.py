@@ -24,6 +24,7 @@ from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
 from resumeguard.errors import BadInput
 from resumeguard.hashing import digest_json
 from resumeguard.record import Record, Unavailable
+from resumeguard.redact import is_secret_key, without_secret_keys
 
 SCHEMA = 2
 NOT_GIVEN = Unavailable("not given")
@@ -128,14 +129,15 @@ def take(
 
 
 def user_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The user's config as JSON values, without resumeguard's key or wandb's private ones."""
+    """The user's config as JSON values, without resumeguard's key, wandb's private ones, or
+    keys that name a credential (at any depth: a credential is not part of the experiment)."""
     out: dict[str, Any] = {}
     for key, value in config.items():
-        if key == "resumeguard" or key.startswith("_"):
+        if key == "resumeguard" or key.startswith("_") or is_secret_key(key):
             continue
         if isinstance(value, Mapping) and set(value) <= {"value", "desc"} and "value" in value:
             value = value["value"]  # wandb's config.yaml wraps every value
-        out[str(key)] = json.loads(json.dumps(value, default=str))
+        out[str(key)] = without_secret_keys(json.loads(json.dumps(value, default=str)))
     return out
 
 

@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar, cast
 
+from resumeguard.redact import redact_text
+
 R = TypeVar("R", bound="Record")
 
 JSON = Any
@@ -23,6 +25,10 @@ class Unavailable:
 
     reason: str
     """One line a user can act on, e.g. "not a git repository"."""
+
+    def __post_init__(self) -> None:
+        # A reason may quote a library's error, and with it a URL's credentials.
+        object.__setattr__(self, "reason", redact_text(self.reason))
 
     def to_json(self) -> dict[str, str]:
         """Serialise as ``{"unavailable": reason}``."""

@@ -9,6 +9,7 @@ from typing import IO, Any
 
 from resumeguard.findings import Finding, Judged, Severity, Verdict
 from resumeguard.policy import Policy
+from resumeguard.redact import redact_text
 
 JSON_SCHEMA = 1
 
@@ -31,6 +32,10 @@ class Report:
     policy: str = ""
     """Which policy judged the findings and where it comes from (e.g. a file given with
     ``--policy`` instead of the policy recorded with the run)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", redact_text(self.reason))
+        object.__setattr__(self, "unchecked", tuple(redact_text(u) for u in self.unchecked))
 
     @property
     def blocking(self) -> list[Finding]:

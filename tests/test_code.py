@@ -379,12 +379,12 @@ def test_remote_url_credentials_stripped(repo: Path) -> None:
     git(repo, "remote", "add", "upstream", "https://example.com/up.git")
     assert collect(repo).remote == "https://example.com/up.git"
     git(repo, "remote", "add", "origin", "https://user:ghp_secret@github.com/o/r.git?token=abc")
-    assert collect(repo).remote == "https://github.com/o/r.git"
+    assert collect(repo).remote == "https://***@github.com/o/r.git"
 
 
 def test_strip_credentials() -> None:
-    assert strip_credentials("https://tok@host:8443/x.git") == "https://host:8443/x.git"
-    assert strip_credentials("ssh://git@host/x.git") == "ssh://host/x.git"
+    assert strip_credentials("https://tok@host:8443/x.git") == "https://***@host:8443/x.git"
+    assert strip_credentials("ssh://git@host/x.git") == "ssh://git@host/x.git"
     assert strip_credentials("git@github.com:o/r.git") == "git@github.com:o/r.git"
     assert strip_credentials("/srv/repos/r.git") == "/srv/repos/r.git"
 

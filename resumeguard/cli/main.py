@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from resumeguard.errors import ISSUES_URL, ResumeGuardError
+from resumeguard.redact import redact_text
 
 
 def _app() -> typer.Typer:
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err("resumeguard: interrupted")
         return 130
     except Exception:
-        traceback.print_exc()
+        _err(traceback.format_exc())
         _err(
             f"resumeguard: internal error (a bug): please report it with the trace above at "
             f"{ISSUES_URL}"
@@ -75,4 +76,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _err(line: str) -> None:
-    sys.stderr.write(line.rstrip() + "\n")
+    sys.stderr.write(redact_text(line.rstrip()) + "\n")

@@ -184,7 +184,8 @@ def show(
     _, ref, stored, rec = _recorded(run_id, project, entity, offline, wandb_dir)
     storage = stored_copies(rec, stored.directories)
     if as_json:
-        body = {**rec.to_json(), "storage": dataclasses.asdict(storage)}
+        body = _shown(rec.to_json())
+        body["storage"] = dataclasses.asdict(storage)
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return 0
     from rich.console import Console
@@ -218,6 +219,18 @@ def show(
             f"allowed: {', '.join(entry.allowed) or '-'}"
         )
     return 0
+
+
+def _shown(record: dict[str, Any]) -> dict[str, Any]:
+    """A run record as shown: credentials redacted, also where an older record holds them."""
+    from resumeguard.redact import redact_tree, without_secret_keys
+
+    fingerprint = record.get("fingerprint")
+    if isinstance(fingerprint, dict) and isinstance(fingerprint.get("config"), dict):
+        fingerprint = {**fingerprint, "config": without_secret_keys(fingerprint["config"])}
+        record = {**record, "fingerprint": fingerprint}
+    shown: dict[str, Any] = redact_tree(record)
+    return shown
 
 
 def _kept_policy(kept: dict[str, Any] | None) -> str:

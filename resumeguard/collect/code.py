@@ -26,6 +26,7 @@ from resumeguard.collect.filekinds import run_output_reason
 from resumeguard.collect.skipped import stamps
 from resumeguard.errors import Unverifiable
 from resumeguard.record import Record, Unavailable
+from resumeguard.redact import redact_url
 from resumeguard.sourcechange import PY_SUFFIXES
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class CodeRecord(Record):
     detached: bool = False
     """True when HEAD is detached."""
     remote: str | None = None
-    """URL of ``origin`` (else the first remote), credentials stripped; None when there is none."""
+    """URL of ``origin`` (else the first remote), credentials redacted; None when there is none."""
     shallow: bool = False
     """True in a shallow clone: older commits may be missing locally."""
     diff_digest: str = ""
@@ -104,13 +105,13 @@ def is_own_file(path: str, wandb_dir: str | None = None) -> bool:
 
 
 def strip_credentials(url: str) -> str:
-    """``url`` without user info, query or fragment, where tokens hide; scp-style URLs unchanged."""
+    """``url`` with its user info redacted and without query or fragment, where tokens hide;
+    scp-style URLs unchanged."""
     if "://" not in url:
         # `git@host:org/repo.git` names an account, not a secret; a local path has nothing to strip.
         return url
     parts = urllib.parse.urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return redact_url(urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
 
 
 def collect_code(

@@ -15,8 +15,9 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from resumeguard.errors import BadInput
-from resumeguard.hashing import digest_file
+from resumeguard.hashing import digest_bytes
 from resumeguard.record import Record
+from resumeguard.redact import comparable_text, redact_text
 
 DEFAULT_GLOB = "requirements*.txt"
 
@@ -41,10 +42,12 @@ class DepsRecord(Record):
     """cuDNN version torch loads, None for builds without it."""
     requirements: dict[str, str] = dataclasses.field(default_factory=dict)
     """One entry per requirement line: canonical name (or "url:<link>" for unnamed lines) -> the
-    line. A name on several lines (other markers, other files) gets one entry per line, the key
-    qualified as ``<name>@<file>`` and/or ``<name>;<marker>`` (see :func:`line_keys`)."""
+    line, credentials in its URLs redacted. A name on several lines (other markers, other files)
+    gets one entry per line, the key qualified as ``<name>@<file>`` and/or ``<name>;<marker>``
+    (see :func:`line_keys`)."""
     requirement_files: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Requirement file (relative to the repo root where possible) -> its digest."""
+    """Requirement file (relative to the repo root where possible) -> the digest of its text with
+    the user info of its URLs left out (a rotated token is no change, and no token is hashed)."""
     installed: dict[str, str] = dataclasses.field(default_factory=dict)
     """Canonical distribution name -> installed version."""
 
@@ -156,21 +159,33 @@ def _parse_requirements(
             rel = _rel(filename, root)
             # Keyed by place: a file included twice (or also named) still counts its lines once.
             lines[(rel, req.line_number)] = RequirementLine(
-                name=canonical_name(req.name) if req.name else f"url:{req.link or req.line}",
+                name=canonical_name(req.name)
+                if req.name
+                else redact_text(f"url:{req.link or req.line}"),
                 file=rel,
                 marker=str(req.marker) if req.marker else "",
                 # One canonical line keeps markers, extras, hashes and editable/VCS forms.
-                text=" ".join(req.dumps().replace("\\\n", " ").split()),
+                text=redact_text(" ".join(req.dumps().replace("\\\n", " ").split())),
             )
         for bad in parsed.invalid_lines:
             line = bad.requirement_line
-            invalid[f"invalid:{_rel(line.filename, root)}:{line.line_number}"] = line.line.strip()
+            where = f"invalid:{_rel(line.filename, root)}:{line.line_number}"
+            invalid[where] = redact_text(line.line.strip())
         for option in parsed.options:
             seen_files.add(option.requirement_line.filename)
         for name in sorted(seen_files):
             if Path(name).is_file():
-                digests[_rel(name, root)] = digest_file(name)[0]
+                digests[_rel(name, root)] = _digest_without_credentials(Path(name))
     return dict(sorted({**line_keys(list(lines.values())), **invalid}.items())), digests
+
+
+def _digest_without_credentials(path: Path) -> str:
+    """The digest of a requirement file's text with its URLs' user info left out; the same as
+    the file's own digest when it holds none (as recorded before credentials were left out)."""
+    data = path.read_bytes()
+    text = data.decode("utf-8", "surrogateescape")
+    clean = comparable_text(text)
+    return digest_bytes(data if clean == text else clean.encode("utf-8", "surrogateescape"))
 
 
 def _rel(name: str, root: str | Path | None) -> str:
