@@ -69,6 +69,9 @@ class Finding:
     unrecorded: bool = False
     """True for a fact the record could not hold (an older resumeguard did not collect it):
     nothing recorded differs, so it is "info" at most, whatever a rule says."""
+    unknown: str = ""
+    """Why the current side could not be read (e.g. a damaged transaction log): unless
+    something blocks, the verdict is then unverified, never ok."""
 
     def __post_init__(self) -> None:
         # Every report, log line and error is made of findings: redacting them here keeps the

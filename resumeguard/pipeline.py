@@ -108,6 +108,9 @@ class ResumeCheck:
     """The run's last logged step, as W&B holds it (None for a new run)."""
     store: str = ""
     """The store the run was read from: "offline" or "online" ("" for a run not looked up)."""
+    step_unknown: str = ""
+    """Why the run's last logged step cannot be known (a damaged transaction log), "" when
+    :attr:`last_step` is the whole truth."""
 
     @property
     def fresh(self) -> bool:
@@ -306,7 +309,9 @@ def decide(
     )
     extra += checkpoint_findings(record, store, ref, digests=digests)
     if include_step:
-        extra.extend(step_findings(record, stored.last_step, run_id=ref.id))
+        extra.extend(
+            step_findings(record, stored.last_step, run_id=ref.id, unknown=stored.step_unknown)
+        )
     live = live_copy(stored.state, stored.heartbeat) if include_live else None
     if live is not None:
         extra.append(live)
@@ -318,7 +323,16 @@ def decide(
     )
     if claim and report.verdict is Verdict.BLOCK:
         claims.release(ref.id)
-    return ResumeCheck(ref.id, report, record, current, resolved, stored.last_step, store.name)
+    return ResumeCheck(
+        ref.id,
+        report,
+        record,
+        current,
+        resolved,
+        stored.last_step,
+        store.name,
+        stored.step_unknown,
+    )
 
 
 def _claim_path(store_name: str, stored: StoredRun) -> Path:
@@ -439,13 +453,21 @@ def live_copy(state: str, heartbeat: str | None) -> Finding | None:
 
 
 def step_finding(
-    checkpoint: CheckpointRecord, last_step: int | None, *, run_id: str, newer: str = ""
+    checkpoint: CheckpointRecord,
+    last_step: int | None,
+    *,
+    run_id: str,
+    newer: str = "",
+    unknown: str = "",
 ) -> Finding | None:
     """``run.step`` when a checkpoint is older than the run's last logged step (W&B drops every
     log call below the step it is at); a checkpoint at the last logged step resumes cleanly,
     and one whose step is not W&B's own (a framework's global step) is not compared. The hint
-    offers W&B's rewind to the checkpoint's step."""
+    offers W&B's rewind to the checkpoint's step. ``unknown`` says why the last logged step
+    cannot be known: then the step is unverifiable (see :func:`unknown_step`)."""
     checkpoint_step = checkpoint.step if counts_wandb_steps(checkpoint) else None
+    if checkpoint_step is not None and unknown:
+        return unknown_step(checkpoint_step, unknown)
     if checkpoint_step is None or last_step is None or checkpoint_step >= last_step:
         return None
     finding = explain("run.step", last_step, checkpoint_step)
@@ -456,12 +478,29 @@ def step_finding(
     return dataclasses.replace(finding, hint=f"{newer}{rewind}; or {finding.hint}")
 
 
-def step_findings(record: RunRecord, last_step: int | None, *, run_id: str) -> list[Finding]:
+def unknown_step(start: int, reason: str) -> Finding:
+    """``run.step`` when the run's last logged step cannot be read: unverifiable, since steps
+    logged after ``start`` would be dropped unseen."""
+    return Finding(
+        path="run.step",
+        recorded=None,
+        current=start,
+        message=f"the run's last logged step cannot be read ({reason}), so whether a resume at "
+        f"step {start} loses logged steps is unknown",
+        hint="restore the run's .wandb file from a backup, or rewind the run explicitly "
+        "(resumeguard.init(..., rewind=True)), or ignore run.step with --policy",
+        unknown=reason,
+    )
+
+
+def step_findings(
+    record: RunRecord, last_step: int | None, *, run_id: str, unknown: str = ""
+) -> list[Finding]:
     """``run.step`` for the newest recorded checkpoint, the one a resume restores."""
     newest = newest_checkpoint(record)
     if newest is None:
         return []
-    found = step_finding(newest[1], last_step, run_id=run_id)
+    found = step_finding(newest[1], last_step, run_id=run_id, unknown=unknown)
     return [found] if found is not None else []
 
 
@@ -595,10 +634,19 @@ def warn_about(report: Report) -> None:
 
 
 def raise_if_blocked(check: ResumeCheck) -> None:
-    """ResumeBlocked when the check blocks; its warnings logged otherwise."""
-    if check.report.verdict is Verdict.BLOCK:
-        raise ResumeBlocked(check.report)
-    warn_about(check.report)
+    """ResumeBlocked when the check blocks, Unverifiable when something it needs could not be
+    read; its warnings logged otherwise."""
+    raise_for(check.report)
+
+
+def raise_for(report: Report) -> None:
+    """ResumeBlocked when ``report`` blocks, Unverifiable when it is unverified; its warnings
+    logged otherwise."""
+    if report.verdict is Verdict.BLOCK:
+        raise ResumeBlocked(report)
+    if report.verdict is Verdict.UNVERIFIED:
+        raise Unverifiable(f"resume of run {report.run or '?'} cannot be checked: {report.reason}")
+    warn_about(report)
 
 
 def rewound(check: ResumeCheck) -> tuple[ResumeCheck | None, int | None]:
@@ -677,36 +725,35 @@ def step_check(
 ) -> None:
     """Before a restore: ResumeBlocked (or a warning, by policy) when ``checkpoint`` is older
     than the run's last logged step, naming a newer recorded checkpoint if there is one."""
-    last = last_logged_step(run)
+    last, unknown = last_logged_step(run)
     newer = sorted(
         (c.step, n)
         for n, c in record.checkpoints.items()
         if counts_wandb_steps(c) and c.step is not None and last is not None and c.step >= last
     )
     prefix = f"restore {newer[-1][1]} (step {newer[-1][0]}) instead, or " if newer else ""
-    finding = step_finding(checkpoint, last, run_id=str(run.id), newer=prefix)
+    finding = step_finding(checkpoint, last, run_id=str(run.id), newer=prefix, unknown=unknown)
     if finding is None:
         return
     # Unless told otherwise: the policy the run was checked or recorded with.
     kept = runfiles.current_policy(run) if policy is None else None
     resolved = kept or runpolicy.for_resume(policy, record.policy, ".")[0]
-    report = build(str(run.id), [finding], resolved)
-    if report.findings and report.findings[0].severity is Severity.BLOCK:
-        raise ResumeBlocked(report)
-    warn_about(report)
+    raise_for(build(str(run.id), [finding], resolved))
 
 
-def last_logged_step(run: Any) -> int | None:
-    """The run's last logged step as W&B holds it. Online, a resumed run starts at it plus
-    one; otherwise the store says (offline: the transaction logs of every directory)."""
+def last_logged_step(run: Any) -> tuple[int | None, str]:
+    """The run's last logged step as W&B holds it, and why it cannot be known ("" when it
+    can). Online, a resumed run starts at it plus one; otherwise the store says (offline: the
+    transaction logs of every directory)."""
     if getattr(run, "resumed", False) and isinstance(getattr(run, "starting_step", None), int):
         starting: int = run.starting_step
-        return starting - 1 if starting > 0 else None
+        return (starting - 1 if starting > 0 else None), ""
     store, ref = store_for_run(run)
     try:
-        return store.fetch(ref).last_step
+        stored = store.fetch(ref)
     except RunNotFound:
-        return None  # nothing of the run reached the store yet: nothing logged
+        return None, ""  # nothing of the run reached the store yet: nothing logged
+    return stored.last_step, stored.step_unknown
 
 
 def settle(run: Any, outcome: str, reason: str = "", *, check: ResumeCheck | None = None) -> None:

@@ -105,6 +105,16 @@ def build(run: str | None, findings: Iterable[Finding], policy: Policy) -> Repor
         if worst >= Severity.WARN.rank
         else Verdict.OK
     )
+    # What could not be read is unverifiable, never "nothing happened" (a block still blocks).
+    unknown = [j.finding.unknown for j in judged if j.finding.unknown]
+    if unknown and verdict is not Verdict.BLOCK:
+        return Report(
+            run=run,
+            verdict=Verdict.UNVERIFIED,
+            findings=tuple(judged),
+            reason="; ".join(unknown),
+            policy=policy.origin,
+        )
     return Report(run=run, verdict=verdict, findings=tuple(judged), policy=policy.origin)
 
 

@@ -378,6 +378,71 @@ def test_checkpoint_at_the_last_logged_step_resumes_and_an_older_one_is_run_step
     assert_older_checkpoint_refused(start("exact1", project, resume="must", policy=no_gap), 4)
 
 
+def transaction_log(run_id: str) -> Path:
+    [log] = Path(os.environ["WANDB_DIR"]).rglob(f"run-{run_id}.wandb")
+    return log
+
+
+def test_a_log_damaged_before_its_tail_makes_the_step_unverifiable(capsys, project: Path) -> None:
+    """A bad record with more after it hides the steps logged later: the run's last step is
+    unknown, so run.step is unverifiable (exit 3; Unverifiable in process), never "no step"."""
+    run = start("dmg1", project)
+    log_and_save(run, 3)
+    run.finish()
+    log = transaction_log("dmg1")
+    data = bytearray(log.read_bytes())
+    data[20] ^= 0xFF  # inside the first record: every later record is still there
+    log.write_bytes(bytes(data))
+    code, report = cli_json(capsys, "check", "--run-id", "dmg1")
+    assert (code, report["verdict"]) == (3, "unverified"), report
+    [finding] = report["findings"]
+    assert finding["path"] == "run.step" and "damaged" in report["reason"]
+    with pytest.raises(resumeguard.Unverifiable, match="damaged"):
+        start("dmg1", project, resume="must")
+    # The explicit way on: a policy that does not compare run.step.
+    code, report = cli_json(capsys, "check", "--run-id", "dmg1", "--policy", str(NO_STEP(project)))
+    assert (code, report["findings"]) == (0, [])
+
+
+def NO_STEP(project: Path) -> Path:
+    policy = project.parent / "no-step.toml"
+    policy.write_text('ignore = ["run.step"]\n')
+    return policy
+
+
+def test_a_torn_last_record_is_read_up_to_it(capsys, project: Path) -> None:
+    """What a kill leaves, a record cut short at the end, is normal: the steps before count."""
+    run = start("torn1", project)
+    log_and_save(run, 3)
+    run.finish()
+    log = transaction_log("torn1")
+    log.write_bytes(log.read_bytes()[:-3])
+    stored = OfflineStore().fetch(RunRef("torn1"))
+    assert (stored.last_step, stored.step_unknown) == (2, "")
+    code, report = cli_json(capsys, "check", "--run-id", "torn1")
+    assert (code, report["findings"]) == (0, []), report
+
+
+def test_a_silent_restart_over_an_unreadable_log_is_unverifiable(project: Path) -> None:
+    """The callbacks' restart check: with the log damaged, whether anything was logged before
+    cannot be told, so a start at step 0 is unverifiable; a start past 0 is a resume."""
+    from resumeguard.integrations.training import restart
+    from resumeguard.pipeline import ResumeIntent, decide
+
+    start("dmg2", project).finish()  # nothing logged, nothing saved
+    check = decide(ResumeIntent("dmg2", "must"), repo=project, include_step=False, claim=False)
+    restart(check, 0)  # the log is intact and holds no step: starting at 0 is the resume
+    log = transaction_log("dmg2")
+    data = bytearray(log.read_bytes())
+    data[20] ^= 0xFF
+    log.write_bytes(bytes(data))
+    check = decide(ResumeIntent("dmg2", "must"), repo=project, include_step=False, claim=False)
+    assert check.report.verdict.value == "ok" and check.step_unknown
+    with pytest.raises(resumeguard.Unverifiable, match="damaged"):
+        restart(check, 0)
+    restart(check, 3)
+
+
 def test_rewind_is_offered_only_where_w_and_b_can_do_it(project: Path) -> None:
     run = start("rew1", project)
     log_and_save(run, 2)

@@ -13,10 +13,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from resumeguard.errors import ResumeBlocked
-from resumeguard.findings import Finding, Severity, Verdict
+from resumeguard.findings import Finding, Severity
 from resumeguard.hints import explain
-from resumeguard.pipeline import ResumeCheck, warn_about
+from resumeguard.pipeline import ResumeCheck, raise_for, unknown_step
 from resumeguard.policy import Rule
 from resumeguard.report import build
 from resumeguard.verified import say as say  # the one INFO line of each front door
@@ -79,6 +78,9 @@ def restart(check: ResumeCheck, start_step: int) -> None:
     found = restart_finding(check, start_step)
     if found is None:
         return
+    if found.unknown:  # whether the run trained before cannot be told: unverifiable
+        judge(check, [found])
+        return
     policy = check.policy
     rule = Rule("run.step", Severity.BLOCK, RESTART_RULE)
     judge(
@@ -95,6 +97,8 @@ def restart_finding(check: ResumeCheck, start_step: int) -> Finding | None:
     if start_step != 0 or check.stored is None:
         return None
     saved = [c.step for c in check.stored.checkpoints.values() if c.step]
+    if check.step_unknown and not saved:
+        return unknown_step(0, check.step_unknown)  # logged before? cannot be told
     if check.last_step is None and not saved:
         return None  # nothing was trained or logged before: starting at 0 is the resume
     done = f"logged up to W&B step {check.last_step}" if check.last_step is not None else ""
@@ -134,13 +138,11 @@ def fit_findings(saved: Mapping[str, Any], module: torch.nn.Module) -> list[Find
 
 def judge(check: ResumeCheck, findings: Sequence[Finding]) -> None:
     """Judge findings made after the resume check (at a later hook) with the check's policy:
-    ResumeBlocked with the report when one blocks, else log the warnings."""
+    ResumeBlocked with the report when one blocks, Unverifiable when one could not be read,
+    else log the warnings."""
     if not findings:
         return
-    report = build(check.report.run, findings, check.policy)
-    if report.verdict is Verdict.BLOCK:
-        raise ResumeBlocked(report)
-    warn_about(report)
+    raise_for(build(check.report.run, findings, check.policy))
 
 
 def verified_line(check: ResumeCheck, checkpoint: str | None, batch: BatchSize | None) -> str:

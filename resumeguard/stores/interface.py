@@ -112,6 +112,9 @@ class StoredRun:
     """Where it was read: the newest run directory, or the run's URL."""
     directories: tuple[str, ...] = ()
     """Offline: every offline-run directory of the id, oldest first. Online: empty."""
+    step_unknown: str = ""
+    """Why the last logged step cannot be known (a damaged transaction log), "" when it can:
+    then :attr:`last_step` is only what could be read before the damage."""
 
 
 class RunStore(abc.ABC):

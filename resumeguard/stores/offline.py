@@ -57,15 +57,17 @@ class OfflineStore(RunStore):
         """Read the run's newest record, config, step and liveness from all its directories."""
         dirs = self.dirs(ref)
         record = self._newest_record(dirs)
+        last_step, step_unknown = _last_step(dirs, ref.id)
         return StoredRun(
             ref=ref,
             config=_config(dirs),
             record=record,
-            last_step=_last_step(dirs, ref.id),
+            last_step=last_step,
             state=self._state(dirs, ref.id),
             heartbeat=_heartbeat(dirs, self._now()),
             location=str(dirs[-1]),
             directories=tuple(str(d) for d in dirs),
+            step_unknown=step_unknown,
         )
 
     def fetch_file(self, ref: RunRef, name: str, dest: Path) -> Path:
@@ -218,19 +220,24 @@ def _read_config_yaml(path: Path) -> dict[str, Any] | None:
     return layout.unwrap_config(raw) if isinstance(raw, dict) else None
 
 
-def _last_step(dirs: list[Path], run_id: str) -> int | None:
+def _last_step(dirs: list[Path], run_id: str) -> tuple[int | None, str]:
     """The highest step W&B logged in any directory: its transaction log, else (older wandb,
-    online-mode directories) ``wandb-summary.json``'s ``_step``."""
+    online-mode directories) ``wandb-summary.json``'s ``_step``; and why it cannot be known
+    ("" when it can): a transaction log damaged before its tail."""
     steps: list[int] = []
+    damaged: list[str] = []
     for directory in dirs:
-        logged = txlog.read_log(txlog.run_log(directory, run_id)).last_step
+        summary_of_log = txlog.read_log(txlog.run_log(directory, run_id))
+        if summary_of_log.damaged:
+            damaged.append(summary_of_log.damaged)
+        logged = summary_of_log.last_step
         if logged is not None:
             steps.append(logged)
         summary = layout.read_json_object(directory / "files" / layout.WANDB_SUMMARY_FILE)
         value = summary.get("_step") if summary else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
             steps.append(int(value))
-    return max(steps, default=None)
+    return max(steps, default=None), "; ".join(damaged)
 
 
 def _heartbeat(dirs: list[Path], now: dt.datetime) -> str | None:

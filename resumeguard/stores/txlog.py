@@ -11,6 +11,8 @@ from that schema), so reading a log costs no ``import wandb``; protobuf skips th
 wandb-core flushes the log every 15 s and at exit, so after ``kill -9`` the log holds exactly
 what W&B will ever know of the run: a step that never reached it is not logged for W&B either.
 A torn record at the end (the process died mid-write) ends the scan; what came before counts.
+A bad record with more data after it is damage, not a tear: the steps logged after it cannot
+be read, so the run's last step is unknown (:attr:`LogSummary.damaged`), never "nothing logged".
 """
 
 from __future__ import annotations
@@ -40,17 +42,28 @@ class LogSummary:
     """The highest history step logged, None when nothing was logged."""
     exit_code: int | None
     """The exit code W&B recorded at the run's end; None while running or after a kill."""
+    damaged: str = ""
+    """Why the log cannot be read to its end (a bad record before its tail), "" when it can:
+    then :attr:`last_step` is only a lower bound."""
+
+
+class Damaged(Exception):
+    """A bad chunk or record with more data after it: the log is damaged before its tail."""
 
 
 def chunks(stream: BinaryIO) -> Iterator[bytes]:
-    """The records' payloads in a log opened for reading, oldest first, until a torn one; read
-    one block at a time, so memory stays bounded whatever the log's size."""
+    """The records' payloads in a log opened for reading, oldest first, until a torn one (the
+    last, cut short); read one block at a time, so memory stays bounded whatever the log's
+    size. :class:`Damaged` for a bad chunk with more data after it, or a header that is not
+    W&B's."""
     header = stream.read(HEADER_LEN)
     if len(header) < HEADER_LEN:
+        if header.strip(b"\0"):
+            raise Damaged("its header is cut short")
         return
     ident, magic, _version = struct.unpack("<4sHB", header)
     if ident != _IDENT or magic != _MAGIC:
-        return
+        raise Damaged("it does not start with W&B's header")
     block, pos = header + stream.read(BLOCK_LEN - HEADER_LEN), HEADER_LEN
     pending = bytearray()
     while block:
@@ -58,6 +71,7 @@ def chunks(stream: BinaryIO) -> Iterator[bytes]:
             block, pos = stream.read(BLOCK_LEN), 0
             continue
         if pos + HEADER_LEN > len(block):
+            _torn(block[pos:], stream)
             return
         crc, length, kind = struct.unpack("<IHB", block[pos : pos + HEADER_LEN])
         if kind == 0 and length == 0:  # zero padding up to the next block
@@ -65,6 +79,7 @@ def chunks(stream: BinaryIO) -> Iterator[bytes]:
             continue
         body = block[pos + HEADER_LEN : pos + HEADER_LEN + length]
         if len(body) < length or kind not in _CRC or zlib.crc32(body, _CRC[kind]) != crc:
+            _torn(block[pos + HEADER_LEN + length :], stream)
             return  # torn or not yet written
         pos += HEADER_LEN + length
         if kind == _FULL:
@@ -77,6 +92,15 @@ def chunks(stream: BinaryIO) -> Iterator[bytes]:
         else:
             yield bytes(pending + body)
             pending.clear()
+
+
+def _torn(rest: bytes, stream: BinaryIO) -> None:
+    """Return when nothing but zero padding follows a bad chunk (a torn last record, as a
+    kill leaves it); :class:`Damaged` when more data does."""
+    while rest:
+        if rest.strip(b"\0"):
+            raise Damaged("a record that fails its checksum has more data after it")
+        rest = stream.read(BLOCK_LEN)
 
 
 @functools.cache
@@ -119,27 +143,36 @@ def read_log(path: Path) -> LogSummary:
     try:
         # Regular files only: a FIFO or a link to /dev/zero planted as the log would hang.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
+    except FileNotFoundError:
         return LogSummary(None, None)  # no log (older wandb): W&B's log tells nothing
+    except OSError as e:
+        return LogSummary(None, None, f"{path} cannot be read ({e.strerror or e})")
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         return LogSummary(None, None)
+    damaged, unparsable = "", False
     try:
         with os.fdopen(fd, "rb") as stream:
             for payload in chunks(stream):
+                if unparsable:  # a record after the unparsable one: damage, not a tear
+                    damaged = "a record that cannot be parsed has more records after it"
+                    break
                 record = record_class()
                 try:
                     record.ParseFromString(payload)
                 except DecodeError:
-                    break
+                    unparsable = True
+                    continue
                 if record.HasField("history"):
                     step = int(record.history.step.num)
                     last = step if last is None else max(last, step)
                 if record.HasField("exit"):
                     exit_code = int(record.exit.exit_code)
-    except OSError:
-        pass  # unreadable: W&B's log tells nothing
-    return LogSummary(last, exit_code)
+    except Damaged as e:
+        damaged = str(e)
+    except OSError as e:
+        damaged = f"it cannot be read ({e.strerror or e})"
+    return LogSummary(last, exit_code, f"{path} is damaged: {damaged}" if damaged else "")
 
 
 def run_log(directory: Path, run_id: str) -> Path:
