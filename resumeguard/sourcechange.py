@@ -3,7 +3,9 @@
 Two versions of a file are "comments/whitespace only" apart when their ``tokenize`` streams are
 equal once comments, blank lines and indentation widths are left out: Python compiles both to the
 same code. Docstrings are string tokens, values the program can read (``__doc__``, docopt,
-``argparse`` descriptions), so a docstring edit is a code change; it is named as such.
+``argparse`` descriptions), so a docstring edit is a code change; it is named as such. Two
+comments are code too: the interpreter line (``#!`` on line 1, which picks the Python that runs
+the file) and the encoding declaration (PEP 263, line 1 or 2, which changes how it decodes).
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 import ast
 import enum
 import io
+import re
 import tokenize
 from collections.abc import Iterator
 
 _SKIPPED = frozenset({tokenize.COMMENT, tokenize.NL})
 # Their text is layout (the indentation's width, the newline's kind); their presence is code.
 _TYPE_ONLY = frozenset({tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE, tokenize.ENDMARKER})
+
+_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=]")
+"""A PEP 263 encoding declaration (Python reads it on line 1 or 2)."""
 
 PY_SUFFIXES = (".py", ".pyw", ".pyi")
 """Files compared token by token."""
@@ -46,11 +52,18 @@ def python_change(old: bytes, new: bytes) -> Change:
 def _tokens(source: bytes) -> Iterator[tuple[int, str, tuple[int, int]]]:
     """Significant tokens as (type, text, start); the text is "" where only the type counts."""
     for tok in tokenize.tokenize(io.BytesIO(source).readline):
-        if tok.type in _SKIPPED:
+        if tok.type in _SKIPPED and not _directive(tok):
             continue
         # The ENCODING token's text is the coding cookie's codec: it changes how strings decode.
         text = "" if tok.type in _TYPE_ONLY else tok.string
         yield tok.type, text, tok.start
+
+
+def _directive(tok: tokenize.TokenInfo) -> bool:
+    """True for a comment that is code: the interpreter line or an encoding declaration."""
+    if tok.type != tokenize.COMMENT or tok.start[0] > 2:
+        return False
+    return (tok.start == (1, 0) and tok.string.startswith("#!")) or bool(_CODING.match(tok.line))
 
 
 def _without_docstrings(

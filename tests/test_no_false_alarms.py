@@ -168,6 +168,21 @@ def test_comment_only_edit_is_info_and_a_token_change_blocks(
     assert code == 1 and found["code.files.train.py"]["severity"] == "block"
 
 
+def test_a_changed_interpreter_line_blocks_and_a_first_line_comment_does_not(
+    capsys, project: Path
+) -> None:
+    write(project, {"train.py": "#!/usr/bin/env python3\n" + TRAIN})
+    commit_all(project, "executable")
+    a = snapshot(capsys, project, "a")
+    write(project, {"train.py": "#!/usr/bin/env python3\n# the trainer\n" + TRAIN})
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
+    assert code == 0 and found["code.files.train.py"]["severity"] == "info"
+    write(project, {"train.py": "#!/usr/bin/env python2\n" + TRAIN})
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "c"))
+    assert code == 1 and found["code.files.train.py"]["severity"] == "block"
+    assert "comments" not in found["code.files.train.py"]["message"]
+
+
 def test_comment_edit_on_a_run_recorded_dirty(capsys, project: Path) -> None:
     write(project, {"train.py": TRAIN.replace("LR = 1e-3", "LR = 3e-4")})
     a = snapshot(capsys, project, "a")  # recorded with an uncommitted edit
@@ -197,6 +212,32 @@ def test_python_change_kinds() -> None:
     assert python_change(src, src.replace(b'"""One step."""\n', b"")) is Change.DOCSTRINGS
     assert python_change(src, b"# -*- coding: latin-1 -*-\n" + src) is Change.CODE
     assert python_change(src, src + b"(") is Change.CODE
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        # The interpreter line picks the Python that runs the file: code.
+        (b"#!/usr/bin/env python3\n", b"#!/usr/bin/env python3.8\n", Change.CODE),
+        (b"#!/usr/bin/env python3\n", b"", Change.CODE),
+        (b"", b"#!/opt/conda/bin/python\n", Change.CODE),
+        # The encoding declaration changes how the file decodes: code, on line 1 or 2.
+        (b"# -*- coding: utf-8 -*-\n", b"# -*- coding: latin-1 -*-\n", Change.CODE),
+        (b"#!/bin/python\n# coding: utf-8\n", b"#!/bin/python\n# coding: cp1252\n", Change.CODE),
+        (b"# coding: utf-8\n", b"# vim: set fileencoding=latin-1 :\n", Change.CODE),
+        # Their look-alikes are comments: a first-line comment, "#!" further down, a line 3
+        # that mentions a coding (Python reads declarations on lines 1-2 only).
+        (b"# train the model\n", b"# train the model, faster\n", Change.LAYOUT),
+        (b"\n\n#!/usr/bin/env python3\n", b"\n\n#!/usr/bin/env python2\n", Change.LAYOUT),
+        (b"\n\n# coding: utf-8\n", b"\n\n# coding: latin-1\n", Change.LAYOUT),
+        (b"#!/usr/bin/env python3\n", b"#!/usr/bin/env python3\n# note\n", Change.LAYOUT),
+    ],
+)
+def test_the_interpreter_line_and_encoding_declaration_are_code(
+    old: bytes, new: bytes, kind: Change
+) -> None:
+    body = TRAIN.encode()
+    assert python_change(old + body, new + body) is kind
 
 
 # --- 3. Files the run writes ---------------------------------------------------------------------
