@@ -1,27 +1,41 @@
 """torch.distributed: decide once on rank 0 and share the outcome, so ranks stop or go together.
 
-Before the user's process group exists (the decorator runs first), the outcome travels through
-the key-value store of the torchrun agent (``TORCHELASTIC_USE_AGENT_STORE``); once a process
-group is initialised, through broadcasts of JSON bytes. Without either,
-every rank decides for itself (the same files give the same answer).
+Every exchange is one of torch's store collectives (``torch.distributed._StoreCollectives``) on
+the process group's key-value store, or, before a process group exists (the decorator runs
+first), on the torchrun agent's store (``TORCHELASTIC_USE_AGENT_STORE``). Each has its own
+timeout (:func:`collective_timeout`): a rank that does not arrive makes every rank waiting for it
+raise :class:`RankFailed` naming it and the call, never a hang. Rank 0 never waits for a
+verdict it shares, so a script may call ``init`` on rank 0 only. Without a store, every rank
+decides for itself (the same files give the same answer).
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
-import itertools
+import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from resumeguard.errors import BadInput, ResumeGuardError
 
-TIMEOUT_SECONDS = 600.0
-"""How long other ranks wait for rank 0's verdict (a check reads git and the run store)."""
+TIMEOUT_ENV = "RESUMEGUARD_COLLECTIVE_TIMEOUT"
+"""Seconds every collective call waits for the other ranks, overriding its own timeout."""
+MARGIN_SECONDS = 60.0
+"""Added to the longest a rank may need for its part of a call (scheduling, a busy node)."""
 
-_calls = itertools.count()
+_calls: collections.Counter[str] = collections.Counter()
+
+
+class RankFailed(ResumeGuardError):
+    """A rank did not arrive at a collective call within its timeout, or failed while deciding
+    for every rank: the resume cannot be decided, and no rank is left waiting."""
+
+    exit_code = 3
 
 
 def _dist() -> Any:
@@ -44,49 +58,104 @@ def rank_and_world() -> tuple[int, int]:
         raise BadInput(f"RANK/WORLD_SIZE must be integers: {e}") from None
 
 
-def agree(decide: Callable[[], Any], *, tag: str) -> Any:
+def collective_timeout(part_seconds: float) -> float:
+    """How long a collective call waits for the other ranks: ``RESUMEGUARD_COLLECTIVE_TIMEOUT``
+    when set, else the longest a rank may need for its part plus :data:`MARGIN_SECONDS`."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return part_seconds + MARGIN_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):  # also false for NaN
+        raise BadInput(f"{TIMEOUT_ENV} must be a number of seconds above 0, not {raw!r}")
+    return value
+
+
+def decision_seconds() -> float:
+    """The longest rank 0 may need to decide a resume: the online check's own bound (every
+    W&B request with its retries and backoff); local work is in the margin."""
+    from resumeguard.stores.interface import default_timeout
+    from resumeguard.stores.online import check_bound
+
+    return check_bound(default_timeout())
+
+
+def agree(
+    decide: Callable[[], Any], *, tag: str, call: str | None = None, part: float | None = None
+) -> Any:
     """Run ``decide`` on rank 0 only and return its JSON-able result on every rank. Whatever
-    rank 0 raises while deciding reaches every rank at once, so none is left waiting: a
-    ResumeGuardError as itself, anything else re-raised on rank 0 and as
-    :class:`RankFailed` on the others."""
+    rank 0 raises while deciding reaches every rank at once: a ResumeGuardError as itself,
+    anything else re-raised on rank 0 and as :class:`RankFailed` on the others. Rank 0 does
+    not wait; the others wait for it at most :func:`collective_timeout` of ``part`` (default:
+    :func:`decision_seconds`). ``call`` names the call in errors (default ``tag``)."""
     rank, world = rank_and_world()
     if world <= 1:
         return decide()
-    payload: dict[str, Any] | None = None
-    failure: BaseException | None = None
-    if rank == 0:
+    channel = _channel(rank, world)
+    if channel is None:
+        return decide()  # no channel: every rank decides on the same files
+    key = _key(tag)
+    if rank != 0:
+        timeout = collective_timeout(decision_seconds() if part is None else part)
         try:
-            payload = {"ok": decide()}
-        except ResumeGuardError as e:
-            payload = {"error": _error_to_json(e)}
-        except BaseException as e:  # every rank must hear it; rank 0 re-raises it below
-            failure = e
-            payload = {"error": {"type": "RankFailed", "message": _failure_line(e)}}
-    dist = _dist()
-    if dist is not None:
-        payload = share(payload)
-    else:
-        store = _agent_store()
-        if store is None:
-            if rank != 0:
-                return decide()  # no channel: every rank decides on the same files
-        elif rank == 0:
-            store.set(_key(tag), json.dumps(payload))
-        else:
-            key = _key(tag)
-            store.wait([key], dt.timedelta(seconds=TIMEOUT_SECONDS))
-            payload = json.loads(store.get(key))
-    assert payload is not None
-    if failure is not None:
-        raise failure
-    if "error" in payload:
-        raise _error_from_json(payload["error"])
-    return payload["ok"]
+            payload = json.loads(channel.broadcast_recv(key, _delta(timeout)))
+        except RuntimeError:  # torch's DistStoreError and timeouts are RuntimeErrors
+            raise RankFailed(_absent_line([0], call or tag, timeout)) from None
+        if "error" in payload:
+            raise _error_from_json(payload["error"])
+        return payload["ok"]
+    try:
+        result = decide()
+    except ResumeGuardError as e:
+        _send(channel, key, {"error": _error_to_json(e)})
+        raise
+    except BaseException as e:  # every rank must hear it; rank 0 re-raises it
+        _send(channel, key, {"error": {"type": "RankFailed", "message": _failure_line(e)}})
+        raise
+    _send(channel, key, {"ok": result})
+    return result
 
 
-class RankFailed(ResumeGuardError):
-    """Rank 0 failed while deciding with an error that is not resumeguard's verdict (a bug, an
-    interrupt); the other ranks stop with it rather than wait for a verdict."""
+def all_ranks(value: Any, *, tag: str, call: str | None = None, part: float = 0.0) -> list[Any]:
+    """Every rank's ``value`` (JSON-able), in rank order; ``[value]`` on one rank or without a
+    channel. Waits for the others at most :func:`collective_timeout` of ``part``, the longest
+    the slowest rank may need to get here after the others; then :class:`RankFailed` names the
+    ranks that did not arrive."""
+    rank, world = rank_and_world()
+    channel = _channel(rank, world) if world > 1 else None
+    if channel is None:
+        return [value]
+    timeout = collective_timeout(part)
+    try:
+        gathered = channel.all_gather(_key(tag), json.dumps(value), _delta(timeout))
+    except RuntimeError as e:
+        missing = _missing_ranks(str(e), rank, world)
+        raise RankFailed(_absent_line(missing, call or tag, timeout)) from None
+    return [json.loads(b) for b in gathered]
+
+
+def _send(channel: Any, key: str, payload: dict[str, Any]) -> None:
+    channel.broadcast_send(key, json.dumps(payload), _delta(MARGIN_SECONDS))
+
+
+def _absent_line(missing: list[int], call: str, timeout: float) -> str:
+    who = "rank " + ", ".join(map(str, missing)) if missing else "a rank"
+    return (
+        f"{who} did not reach {call} within {timeout:g} s (it failed, stopped, or skipped the "
+        f"call), so the resume cannot be decided; every rank must call {call} at the same "
+        f"point ({TIMEOUT_ENV} sets the wait in seconds)"
+    )
+
+
+def _missing_ranks(message: str, rank: int, world: int) -> list[int]:
+    """The ranks torch's store collective names as missing; every other rank when it names
+    none (the store itself did not answer)."""
+    found = re.search(r"missing ranks: ([\d, ]+)", message)
+    if found:
+        return [int(r) for r in re.findall(r"\d+", found.group(1))]
+    return [r for r in range(world) if r != rank]
 
 
 def _failure_line(error: BaseException) -> str:
@@ -95,82 +164,48 @@ def _failure_line(error: BaseException) -> str:
     return f"rank 0 failed while deciding whether to resume ({what}); see rank 0's output"
 
 
-def all_ranks(value: Any) -> list[Any]:
-    """Every rank's ``value`` (JSON-able), in rank order; ``[value]`` without a process group."""
+def _channel(rank: int, world: int) -> Any:
+    """torch's store collectives over the process group's store, else the torchrun agent's;
+    None without either."""
     dist = _dist()
-    if dist is None or dist.get_world_size() <= 1:
-        return [value]
-    return [json.loads(b) for b in _all_gather_bytes(dist, json.dumps(value).encode())]
+    if dist is not None:
+        store = dist.distributed_c10d._get_default_store()
+    else:
+        store = _agent_store(os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT"))
+        if store is None:
+            return None
+    import torch.distributed as tdist
+
+    return tdist._StoreCollectives(store, rank, world)  # type: ignore[attr-defined]
 
 
-def share(value: Any) -> Any:
-    """Rank 0's ``value`` (JSON-able) on every rank (identity without a process group)."""
-    dist = _dist()
-    if dist is None or dist.get_world_size() <= 1:
-        return value
-    return json.loads(_broadcast_bytes(dist, json.dumps(value).encode()))
+def _delta(seconds: float) -> dt.timedelta:
+    return dt.timedelta(seconds=seconds)
 
 
-# torch's *_object collectives pickle through numpy, which lean installs lack: JSON bytes in
-# uint8 tensors work on every backend (on the current CUDA device for NCCL).
-def _device(dist: Any) -> Any:
-    import torch
-
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def _all_gather_bytes(dist: Any, data: bytes) -> list[bytes]:
-    import torch
-
-    device = _device(dist)
-    world = dist.get_world_size()
-    size = torch.tensor([len(data)], dtype=torch.int64, device=device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size)
-    longest = max(int(s.item()) for s in sizes)
-    mine = torch.zeros(longest, dtype=torch.uint8, device=device)
-    if data:
-        mine[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
-    chunks = [torch.zeros_like(mine) for _ in range(world)]
-    dist.all_gather(chunks, mine)
-    return [bytes(c[: int(n.item())].cpu().tolist()) for c, n in zip(chunks, sizes, strict=True)]
-
-
-def _broadcast_bytes(dist: Any, data: bytes) -> bytes:
-    import torch
-
-    device = _device(dist)
-    size = torch.tensor([len(data)], dtype=torch.int64, device=device)
-    dist.broadcast(size, src=0)
-    buffer = torch.zeros(int(size.item()), dtype=torch.uint8, device=device)
-    if dist.get_rank() == 0 and data:
-        buffer[:] = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
-    dist.broadcast(buffer, src=0)
-    return bytes(buffer.cpu().tolist())
-
-
-def _agent_store() -> Any:
-    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+@functools.cache
+def _agent_store(host: str | None, port: str | None) -> Any:
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or not host or not port:
         return None
     try:
         import torch.distributed as tdist
 
         return tdist.TCPStore(  # type: ignore[attr-defined]
-            host_name=os.environ["MASTER_ADDR"],
-            port=int(os.environ["MASTER_PORT"]),
+            host_name=host,
+            port=int(port),
             is_master=False,
-            timeout=dt.timedelta(seconds=TIMEOUT_SECONDS),
+            timeout=_delta(MARGIN_SECONDS),
         )
-    except (KeyError, ValueError, RuntimeError):
+    except (ValueError, RuntimeError):
         return None  # no reachable agent store: fall back to deciding on every rank
 
 
 def _key(tag: str) -> str:
+    """A key no earlier call used: every rank makes the same calls in the same order."""
+    _calls[tag] += 1
     run = os.environ.get("TORCHELASTIC_RUN_ID", "")
     restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    return f"resumeguard/{run}/{restart}/{tag}/{next(_calls)}"
+    return f"resumeguard/{run}/{restart}/{tag}/{_calls[tag]}"
 
 
 def _error_to_json(error: ResumeGuardError) -> dict[str, Any]:
@@ -187,7 +222,10 @@ def _error_from_json(data: dict[str, Any]) -> ResumeGuardError:
     from resumeguard.report import Report
 
     if data.get("type") == "ResumeBlocked" and "report" in data:
-        return errors.ResumeBlocked(Report.from_json(data["report"]))
+        blocked = errors.ResumeBlocked(Report.from_json(data["report"]))
+        # Rank 0 shows the report; the others say where to look (one report per job).
+        blocked.args = (f"resume of run {blocked.report.run or '?'} blocked: see rank 0's report",)
+        return blocked
     if data.get("type") == "RankFailed":
         return RankFailed(data.get("message", ""))
     cls = getattr(errors, str(data.get("type")), None)

@@ -53,7 +53,11 @@ def init(
     Takes wandb.init's arguments plus ``policy``, ``repo``, ``requirements``, optionally the
     ``optimizer`` and ``model`` to record their structure, and ``rewind``: when the only thing
     blocking is ``run.step`` (the newest checkpoint is older than the last logged step), rewind
-    the run to the checkpoint's step with W&B's ``resume_from`` instead (online only)."""
+    the run to the checkpoint's step with W&B's ``resume_from`` instead (online only).
+
+    Under torch.distributed call it on rank 0 only, or on every rank: rank 0 decides and
+    starts the W&B run; the other ranks wait for its verdict (ResumeBlocked, Unverifiable or
+    RankFailed on every rank alike), start no run and return None."""
     import wandb
 
     watch_optimizers()  # so a checkpoint saved from a state dict records what was configured
@@ -67,36 +71,57 @@ def init(
         wandb_kwargs.get("id"), wandb_kwargs.get("resume"), wandb_dir=wandb_kwargs.get("dir")
     )
     offline = _offline(wandb_kwargs)
-    # Collected before wandb.init, also for a new run: bad input leaves no half-made run behind.
-    check = decide(
-        intent,
-        project=wandb_kwargs.get("project"),
-        entity=wandb_kwargs.get("entity"),
-        offline=offline,
-        wandb_dir=wandb_kwargs.get("dir"),
-        repo=repo,
-        requirements=requirements,
-        policy=policy,
-        config=config,
-        optimizer=optimizer,
-        model=model,
-    )
-    if rewind and check.report.verdict is Verdict.BLOCK:
-        rewound_check, step = rewound(check)
-        if rewound_check is not None and step is not None:
-            if offline or _store_is_offline(offline):
-                raise BadInput(
-                    f"run {check.run_id}: rewind (resume_from) needs W&B online; offline, "
-                    "resume from a checkpoint at the last logged step"
-                )
-            check = rewound_check
-            wandb_kwargs = {k: v for k, v in wandb_kwargs.items() if k != "resume"}
-            wandb_kwargs["resume_from"] = f"{check.run_id}?_step={step}"
-    raise_if_blocked(check)
+    kept: list[tuple[ResumeCheck, dict[str, Any]]] = []
+
+    def on_rank_0() -> dict[str, Any]:
+        # Collected before wandb.init, also for a new run: bad input leaves no half-made run.
+        check = decide(
+            intent,
+            project=wandb_kwargs.get("project"),
+            entity=wandb_kwargs.get("entity"),
+            offline=offline,
+            wandb_dir=wandb_kwargs.get("dir"),
+            repo=repo,
+            requirements=requirements,
+            policy=policy,
+            config=config,
+            optimizer=optimizer,
+            model=model,
+        )
+        kwargs = dict(wandb_kwargs)
+        if rewind and check.report.verdict is Verdict.BLOCK:
+            check, kwargs = _rewound(check, kwargs, offline)
+        raise_if_blocked(check)
+        kept.append((check, kwargs))
+        return check.report.to_json()
+
+    # Rank 0 decides for every rank that calls init; it waits for none (it may be the only one).
+    agree(on_rank_0, tag="init", call="resumeguard.init")
+    if rank_and_world()[0] != 0 or not kept:
+        return None  # rank 0 holds the run
+    check, wandb_kwargs = kept[-1]
     log_verified(check)
     run = wandb.init(**wandb_kwargs)
     attach(run, record_for(check), check.policy)
     return run
+
+
+def _rewound(
+    check: ResumeCheck, wandb_kwargs: dict[str, Any], offline: bool | None
+) -> tuple[ResumeCheck, dict[str, Any]]:
+    """When only ``run.step`` blocks: the check without it, and wandb.init's arguments that
+    rewind the run to the newest checkpoint's step (online only)."""
+    rewound_check, step = rewound(check)
+    if rewound_check is None or step is None:
+        return check, wandb_kwargs
+    if offline or _store_is_offline(offline):
+        raise BadInput(
+            f"run {check.run_id}: rewind (resume_from) needs W&B online; offline, "
+            "resume from a checkpoint at the last logged step"
+        )
+    kwargs = {k: v for k, v in wandb_kwargs.items() if k != "resume"}
+    kwargs["resume_from"] = f"{check.run_id}?_step={step}"
+    return rewound_check, kwargs
 
 
 def _store_is_offline(offline: bool | None) -> bool:
@@ -177,7 +202,9 @@ def guard(
 
                 try:
                     # Rank 0 checks, every rank gets its verdict: all stop or go together.
-                    report = Report.from_json(agree(on_rank_0, tag="check"))
+                    report = Report.from_json(
+                        agree(on_rank_0, tag="check", call="@resumeguard.guard")
+                    )
                     if report.verdict is Verdict.BLOCK:
                         raise ResumeBlocked(report)
                 except ResumeGuardError as e:

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 from helpers import commit_all, make_repo, write
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "dist_train.py"
 FAILING = SCRIPT.with_name("dist_fail.py")
+JOB = SCRIPT.with_name("dist_job.py")
 TIMEOUT = 180
+WAIT = "3"
+"""RESUMEGUARD_COLLECTIVE_TIMEOUT for the cases where a rank does not arrive: seconds, not 6 min."""
 
 
-def torchrun(
-    repo: Path, wandb_dir: Path, phase: str, resume: str | None, script: Path = SCRIPT
-) -> tuple[int, float, str]:
+def job_env(
+    repo: Path, wandb_dir: Path, phase: str, resume: str | None, **extra: str
+) -> dict[str, str]:
+    """The environment of a 2-process job in ``repo`` with offline W&B runs in ``wandb_dir``."""
     env = {
         **os.environ,
         "REPO": str(repo),
@@ -26,12 +33,20 @@ def torchrun(
         "WANDB_DIR": str(wandb_dir),
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
-        "WANDB_RUN_ID": "dist1",
+        "WANDB_RUN_ID": "ddp1",
         "OMP_NUM_THREADS": "1",
+        **extra,
     }
     env.pop("WANDB_RESUME", None)
     if resume:
         env["WANDB_RESUME"] = resume
+    return env
+
+
+def torchrun(
+    repo: Path, wandb_dir: Path, phase: str, resume: str | None, script: Path = SCRIPT
+) -> tuple[int, float, str]:
+    env = job_env(repo, wandb_dir, phase, resume, WANDB_RUN_ID="dist1")
     command = [
         sys.executable,
         "-m",
@@ -117,3 +132,123 @@ def test_any_failure_of_rank_0_while_deciding_reaches_every_rank(tmp_path: Path)
     assert "rank 0 failed while deciding" in out, "rank 1 says why it stops"
     assert not list(repo.glob("trained-*")), "no rank ran the body"
     assert seconds < 45, f"both ranks ended in {seconds:.0f} s"
+
+
+def launch(
+    repo: Path,
+    wandb_dir: Path,
+    phase: str,
+    resume: str | None,
+    launcher: Literal["torchrun", "spawn"],
+    nproc: int = 2,
+    **extra: str,
+) -> tuple[int, float, str]:
+    """Run dist_job.py on ``nproc`` processes: exit code, seconds, output. With FAULT="stop",
+    rank 1 is continued (SIGCONT) once rank 0 has failed, so the launcher can end it at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = job_env(repo, wandb_dir, phase, resume, NPROC=str(nproc), MASTER_PORT=str(port), **extra)
+    if launcher == "spawn":
+        command = [sys.executable, str(JOB), "spawn"]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc_per_node", str(nproc), str(JOB)]
+    log = repo.parent / f"{phase}.log"
+    started = time.monotonic()
+    with log.open("w") as out:
+        job = subprocess.Popen(command, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
+        stopped = repo / "stopped-1"
+        while job.poll() is None and time.monotonic() - started < TIMEOUT:
+            if stopped.exists() and "did not reach" in log.read_text():
+                os.kill(int(stopped.read_text()), signal.SIGCONT)
+                stopped.unlink()
+            time.sleep(0.2)
+        if job.poll() is None:
+            job.kill()
+        job.wait()
+    return job.returncode, time.monotonic() - started, log.read_text()
+
+
+def offline_dirs(wandb_dir: Path) -> list[Path]:
+    return sorted(wandb_dir.glob("wandb/offline-run-*-ddp1"))
+
+
+def test_ddp_recipe_under_torchrun_every_rank_calls_init(tmp_path: Path) -> None:
+    """torchrun, init on every rank, the checkpoint saved on rank 0 only: fresh, an unchanged
+    resume verified on both ranks, a rank that skips restore_checkpoint, a code change (one
+    report, every rank stops) and 2 -> 1 processes (the global batch changes)."""
+    repo = make_repo(tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "trained-*\n*.pt\n"})
+    wandb_dir = tmp_path / "wb"
+    wandb_dir.mkdir()
+
+    code, _, out = launch(repo, wandb_dir, "fresh", None, "torchrun", INIT="every")
+    assert code == 0, out
+    assert len(offline_dirs(wandb_dir)) == 1, "rank 1 started no W&B run of its own"
+    record = json.loads((offline_dirs(wandb_dir)[0] / "files" / "resumeguard.json").read_text())
+    assert record["fingerprint"]["env"]["world_size"] == 2
+    assert record["checkpoints"]["ckpt.pt"]["step"] == 3
+
+    code, _, out = launch(repo, wandb_dir, "resumed", "must", "torchrun", INIT="every")
+    assert code == 0, out
+    assert (repo / "trained-0-resumed").read_text() == "6"
+    assert (repo / "trained-1-resumed").read_text() == "6", "rank 1 restored the checkpoint"
+
+    skip = {"INIT": "every", "FAULT": "skip", "RESUMEGUARD_COLLECTIVE_TIMEOUT": WAIT}
+    code, seconds, out = launch(repo, wandb_dir, "skipped", "must", "torchrun", **skip)
+    assert code != 0, out
+    assert "rank 1 did not reach restore_checkpoint within 3 s" in out
+    assert not (repo / "trained-0-skipped").exists()
+    assert seconds < 40, f"every rank ended in {seconds:.0f} s"
+
+    write(repo, {"hidden.txt": "16\n"})
+    commit_all(repo, "wider")
+    code, _, out = launch(repo, wandb_dir, "changed", "must", "torchrun", INIT="every")
+    assert code == 1, out
+    assert out.count("no longer the same experiment") == 1, "one report, from rank 0"
+    assert "blocked: see rank 0's report" not in out, "exit_with prints rank 0's report only"
+    assert not list(repo.glob("trained-*-changed")), "no rank trained"
+
+    write(repo, {"hidden.txt": "8\n"})
+    commit_all(repo, "back")
+    code, _, out = launch(repo, wandb_dir, "alone", "must", "torchrun", nproc=1, INIT="every")
+    assert code == 1, out
+    assert "env.world_size" in out
+    assert not list(repo.glob("trained-*-alone"))
+
+
+def test_ddp_recipe_under_mp_spawn_rank_0_calls_init(tmp_path: Path) -> None:
+    """mp.spawn (the recipe's --multiprocessing-distributed), init and the save on rank 0 only:
+    fresh, an unchanged resume, a rank stopped with SIGSTOP before restore_checkpoint, a code
+    change and 2 -> 1 processes."""
+    repo = make_repo(tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "trained-*\n*.pt\n"})
+    wandb_dir = tmp_path / "wb"
+    wandb_dir.mkdir()
+
+    code, _, out = launch(repo, wandb_dir, "fresh", None, "spawn", INIT="rank0")
+    assert code == 0, out
+    assert len(offline_dirs(wandb_dir)) == 1
+
+    code, _, out = launch(repo, wandb_dir, "resumed", "must", "spawn", INIT="rank0")
+    assert code == 0, out
+    assert (repo / "trained-1-resumed").read_text() == "6", "rank 1 restored the checkpoint"
+
+    stop = {"INIT": "rank0", "FAULT": "stop", "RESUMEGUARD_COLLECTIVE_TIMEOUT": WAIT}
+    code, seconds, out = launch(repo, wandb_dir, "stopped", "must", "spawn", **stop)
+    assert code != 0, out
+    assert "rank 1 did not reach restore_checkpoint within 3 s" in out
+    assert "exit code 3" in out, "RankFailed: the resume cannot be decided"
+    assert seconds < 40, f"every rank ended in {seconds:.0f} s"
+
+    write(repo, {"hidden.txt": "16\n"})
+    commit_all(repo, "wider")
+    code, _, out = launch(repo, wandb_dir, "changed", "must", "spawn", INIT="rank0")
+    assert code != 0, out
+    assert out.count("no longer the same experiment") == 1, "one report, from rank 0"
+    assert not list(repo.glob("trained-*-changed")), "no rank trained"
+
+    write(repo, {"hidden.txt": "8\n"})
+    commit_all(repo, "back")
+    code, _, out = launch(repo, wandb_dir, "alone", "must", "spawn", nproc=1, INIT="rank0")
+    assert code != 0, out
+    assert "env.world_size" in out

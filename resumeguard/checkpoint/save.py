@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ def save_checkpoint(
     optimizer: Any = None,
     model: Any = None,
     storage: Storage | str | None = None,
-) -> CheckpointRecord:
+) -> CheckpointRecord | None:
     """Write ``state`` atomically to ``name`` (digested while written), record digest, size,
     step and the optimizer and model fingerprints in the run and beside the file, and keep the
     run's copy as ``storage`` says (default: ``RESUMEGUARD_STORAGE``, else ``auto``).
@@ -59,11 +61,12 @@ def save_checkpoint(
     it is not compared.
 
     ``run`` may be None (or a disabled run): the record beside the file is then the record.
-    Under torch.distributed every rank calls it (``run`` may be None off rank 0): with
-    ``{rank}`` in ``name`` each rank writes and fingerprints its own shard, without it rank 0
-    writes the (replicated) state; rank 0 records every shard."""
+    Under torch.distributed, a name without ``{rank}`` is rank 0's to write and waits for no
+    other rank, as torch.save (a script may save on rank 0 only; other ranks that call it
+    write nothing and get None). A name with ``{rank}`` is collective: every rank calls it
+    and writes its own shard (``run`` may be None off rank 0), and rank 0 records them all."""
     from resumeguard.configured import watch_optimizers
-    from resumeguard.distributed import agree, all_ranks, rank_and_world
+    from resumeguard.distributed import rank_and_world
 
     watch_optimizers()
     run = live_run(run)
@@ -75,25 +78,34 @@ def save_checkpoint(
         )
     rank, world = rank_and_world()
     template = Path(name).as_posix()
+    if "{rank}" not in template:
+        if rank != 0:
+            return None
+        rank, world = 0, 1  # rank 0's own save: no other rank takes part
+    together = _Together(world)
     mine: tuple[Written, CheckpointRecord] | None = None
     error = ""
-    if rank == 0 or "{rank}" in template:
-        path = Path(template.replace("{rank}", str(rank)))
-        try:
-            at = (step, step_counter)
-            mine = _write(state, path, at, run, optimizer, model, rank if world > 1 else None)
-        except ResumeGuardError as e:
-            if world <= 1:
-                raise
-            error = f"rank {rank}: {e}"
-    payload = {"record": mine[1].to_json(), "tmp": str(mine[0].staged.tmp)} if mine else None
-    gathered = all_ranks({"error": error} if error else payload)
+    path = Path(template.replace("{rank}", str(rank)))
+    started = time.monotonic()
     try:
+        at = (step, step_counter)
+        mine = _write(state, path, at, run, optimizer, model, rank if world > 1 else None)
+    except ResumeGuardError as e:
+        if world <= 1:
+            raise
+        error = f"rank {rank}: {e}"
+    written = time.monotonic() - started
+    payload = {"record": mine[1].to_json(), "tmp": str(mine[0].staged.tmp)} if mine else None
+    try:
+        # Every rank writes a shard alike: the slowest may take a few times this one's time.
+        gathered = together.gather({"error": error} if error else payload, "save", 4 * written)
         errors = [g["error"] for g in gathered if g and "error" in g]
         if errors:
             raise CheckpointError("; ".join(errors))
         shards = [(CheckpointRecord.from_json(g["record"]), Path(g["tmp"])) for g in gathered if g]
-        begun = agree(lambda: _begin(run, template, shards, chosen), tag="save-begin")
+        begun = together.agree(
+            lambda: _begin(run, template, shards, chosen), "save-begin", 4 * written * world
+        )
     except BaseException:
         if mine is not None:
             mine[0].staged.discard()
@@ -101,14 +113,38 @@ def save_checkpoint(
     main = CheckpointRecord.from_json(begun)
     replaced = _put_in_place(run, template, mine, main) if mine is not None else None
     try:
-        all_ranks(None)  # every rank's file is in place before the record says so
-        agree(lambda: _finish(run, template, main, chosen), tag="save-finish")
+        together.gather(None, "save-placed", 0.0)  # every file is in place before the record
+        together.agree(lambda: _finish(run, template, main, chosen), "save-finish", 0.0)
     finally:
         if replaced is not None:  # after the records' fsyncs, which would wait for it
             remove_later(replaced)
     if mine is not None and world > 1 and rank != 0:
         return mine[1]
     return main
+
+
+@dataclasses.dataclass(frozen=True)
+class _Together:
+    """The collective steps of a save: with every rank in a sharded save, else this one's."""
+
+    world: int
+
+    def gather(self, value: Any, tag: str, part: float) -> list[Any]:
+        from resumeguard.distributed import all_ranks
+
+        if self.world <= 1:
+            return [value]
+        return all_ranks(value, tag=tag, call=SAVE_CALL, part=part)
+
+    def agree(self, decide: Callable[[], Any], tag: str, part: float) -> Any:
+        from resumeguard.distributed import agree
+
+        if self.world <= 1:
+            return decide()
+        return agree(decide, tag=tag, call=SAVE_CALL, part=part)
+
+
+SAVE_CALL = "save_checkpoint (a name with {rank})"
 
 
 def _write(

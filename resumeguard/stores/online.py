@@ -86,6 +86,20 @@ class _NotFound(Exception):
         self.kind = kind
 
 
+RETRIES = 4
+"""Retries of one W&B API request after its first try."""
+MAX_BACKOFF = 8.0
+"""The longest wait before a retry, in seconds."""
+CHECK_REQUESTS = 4
+"""The most W&B API requests one resume check makes (connect, run, record file, history)."""
+
+
+def check_bound(timeout: float) -> float:
+    """The longest one resume check may wait on the W&B API with request ``timeout``: every
+    request tried ``RETRIES + 1`` times, with the longest backoff between tries."""
+    return CHECK_REQUESTS * ((RETRIES + 1) * timeout + RETRIES * MAX_BACKOFF)
+
+
 class OnlineStore(RunStore):
     """Runs read and adopted through ``wandb.Api``, with bounded retries and backoff."""
 
@@ -93,11 +107,11 @@ class OnlineStore(RunStore):
         self,
         api_factory: Callable[..., Any] | None = None,
         timeout: float = 10.0,
-        retries: int = 4,
+        retries: int = RETRIES,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         *,
-        max_backoff: float = 8.0,
+        max_backoff: float = MAX_BACKOFF,
         rng: random.Random | None = None,
     ) -> None:
         """``api_factory(timeout=...)`` makes the Api (default ``wandb.Api``), called lazily.
