@@ -13,7 +13,8 @@ from helpers import cli_json
 from resumeguard import fingerprint
 from resumeguard.findings import Verdict
 from resumeguard.hints import explain, not_recorded
-from resumeguard.integrations.training import BatchSize, framework_policy
+from resumeguard.integrations.training import BatchSize, batch_rules
+from resumeguard.policy import preset
 from resumeguard.report import build
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fingerprints"
@@ -84,7 +85,7 @@ def test_a_batch_factor_blocks_while_the_record_lacks_the_effective_batch_size(
 ) -> None:
     """A factor's warn relies on the product being compared: without it, the factor is judged
     as any config change."""
-    policy = framework_policy("strict", tmp_path, BatchSize(2, 1, 1, ("batch_size",)))
+    policy = preset("strict").with_preset_rules(batch_rules(BatchSize(2, 1, 1, ("batch_size",))))
     factor = explain("config.batch_size", 4, 2)
     assert build(None, [factor], policy).verdict is Verdict.WARN
     product = not_recorded("config.effective_batch_size", 2)
