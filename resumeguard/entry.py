@@ -30,6 +30,7 @@ from resumeguard.pipeline import (
 from resumeguard.policy import Policy
 from resumeguard.report import Report
 from resumeguard.stores.layout import CONFIG_KEY
+from resumeguard.switch import disabled
 from resumeguard.verified import log_verified
 
 __all__ = ["exit_with", "guard", "init", "recording_new_runs"]
@@ -60,6 +61,8 @@ def init(
     RankFailed on every rank alike), start no run and return None."""
     import wandb
 
+    if disabled():
+        return wandb.init(**wandb_kwargs)
     watch_optimizers()  # so a checkpoint saved from a state dict records what was configured
     config = dict(wandb_kwargs.get("config") or {})
     if CONFIG_KEY in config:
@@ -180,6 +183,8 @@ def guard(
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if disabled():
+                return fn(*args, **kwargs)
             intent = resolve_intent(run_id, resume, wandb_dir=wandb_dir)
             check: ResumeCheck | None = None
             if intent.run_id:

@@ -22,6 +22,7 @@ from resumeguard.checkpoint.save import live_run
 from resumeguard.checkpoint.state import find_model_state, find_optimizer_state, keys_for
 from resumeguard.errors import CheckpointError, ResumeBlocked
 from resumeguard.runrecord import CheckpointRecord, RunRecord
+from resumeguard.switch import disabled
 
 if TYPE_CHECKING:
     from resumeguard.fit import FitProblem
@@ -60,6 +61,10 @@ def restore_checkpoint(
     verifies and fit-checks its own shard, and unless every rank passes, none loads."""
     from resumeguard.configured import watch_optimizers
 
+    if disabled():
+        state = _plain_load(name, map_location)
+        load_state(state, model=model, optimizer=optimizer)
+        return state
     watch_optimizers()
     fit = functools.partial(check_fit, model=model, optimizer=optimizer)
     state = _verified(run, name, map_location=map_location, policy=policy, fit=fit)
@@ -74,6 +79,8 @@ def load_checkpoint(
     """The verified state of checkpoint ``name`` (loaded with ``weights_only=True``) without a
     model or optimizer, e.g. to build the model from it; check it with :func:`check_fit` once
     they exist, before ``load_state_dict``."""
+    if disabled():
+        return _plain_load(name, map_location)
     state = _verified(run, name, map_location=map_location, policy=policy, fit=None)
     _settle(live_run(run), "resumed")
     return state
@@ -243,6 +250,16 @@ def _verified(
         _settle(run, "refused", str(refused))
         raise refused
     return state
+
+
+def _plain_load(name: str | os.PathLike[str], map_location: Any) -> Any:
+    """``torch.load`` of this rank's file, as a script without resumeguard would."""
+    import torch
+
+    from resumeguard.distributed import rank_and_world
+
+    path = Path(name).as_posix().replace("{rank}", str(rank_and_world()[0]))
+    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def _settle(run: Any, outcome: str, reason: str = "") -> None:

@@ -67,7 +67,13 @@ def save_checkpoint(
     and writes its own shard (``run`` may be None off rank 0), and rank 0 records them all."""
     from resumeguard.configured import watch_optimizers
     from resumeguard.distributed import rank_and_world
+    from resumeguard.switch import disabled
 
+    if disabled():
+        import torch
+
+        torch.save(state, Path(name).as_posix().replace("{rank}", str(rank_and_world()[0])))
+        return None
     watch_optimizers()
     run = live_run(run)
     chosen = resolve(storage)

@@ -11,6 +11,7 @@ import typer
 
 from resumeguard.errors import ISSUES_URL, ResumeGuardError
 from resumeguard.redact import redact_text
+from resumeguard.switch import disabled
 
 
 def _app() -> typer.Typer:
@@ -46,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["check"], ["record"]) and disabled():
+        return 0  # the incident switch: a job script's check goes ahead, nothing is recorded
     try:
         result = _app()(args=args, prog_name="resumeguard", standalone_mode=False)
     except ResumeGuardError as e:

@@ -86,6 +86,7 @@ from resumeguard.integrations.training import (
 )
 from resumeguard.pipeline import resolve_intent, settle
 from resumeguard.policy import Policy
+from resumeguard.switch import disabled
 
 try:
     import lightning.pytorch as pl
@@ -151,6 +152,8 @@ class ResumeGuardCallback(Callback):
         """Wrap the checkpoint IO; at a fit, check a resume (code, dependencies, hparams,
         effective batch size) and make sure the run is recorded, then watch the checkpoint's
         load into the module."""
+        if disabled():
+            return
         self._wrap_checkpoint_io(trainer)
         if stage == "fit":
             # Rank zero holds the W&B run and decides; every rank gets its error (DDP has set up
@@ -161,6 +164,8 @@ class ResumeGuardCallback(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """After the restore, before the first step: a resumed run that starts from step 0
         (no checkpoint was loaded) is a silent restart."""
+        if disabled():
+            return
         self._loads.disarm()
         self._agree(lambda: self._begin(trainer), tag="lightning-start")
 

@@ -81,6 +81,7 @@ from resumeguard.integrations.training import (
 )
 from resumeguard.pipeline import resolve_intent, settle
 from resumeguard.policy import Policy
+from resumeguard.switch import disabled
 
 try:
     from transformers import TrainerCallback
@@ -142,6 +143,8 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         effective batch size) before WandbCallback resumes the run; verify a checkpoint named
         in ``args.resume_from_checkpoint`` before the Trainer reads it; watch the model for the
         checkpoint's weights."""
+        if disabled():
+            return
         model = kwargs.get("model")
         self._decide(lambda: self._early(args, model), tag="transformers-init")
         self._watch(model)
@@ -149,6 +152,8 @@ class ResumeGuardTrainerCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Record the run WandbCallback started; verify the checkpoint resumed from; a resumed
         run that starts from step 0 (no checkpoint) is a silent restart."""
+        if disabled():
+            return
         self._loads.disarm()
         self._decide(
             lambda: self._begin(args, state, kwargs.get("model")), tag="transformers-begin"
@@ -156,7 +161,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Record the files of the checkpoint directory just written."""
-        if state.is_world_process_zero:
+        if state.is_world_process_zero and not disabled():
             self._record(args, state)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -166,6 +171,8 @@ class ResumeGuardTrainerCallback(TrainerCallback):
     def verify_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Verify a Trainer checkpoint directory against the run's record now, before
         ``trainer.train(resume_from_checkpoint=path)`` reads any of it (call it on every rank)."""
+        if disabled():
+            return
         self._decide(lambda: self._verify(Path(path)), tag="transformers-verify")
 
     # --- what the events do -------------------------------------------------------------------
