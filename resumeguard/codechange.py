@@ -19,6 +19,7 @@ from resumeguard.collect.code import CodeRecord
 from resumeguard.collect.filekinds import run_output_reason
 from resumeguard.findings import Finding
 from resumeguard.sourcechange import PY_SUFFIXES, Change, python_change
+from resumeguard.verdict.downgrades import COMMENT_ONLY, GIT_IGNORE, RUN_OUTPUT
 
 if TYPE_CHECKING:
     from resumeguard.compare import History
@@ -41,13 +42,15 @@ def _mark(
     if name == ".gitignore":
         return dataclasses.replace(
             f,
-            benign="git ignore rules (the program does not read them)",
+            downgrade=GIT_IGNORE,
             hint="nothing to do: .gitignore only decides which files git lists",
         )
     if section == "untracked" and not path.endswith(PY_SUFFIXES):
         reason = run_output_reason(path, Path(current.root))
         if reason is not None:
-            return dataclasses.replace(f, benign=reason, hint="nothing to do: it is not code")
+            return dataclasses.replace(
+                f, downgrade=RUN_OUTPUT, detail=reason, hint="nothing to do: it is not code"
+            )
     if history is None or f.recorded is None or f.current is None:
         return f
     if not path.endswith(PY_SUFFIXES):
@@ -62,7 +65,8 @@ def _mark(
             f,
             message=f"{path}: comments/whitespace only (the same Python tokens)",
             hint="nothing to do: Python runs the same code",
-            benign=Change.LAYOUT.value,
+            downgrade=COMMENT_ONLY,
+            detail=Change.LAYOUT.value,
         )
     if change is Change.DOCSTRINGS:
         return dataclasses.replace(

@@ -72,7 +72,8 @@ def _compare_config(recorded: Fingerprint, current: Fingerprint) -> list[Finding
     then, now = without_secret_keys(recorded.config), without_secret_keys(current.config)
     missing = [k for k in recorded.unrecorded(current) if k in now]
     findings = mark_run_control(
-        _diff_values("config", then, {k: v for k, v in now.items() if k not in missing}, depth=1)
+        _diff_values("config", then, {k: v for k, v in now.items() if k not in missing}, depth=1),
+        now,
     )
     return findings + [not_recorded(f"config.{k}", now[k]) for k in missing]
 

@@ -60,15 +60,11 @@ class Finding:
     """What differs, in a short sentence."""
     hint: str
     """What to do about it."""
-    context: bool = False
-    """True for findings that only explain others (e.g. the commit moved but every changed file
-    is listed): they are "info" unless a user rule names them."""
-    benign: str = ""
-    """Why this change cannot change what the run computes (e.g. "comments/whitespace only",
-    a run-control config key); such findings are "info" unless a user rule names them."""
-    unrecorded: bool = False
-    """True for a fact the record could not hold (an older resumeguard did not collect it):
-    nothing recorded differs, so it is "info" at most, whatever a rule says."""
+    downgrade: str = ""
+    """The entry of :mod:`resumeguard.verdict.downgrades` that judges this change below the
+    preset ("" for none): with no user rule naming the finding, its severity and reason apply."""
+    detail: str = ""
+    """What the downgrade saw, in words (e.g. "comments/whitespace only"), for the report."""
     unknown: str = ""
     """Why the current side could not be read (e.g. a damaged transaction log): unless
     something blocks, the verdict is then unverified, never ok."""
@@ -78,6 +74,16 @@ class Finding:
         # credentials an older record may hold out of all of them.
         for name in ("path", "recorded", "current", "message", "hint"):
             object.__setattr__(self, name, redact_tree(getattr(self, name)))
+
+    @property
+    def context(self) -> bool:
+        """True for a finding that only explains others (info unless a user rule names it)."""
+        return self.downgrade == "context"
+
+    @property
+    def unrecorded(self) -> bool:
+        """True for a fact the record could not hold: info at most, whatever a rule says."""
+        return self.downgrade == "not-recorded"
 
 
 @dataclasses.dataclass(frozen=True)

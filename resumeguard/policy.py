@@ -25,6 +25,7 @@ from typing import Any
 from resumeguard import finding_paths
 from resumeguard.errors import BadInput
 from resumeguard.findings import Finding, Judged, Severity
+from resumeguard.verdict.downgrades import Downgrade, downgrade
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,8 +33,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 LEVELS = ("ignore", "info", "warn", "block")
-
-NOT_RECORDED = "not recorded when the run started (an older resumeguard did not collect it)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,20 +93,14 @@ class Policy:
     """Where this policy comes from, in words, for the report."""
 
     def judge(self, finding: Finding) -> Judged:
-        """The severity of one finding and the rule that decided it (a fact the record could
-        not hold is info at most)."""
-        judged = self._judge(finding)
-        if finding.unrecorded and judged.severity.rank > Severity.INFO.rank:
-            return Judged(finding, Severity.INFO, NOT_RECORDED)
-        return judged
-
-    def _judge(self, finding: Finding) -> Judged:
+        """The severity of one finding and the rule that decided it: a user rule, else the
+        finding's downgrade (see :mod:`resumeguard.verdict.downgrades`), else the preset; a
+        binding downgrade caps even a user rule."""
         rule = _best(self.overrides, finding.path) or _best(self.rules, finding.path)
-        if rule is None and finding.context:
-            return Judged(finding, Severity.INFO, "context (explained by other findings)")
-        if rule is None and finding.benign:
-            reason = f"{finding.benign}: cannot change the computation"
-            return Judged(finding, Severity.INFO, reason)
+        entry = downgrade(finding.downgrade) if finding.downgrade else None
+        if entry is not None and (rule is None or (entry.binding and _above(rule, entry))):
+            detail = f"{finding.detail}: " if finding.detail else ""
+            return Judged(finding, entry.severity, f"{detail}{entry.reason}")
         rule = rule or _best(self.preset, finding.path)
         if rule is None:
             return Judged(finding, self.default, f"default of preset {self.name}")
@@ -156,6 +149,11 @@ class Policy:
         """The preset and the user's rules in one line, e.g. 'strict; ignore code.files.*.md'."""
         rules = sorted(f"{r.severity.value} {r.pattern}" for r in self.rules)
         return "; ".join([self.name, *rules])
+
+
+def _above(rule: Rule, entry: Downgrade) -> bool:
+    """True when ``rule`` judges more severely than the downgrade ``entry`` allows."""
+    return rule.severity.rank > entry.severity.rank
 
 
 def _best(rules: Iterable[Rule], path: str) -> Rule | None:

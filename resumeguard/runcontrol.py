@@ -6,10 +6,14 @@ where its outputs go. A resume that only extends the run or moves its outputs ch
 ``config.<key>`` finding for one of them is info (unless a policy rule names it); every other
 config key keeps its preset severity (strict: block).
 
-The names come from the configs of widely used training scripts: nanoGPT's ``train.py``,
-Hugging Face ``TrainingArguments`` and Lightning's ``Trainer`` and ``ModelCheckpoint`` arguments.
-Keys are matched on the last component of the finding path, lower-cased, with ``-`` read as ``_``
-(``--max-iters`` parsed by argparse, or ``trainer.max_epochs`` in a nested config).
+Keys are matched exactly as the frameworks name them (:data:`KEYS`, one row per key with who
+names it): a top-level config key, or a key of a framework's own section (Lightning's Trainer
+arguments under ``trainer``: a nested ``trainer.max_epochs`` or the callback's
+``trainer/max_epochs``). Never by the last name at any depth: ``scheduler.epochs``,
+``warmup.max_steps`` or ``lr_schedule.total_steps`` set the learning-rate schedule and block.
+Where a framework derives the learning-rate schedule from the run's length (Transformers'
+``max_steps``/``num_train_epochs`` with a decaying ``lr_scheduler_type``), a change of that
+length is a warning that names the schedule (:data:`SCHEDULES`).
 """
 
 from __future__ import annotations
@@ -19,185 +23,190 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from resumeguard.findings import Finding
+from resumeguard.verdict.downgrades import RUN_CONTROL, SCHEDULE_LENGTH
 
-LENGTH = frozenset(
-    {
-        "max_iters",  # nanoGPT
-        "max_iter",
-        "num_iters",
-        "max_steps",  # TrainingArguments, Lightning Trainer
-        "min_steps",  # Lightning Trainer
-        "train_steps",
-        "num_train_steps",
-        "max_epochs",  # Lightning Trainer
-        "min_epochs",  # Lightning Trainer
-        "num_train_epochs",  # TrainingArguments
-        "epochs",
-        "num_epochs",
-        "n_epochs",
-        "max_time",  # Lightning Trainer
-    }
+LENGTH = "how long the run lasts"
+RESUME = "where the run resumes from"
+INTERVALS = "how often it evaluates, logs or saves"
+OUTPUTS = "where its outputs go"
+
+NANOGPT = "nanoGPT train.py"
+HF = "Transformers TrainingArguments"
+PL = "Lightning Trainer"
+PL_CKPT = "Lightning ModelCheckpoint"
+COMMON = "common script argument"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunControlKey:
+    """One run-control key, as a framework names it."""
+
+    name: str
+    """The key, exactly."""
+    family: str
+    """What it steers (e.g. "how long the run lasts")."""
+    origin: str
+    """Who names it so (the framework, or common use in training scripts)."""
+
+
+def _rows(family: str, origin: str, *names: str) -> list[RunControlKey]:
+    return [RunControlKey(n, family, origin) for n in names]
+
+
+KEYS: tuple[RunControlKey, ...] = (
+    *_rows(LENGTH, NANOGPT, "max_iters"),
+    *_rows(LENGTH, HF, "max_steps", "num_train_epochs"),
+    *_rows(LENGTH, PL, "max_epochs", "min_epochs", "min_steps", "max_time"),
+    *_rows(LENGTH, COMMON, "max_iter", "num_iters", "train_steps", "num_train_steps"),
+    *_rows(LENGTH, COMMON, "epochs", "num_epochs", "n_epochs"),
+    *_rows(RESUME, NANOGPT, "init_from"),
+    *_rows(RESUME, HF, "resume_from_checkpoint", "restore_callback_states_from_checkpoint"),
+    *_rows(RESUME, PL, "ckpt_path"),
+    *_rows(RESUME, COMMON, "resume", "auto_resume", "resume_from", "resume_checkpoint"),
+    *_rows(RESUME, COMMON, "resume_ckpt", "resume_path", "checkpoint_path"),
+    *_rows(INTERVALS, NANOGPT, "eval_interval", "log_interval", "always_save_checkpoint"),
+    *_rows(INTERVALS, HF, "eval_steps", "eval_strategy", "evaluation_strategy", "eval_delay"),
+    *_rows(INTERVALS, HF, "eval_on_start", "logging_steps", "logging_strategy"),
+    *_rows(INTERVALS, HF, "logging_first_step", "save_steps", "save_strategy"),
+    *_rows(INTERVALS, HF, "save_total_limit", "disable_tqdm", "log_level"),
+    *_rows(INTERVALS, PL, "val_check_interval", "check_val_every_n_epoch", "log_every_n_steps"),
+    *_rows(INTERVALS, PL, "num_sanity_val_steps", "enable_checkpointing"),
+    *_rows(INTERVALS, PL, "enable_progress_bar", "enable_model_summary"),
+    *_rows(INTERVALS, PL_CKPT, "every_n_train_steps", "every_n_epochs", "save_top_k"),
+    *_rows(INTERVALS, PL_CKPT, "save_last"),
+    *_rows(INTERVALS, COMMON, "save_interval", "checkpoint_interval", "ckpt_interval"),
+    *_rows(INTERVALS, COMMON, "eval_every", "log_every", "save_every"),
+    *_rows(INTERVALS, COMMON, "eval_freq", "log_freq", "save_freq"),
+    *_rows(OUTPUTS, NANOGPT, "out_dir", "wandb_log", "wandb_project", "wandb_run_name"),
+    *_rows(OUTPUTS, HF, "output_dir", "overwrite_output_dir", "logging_dir", "run_name"),
+    *_rows(OUTPUTS, HF, "report_to", "push_to_hub", "hub_model_id", "hub_strategy"),
+    *_rows(OUTPUTS, PL, "default_root_dir"),
+    *_rows(OUTPUTS, PL_CKPT, "dirpath"),
+    *_rows(OUTPUTS, COMMON, "log_dir", "logdir", "checkpoint_dir", "ckpt_dir", "save_dir"),
+    *_rows(OUTPUTS, COMMON, "results_dir"),
 )
-"""How long the run lasts."""
+"""Every run-control key. Not here, on purpose: keys that change what data is trained on
+(``ignore_data_skip``, which replays or skips the batches seen before a resume; ``seed``,
+``data_seed``) and every key of the learning-rate schedule (``warmup_steps``...)."""
 
-RESUME = frozenset(
-    {
-        "init_from",  # nanoGPT: 'scratch' | 'resume' | 'gpt2*'
-        "resume",
-        "auto_resume",
-        "resume_from",
-        "resume_from_checkpoint",  # TrainingArguments, Trainer.train()
-        "resume_checkpoint",
-        "resume_ckpt",
-        "resume_path",
-        "ckpt_path",  # Lightning Trainer.fit()
-        "checkpoint_path",
-        "restore_callback_states_from_checkpoint",  # TrainingArguments
-        "ignore_data_skip",  # TrainingArguments: skip replaying batches on resume
-    }
-)
-"""Where and how the run resumes."""
+SECTIONS: Mapping[str, str] = {"trainer": PL}
+"""A framework's own config section and whose keys it holds (Lightning's Trainer arguments:
+LightningCLI's ``trainer:`` section, the Lightning callback's ``trainer/`` facts)."""
 
-INTERVALS = frozenset(
-    {
-        "eval_interval",  # nanoGPT
-        "log_interval",  # nanoGPT
-        "save_interval",
-        "checkpoint_interval",
-        "ckpt_interval",
-        "eval_every",
-        "log_every",
-        "save_every",
-        "eval_freq",
-        "log_freq",
-        "save_freq",
-        "always_save_checkpoint",  # nanoGPT
-        "eval_steps",  # TrainingArguments
-        "eval_strategy",  # TrainingArguments
-        "evaluation_strategy",  # TrainingArguments (older name)
-        "eval_delay",  # TrainingArguments
-        "eval_on_start",  # TrainingArguments
-        "logging_steps",  # TrainingArguments
-        "logging_strategy",  # TrainingArguments
-        "logging_first_step",  # TrainingArguments
-        "save_steps",  # TrainingArguments
-        "save_strategy",  # TrainingArguments
-        "save_total_limit",  # TrainingArguments
-        "val_check_interval",  # Lightning Trainer
-        "check_val_every_n_epoch",  # Lightning Trainer
-        "log_every_n_steps",  # Lightning Trainer
-        "num_sanity_val_steps",  # Lightning Trainer
-        "every_n_train_steps",  # Lightning ModelCheckpoint
-        "every_n_epochs",  # Lightning ModelCheckpoint
-        "save_top_k",  # Lightning ModelCheckpoint
-        "save_last",  # Lightning ModelCheckpoint
-        "enable_checkpointing",  # Lightning Trainer
-        "enable_progress_bar",  # Lightning Trainer
-        "enable_model_summary",  # Lightning Trainer
-        "disable_tqdm",  # TrainingArguments
-        "log_level",  # TrainingArguments
-    }
-)
-"""How often the run evaluates, logs or saves (and how it shows progress)."""
+BY_NAME: Mapping[str, RunControlKey] = {k.name: k for k in KEYS}
+"""The registry by key name."""
 
-OUTPUTS = frozenset(
-    {
-        "out_dir",  # nanoGPT
-        "output_dir",  # TrainingArguments
-        "overwrite_output_dir",  # TrainingArguments (older versions)
-        "logging_dir",  # TrainingArguments
-        "log_dir",
-        "logdir",
-        "default_root_dir",  # Lightning Trainer
-        "dirpath",  # Lightning ModelCheckpoint
-        "checkpoint_dir",
-        "ckpt_dir",
-        "save_dir",
-        "results_dir",
-        "run_name",  # TrainingArguments
-        "report_to",  # TrainingArguments
-        "wandb_log",  # nanoGPT
-        "wandb_project",  # nanoGPT
-        "wandb_run_name",  # nanoGPT
-        "push_to_hub",  # TrainingArguments
-        "hub_model_id",  # TrainingArguments
-        "hub_strategy",  # TrainingArguments
-    }
-)
-"""Where outputs, logs and checkpoints go."""
-
-FAMILIES: Mapping[str, frozenset[str]] = {
-    "how long the run lasts": LENGTH,
-    "where the run resumes from": RESUME,
-    "how often it evaluates, logs or saves": INTERVALS,
-    "where its outputs go": OUTPUTS,
-}
-"""Each run-control family and its key names."""
-
-RUN_CONTROL_KEYS = frozenset().union(*FAMILIES.values())
+RUN_CONTROL_KEYS = frozenset(BY_NAME)
 """Every run-control key name."""
 
+SCHEDULES: Mapping[str, tuple[str, frozenset[str], frozenset[str]]] = {
+    # TrainingArguments builds its scheduler from max_steps (or num_train_epochs x steps per
+    # epoch): with a decaying schedule, a longer run decays more slowly from the resume on.
+    HF: (
+        "lr_scheduler_type",
+        frozenset({"max_steps", "num_train_epochs"}),
+        frozenset({"constant", "constant_with_warmup", "reduce_lr_on_plateau"}),
+    ),
+}
+"""Per framework: the config key naming its learning-rate schedule, the length keys it derives
+the schedule from, and the schedules that do not depend on the length."""
 
-def normalize(key: str) -> str:
-    """``Max-Iters`` -> ``max_iters``: how keys are matched."""
-    return key.strip().lower().replace("-", "_")
 
-
-def run_control_family(key: str) -> str | None:
-    """What a run-control key steers (e.g. "how long the run lasts"), None for any other key."""
-    name = normalize(key)
-    for family, names in FAMILIES.items():
-        if name in names:
-            return family
+def run_control_key(path: tuple[str, ...]) -> RunControlKey | None:
+    """The registry row of a config key path (``("max_epochs",)``, ``("trainer",
+    "max_epochs")``); None for any other key."""
+    if len(path) == 1 and "/" in path[0]:
+        path = tuple(path[0].split("/"))
+    if len(path) == 1:
+        return BY_NAME.get(path[0])
+    if len(path) == 2 and path[0] in SECTIONS:
+        row = BY_NAME.get(path[1])
+        return row if row is not None and row.origin == SECTIONS[path[0]] else None
     return None
 
 
-def mark_run_control(findings: Iterable[Finding]) -> list[Finding]:
+def run_control_family(key: str) -> str | None:
+    """What a top-level run-control key steers (e.g. "how long the run lasts"), None for any
+    other key."""
+    row = run_control_key((key,))
+    return row.family if row is not None else None
+
+
+def schedule_of(path: tuple[str, ...], config: Mapping[str, Any]) -> str | None:
+    """The learning-rate schedule a framework derives from this length key, None when it
+    derives none (or the config does not say which schedule it runs)."""
+    row = run_control_key(path)
+    if row is None or row.origin not in SCHEDULES:
+        return None
+    key, lengths, flat = SCHEDULES[row.origin]
+    kind = config.get(key)
+    if row.name not in lengths or not isinstance(kind, str) or kind in flat:
+        return None
+    return f"{kind} ({key})"
+
+
+def mark_run_control(
+    findings: Iterable[Finding], config: Mapping[str, Any] | None = None
+) -> list[Finding]:
     """``config.<key>`` findings of run-control keys marked harmless (info unless a rule names
-    them); every other finding unchanged. A nested section (``config.trainer``) is harmless when
-    every key that differs inside it is a run-control key (``trainer.max_epochs``)."""
+    them), a length a schedule derives from marked a warning that names it (``config``: the
+    current config); every other finding unchanged. A nested section (``config.trainer``) is
+    harmless when every key that differs inside it is a run-control key of that section."""
     out = []
     for f in findings:
-        families = _families(f) if f.path.startswith("config.") else None
-        if families:
-            lasts = "how long the run lasts" in families
-            f = dataclasses.replace(
-                f,
-                benign=f"run-control config key ({', '.join(families)})",
-                hint=(
-                    "nothing to do: it steers the run, not what it computes"
-                    + (
-                        " (if this key also sets your LR schedule's length, add a block rule"
-                        f' for it: block = ["{f.path}"])'
-                        if lasts
-                        else ""
-                    )
-                ),
-            )
+        paths = _differing(f) if f.path.startswith("config.") else []
+        rows = [run_control_key(p) for p in paths]
+        if paths and all(r is not None for r in rows):
+            schedules = sorted({s for p in paths if (s := schedule_of(p, config or {}))})
+            families = sorted({r.family for r in rows if r is not None})
+            f = _scheduled(f, schedules) if schedules else _harmless(f, families)
         out.append(f)
     return out
 
 
-def _families(f: Finding) -> list[str] | None:
-    """The run-control families of what differs at a config finding; None when anything else
-    differs."""
-    keys = _differing_keys(f.path.rsplit(".", 1)[-1], f.recorded, f.current)
-    families = [run_control_family(k) for k in keys]
-    if not families or any(family is None for family in families):
-        return None
-    return sorted({family for family in families if family is not None})
+def _harmless(f: Finding, families: list[str]) -> Finding:
+    lasts = LENGTH in families
+    hint = "nothing to do: it steers the run, not what it computes"
+    if lasts:
+        hint += (
+            " (if this key also sets your LR schedule's length, add a block rule for it: "
+            f'block = ["{f.path}"])'
+        )
+    return dataclasses.replace(
+        f,
+        downgrade=RUN_CONTROL,
+        detail=f"run-control config key ({', '.join(families)})",
+        hint=hint,
+    )
 
 
-def _differing_keys(key: str, recorded: Any, current: Any) -> list[str]:
-    """The names of the leaf keys that differ between two values of config ``key``."""
+def _scheduled(f: Finding, schedules: list[str]) -> Finding:
+    named = ", ".join(schedules)
+    return dataclasses.replace(
+        f,
+        downgrade=SCHEDULE_LENGTH,
+        detail=f"the {named} learning-rate schedule is derived from it",
+        message=f"{f.message}; the {named} learning-rate schedule is derived from the run's "
+        "length, so it changes from the resume on",
+        hint="go ahead if the stretched schedule is what you want; to keep the recorded one, "
+        "resume with the recorded length (or set a constant schedule)",
+    )
+
+
+def _differing(f: Finding) -> list[tuple[str, ...]]:
+    """The key paths (from the config's root) of the leaves that differ at a config finding."""
+    return _differing_keys((f.path.split(".", 1)[1],), f.recorded, f.current)
+
+
+def _differing_keys(path: tuple[str, ...], recorded: Any, current: Any) -> list[tuple[str, ...]]:
     if isinstance(recorded, Mapping) and isinstance(current, Mapping):
-        found: list[str] = []
+        found: list[tuple[str, ...]] = []
         for name in sorted(set(recorded) | set(current), key=str):
             r, c = recorded.get(name, _MISSING), current.get(name, _MISSING)
             if r != c:
-                found += _differing_keys(str(name), r, c)
+                found += _differing_keys((*path, str(name)), r, c)
         return found
-    return [key]
+    return [path]
 
 
 _MISSING = object()

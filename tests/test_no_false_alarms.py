@@ -10,7 +10,18 @@ import torch
 from helpers import cli, cli_json, commit_all, git, make_repo, offline_project, write
 
 import resumeguard
-from resumeguard.runcontrol import RUN_CONTROL_KEYS, run_control_family
+from resumeguard.runcontrol import (
+    INTERVALS,
+    KEYS,
+    LENGTH,
+    OUTPUTS,
+    RESUME,
+    RUN_CONTROL_KEYS,
+    SECTIONS,
+    RunControlKey,
+    run_control_family,
+    run_control_key,
+)
 from resumeguard.sourcechange import Change, python_change
 
 TRAIN = '''\
@@ -126,7 +137,76 @@ def test_run_control_names_from_the_frameworks() -> None:
     # Computation stays out of the list.
     for name in ("learning_rate", "lr", "warmup_steps", "batch_size", "seed", "weight_decay"):
         assert run_control_family(name) is None
-    assert run_control_family("Max-Iters") == "how long the run lasts"
+    # Matched exactly, as the frameworks name them.
+    assert run_control_family("max_iters") == "how long the run lasts"
+    assert run_control_family("Max-Iters") is None
+
+
+@pytest.mark.parametrize("row", KEYS, ids=lambda r: r.name)
+def test_each_run_control_key_is_one_row_with_its_reason(row: RunControlKey) -> None:
+    """The registry is data: one row per key, each saying what it steers and who names it."""
+    assert run_control_key((row.name,)) is row
+    assert row.family in {LENGTH, RESUME, INTERVALS, OUTPUTS} and row.origin
+    in_section = run_control_key(("trainer", row.name))
+    assert (in_section is row) == (row.origin == SECTIONS["trainer"])
+    assert run_control_key(("trainer/" + row.name,)) is in_section
+    for parent in ("scheduler", "warmup", "lr_schedule", "data", "optim"):
+        assert run_control_key((parent, row.name)) is None, "never by the last name"
+
+
+def test_keys_that_change_the_data_or_the_schedule_are_not_run_control() -> None:
+    for name in ("ignore_data_skip", "data_seed", "seed", "warmup_steps", "total_steps"):
+        assert run_control_key((name,)) is None
+    assert len({r.name for r in KEYS}) == len(KEYS), "one row per key"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "current"),
+    [
+        ({"scheduler": {"epochs": 10}}, {"scheduler": {"epochs": 20}}),
+        ({"warmup": {"max_steps": 100}}, {"warmup": {"max_steps": 200}}),
+        ({"lr_schedule": {"total_steps": 1000}}, {"lr_schedule": {"total_steps": 2000}}),
+        ({"model": {"trainer": {"max_epochs": 3}}}, {"model": {"trainer": {"max_epochs": 6}}}),
+        ({"ignore_data_skip": False}, {"ignore_data_skip": True}),
+        ({"data_seed": 1}, {"data_seed": 2}),
+    ],
+)
+def test_a_schedule_or_data_key_blocks_where_run_control_goes_ahead(
+    recorded: dict, current: dict
+) -> None:
+    """The harmful change blocks; the run-control look-alike beside it goes ahead."""
+    from resumeguard.hints import explain
+    from resumeguard.policy import preset
+    from resumeguard.report import build
+    from resumeguard.runcontrol import mark_run_control
+
+    key = next(iter(recorded))
+    found = mark_run_control([explain(f"config.{key}", recorded[key], current[key])], current)
+    assert build(None, found, preset("strict")).verdict.value == "block"
+    harmless = mark_run_control([explain("config.trainer", {"max_epochs": 3}, {"max_epochs": 6})])
+    assert build(None, harmless, preset("strict")).verdict.value == "ok"
+
+
+def test_a_transformers_run_length_with_a_decaying_schedule_is_a_warning_naming_it() -> None:
+    """Transformers derives its scheduler from max_steps / num_train_epochs: with a decaying
+    schedule a longer run stretches it (warn, named); with a constant one it is run control."""
+    from resumeguard.hints import explain
+    from resumeguard.policy import preset
+    from resumeguard.report import build
+    from resumeguard.runcontrol import mark_run_control
+
+    for key in ("max_steps", "num_train_epochs"):
+        change = explain(f"config.{key}", 100, 200)
+        decaying = {key: 200, "lr_scheduler_type": "cosine"}
+        [judged] = build(None, mark_run_control([change], decaying), preset("strict")).findings
+        assert judged.severity.value == "warn"
+        assert "cosine (lr_scheduler_type) learning-rate schedule" in judged.finding.message
+        constant = {key: 200, "lr_scheduler_type": "constant"}
+        [judged] = build(None, mark_run_control([change], constant), preset("strict")).findings
+        assert judged.severity.value == "info"
+    # nanoGPT's max_iters is not a Transformers key: the scheduler type does not apply to it.
+    found = mark_run_control([explain("config.max_iters", 1, 2)], {"lr_scheduler_type": "linear"})
+    assert build(None, found, preset("strict")).findings[0].severity.value == "info"
 
 
 # --- 2. Comment-only edits -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from resumeguard.policy import Rule, load_policy, preset
 
 
 def finding(path: str, *, context: bool = False) -> Finding:
-    return Finding(path, "a", "b", "m", "h", context=context)
+    return Finding(path, "a", "b", "m", "h", downgrade="context" if context else "")
 
 
 def severity(policy_spec: str | None, path: str, repo: Path | None = None, **kw: bool) -> Severity:
