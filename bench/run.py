@@ -14,6 +14,7 @@ BENCHMARKS = (
     "bench_check.py",
     "bench_online_costs.py",
     "bench_checkpoint.py",
+    "bench_first_step.py",
 )
 
 

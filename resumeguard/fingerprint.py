@@ -4,6 +4,9 @@ Schema history (every version stays readable: ``fixtures/fingerprints/`` keeps o
 - 1: code, deps, env, optimizer, model, config.
 - 2: facts, the config keys a framework callback collected. Schema 1 recorders did not all
   collect them, nor say which they did: a schema 1 record reads as ``facts`` None.
+- 3: a run record's checkpoints say what their state holds (``components``: schedulers with
+  their step, scalers with their scale, RNG states, the data position); a checkpoint of an
+  older record reads as ``components`` None (not known), the fingerprint itself is unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from resumeguard.hashing import digest_json
 from resumeguard.record import Record, Unavailable
 from resumeguard.redact import is_secret_key, without_secret_keys
 
-SCHEMA = 2
+SCHEMA = 3
 NOT_GIVEN = Unavailable("not given")
 """The optimizer or model part when none was passed: not compared."""
 

@@ -25,6 +25,11 @@ def _leaf(path: str, depth: int) -> str:
     return path.split(".", depth)[-1]
 
 
+def _index(key: str) -> str:
+    """A dotted key path of a state as Python indexing: ``sched.0`` -> ``["sched"][0]``."""
+    return "".join(f"[{k}]" if k.isdigit() else f'["{k}"]' for k in key.split(".") if k)
+
+
 def _checkpoint(path: str) -> str:
     """The checkpoint name of ``checkpoint.<name>.<what>`` (names may hold dots)."""
     return path.split(".", 1)[1].rsplit(".", 1)[0]
@@ -242,6 +247,60 @@ _TABLE: list[tuple[str, Text, Text]] = [
         lambda p, r, c: (
             "resume from a newer checkpoint, or start a new run (fork) to keep the "
             "metrics; add run.step to warn to accept the gap"
+        ),
+    ),
+    (
+        "state.scheduler",
+        lambda p, r, c: (
+            f"the checkpoint holds no LR scheduler state: the schedule restarts at step {c}"
+            if r is None
+            else f"the scheduler was saved at step {r['step']}, running at step {c}"
+        ),
+        lambda p, r, c: (
+            "save scheduler.state_dict() with the checkpoint and pass scheduler= to "
+            "restore_checkpoint"
+            if r is None
+            else f"call scheduler.load_state_dict(state{_index(r['key'])}) before training, or "
+            "pass scheduler= to restore_checkpoint"
+        ),
+    ),
+    (
+        "state.scaler",
+        lambda p, r, c: (
+            f"the run uses a GradScaler but the checkpoint holds none: the loss scale restarts "
+            f"at {c}"
+            if r is None
+            else f"the GradScaler was saved at scale {r['scale']:g}, running at scale {c:g}"
+        ),
+        lambda p, r, c: (
+            "save scaler.state_dict() with the checkpoint and pass scaler= to restore_checkpoint"
+            if r is None
+            else f"call scaler.load_state_dict(state{_index(r['key'])}) before training, or pass "
+            "scaler= to restore_checkpoint"
+        ),
+    ),
+    (
+        "state.rng",
+        lambda p, r, c: (
+            f"the checkpoint holds RNG states ({', '.join(r['owners'])}) that were not restored "
+            "by the first step: dropout and augmentation repeat their random draws"
+        ),
+        lambda p, r, c: "pass rng=True to restore_checkpoint, or set them (torch.set_rng_state)",
+    ),
+    (
+        "state.data",
+        lambda p, r, c: (
+            f"the checkpoint holds no data position and its step {c} is inside an epoch: the "
+            "resumed run trains again on the batches of the current epoch"
+            if r is None
+            else f"the checkpoint holds a data position (state{_index(r['key'])}) that was not "
+            "restored by the first step: the resumed run trains again on batches it has seen"
+        ),
+        lambda p, r, c: (
+            "save the data loader's state_dict() (e.g. torchdata's StatefulDataLoader) with the "
+            "checkpoint"
+            if r is None
+            else "pass dataloader= to restore_checkpoint, or call its load_state_dict"
         ),
     ),
     (

@@ -735,10 +735,18 @@ def step_check(
     finding = step_finding(checkpoint, last, run_id=str(run.id), newer=prefix, unknown=unknown)
     if finding is None:
         return
-    # Unless told otherwise: the policy the run was checked or recorded with.
-    kept = runfiles.current_policy(run) if policy is None else None
-    resolved = kept or runpolicy.for_resume(policy, record.policy, ".")[0]
-    raise_for(build(str(run.id), [finding], resolved))
+    raise_for(build(str(run.id), [finding], restore_policy(run, record, policy)))
+
+
+def restore_policy(run: Any, record: RunRecord | None, policy: Any) -> Policy:
+    """The policy that judges what a restore finds: unless told otherwise, the one the run was
+    checked or recorded with (without a run or record: the one a new run would start with)."""
+    kept = runfiles.current_policy(run) if policy is None and run is not None else None
+    if kept is not None:
+        return kept
+    if record is None:
+        return runpolicy.at_start(policy, ".")
+    return runpolicy.for_resume(policy, record.policy, ".")[0]
 
 
 def last_logged_step(run: Any) -> tuple[int | None, str]:

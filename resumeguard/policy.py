@@ -181,6 +181,10 @@ PRESETS: dict[str, Policy] = {
             "deps.platform": W,
             "env.device_names": W,
             "run.step": W,
+            "state.scheduler": W,
+            "state.scaler": W,
+            "state.rng": INFO,
+            "state.data": INFO,
         },
     ),
     # Block only what breaks training mechanically or loses data; warn about the rest.
@@ -196,6 +200,8 @@ PRESETS: dict[str, Policy] = {
             "checkpoint.*": B,
             "run.*": B,
             "run.step": W,
+            "state.rng": INFO,
+            "state.data": INFO,
         },
     ),
 }

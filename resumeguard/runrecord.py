@@ -12,6 +12,7 @@ from typing import Any
 
 from resumeguard import bounded
 from resumeguard.collect.code import CodeRecord
+from resumeguard.collect.components import Components
 from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
 from resumeguard.errors import BadInput, Unverifiable
@@ -75,6 +76,9 @@ class CheckpointRecord(Record):
     previous: CheckpointRecord | None = None
     """While a save of this name is under way (or was killed midway): the save before it,
     whose bytes stay restorable until this one is complete."""
+    components: Components | None = None
+    """What the state holds (model, optimizer, schedulers with their step, scalers with their
+    scale, RNG states, data position) and where; None in a record from before it was kept."""
 
     def __post_init__(self) -> None:
         """Refuse what no save writes: a copy outside the run's checkpoint folder, a negative

@@ -16,12 +16,24 @@ from typing import TYPE_CHECKING, Any
 
 from resumeguard.archive import check_archive
 from resumeguard.checkpoint.beside import read_beside
+from resumeguard.checkpoint.complete import (
+    Expectation,
+    expect_at_first_step,
+    many,
+    restore_components,
+)
 from resumeguard.checkpoint.copies import find_copy
 from resumeguard.checkpoint.files import load_weights, read_verified
 from resumeguard.checkpoint.save import live_run
-from resumeguard.checkpoint.state import find_model_state, find_optimizer_state, keys_for
+from resumeguard.checkpoint.state import (
+    find_model_state,
+    find_optimizer_state,
+    keys_for,
+    step_of,
+)
 from resumeguard.errors import CheckpointError, ResumeBlocked
-from resumeguard.runrecord import CheckpointRecord, RunRecord
+from resumeguard.findings import Finding, Severity, Verdict
+from resumeguard.runrecord import WANDB_STEP, CheckpointRecord, RunRecord
 from resumeguard.switch import disabled
 
 if TYPE_CHECKING:
@@ -49,6 +61,10 @@ def restore_checkpoint(
     *,
     model: Any = None,
     optimizer: Any = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    dataloader: Any = None,
+    rng: bool = False,
     map_location: Any = "cpu",
     policy: Any = None,
 ) -> Any:
@@ -56,19 +72,33 @@ def restore_checkpoint(
     check that its state fits ``optimizer`` and ``model`` BEFORE loading, warn about
     hyperparameters it will override, then load into them and return the state.
 
+    Each other component given is restored from the key its state uses: ``scheduler`` and
+    ``scaler`` (one, or a list in the order saved), ``dataloader`` (its ``load_state_dict``),
+    and with ``rng`` the RNG states. At the first optimizer step after it, whatever the run
+    needs and was not put back is reported (``state.*``: a scheduler that restarts, a scaler
+    at its default scale, RNG states or a data position left behind).
+
     ``run`` may be None (or a disabled run): the record beside the file is then the record.
     Under torch.distributed every rank calls it (``run`` may be None off rank 0); each rank
     verifies and fit-checks its own shard, and unless every rank passes, none loads."""
     from resumeguard.configured import watch_optimizers
 
+    parts = {"scheduler": scheduler, "scaler": scaler, "dataloader": dataloader}
     if disabled():
         state = _plain_load(name, map_location)
         load_state(state, model=model, optimizer=optimizer)
+        restore_components(state, _expectation(name, state, **parts), **parts, rng=rng)
         return state
     watch_optimizers()
     fit = functools.partial(check_fit, model=model, optimizer=optimizer)
     state = _verified(run, name, map_location=map_location, policy=policy, fit=fit)
     load_state(state, model=model, optimizer=optimizer)
+    expectation = _expect_complete(run, name, state, policy, **parts)
+    restored = restore_components(state, expectation, **parts, rng=rng)
+    if restored:
+        from resumeguard.verified import say
+
+        say(f"resumeguard: restored {', '.join(restored)} from checkpoint {Path(name).as_posix()}")
     _settle(live_run(run), "resumed")
     return state
 
@@ -82,8 +112,61 @@ def load_checkpoint(
     if disabled():
         return _plain_load(name, map_location)
     state = _verified(run, name, map_location=map_location, policy=policy, fit=None)
+    _expect_complete(run, name, state, policy)
     _settle(live_run(run), "resumed")
     return state
+
+
+def _expectation(
+    name: str | os.PathLike[str],
+    state: Any,
+    scheduler: Any = None,
+    scaler: Any = None,
+    dataloader: Any = None,
+) -> Expectation:
+    """What a restore of ``state`` puts back, with the components given to it."""
+    from resumeguard.collect.components import components_of
+
+    return Expectation(
+        name=Path(name).as_posix(),
+        held=components_of(state),
+        step=step_of(state, None, None, WANDB_STEP)[0],
+        schedulers=many(scheduler),
+        scalers=many(scaler),
+        dataloader=dataloader,
+    )
+
+
+def _expect_complete(
+    run: Any,
+    name: str | os.PathLike[str],
+    state: Any,
+    policy: Any,
+    scheduler: Any = None,
+    scaler: Any = None,
+    dataloader: Any = None,
+) -> Expectation:
+    """Check at the first optimizer step that the resume put back what the run needs; the
+    findings are judged by the run's policy and logged (or raise, where a rule blocks)."""
+    from resumeguard.pipeline import ensure_recorded, raise_for, restore_policy
+    from resumeguard.report import build
+    from resumeguard.verified import say
+
+    run = live_run(run)
+    label = Path(name).as_posix()
+    record = ensure_recorded(run) if run is not None else None
+    resolved = restore_policy(run, record, policy)
+    expectation = _expectation(label, state, scheduler, scaler, dataloader)
+
+    def judge(findings: list[Finding]) -> None:
+        report = build(label, findings, resolved)
+        raise_for(report)
+        for judged in report.findings:
+            if judged.severity is Severity.INFO:
+                say(f"resumeguard: {judged.finding.message} ({judged.finding.path})")
+
+    expect_at_first_step(expectation, judge)
+    return expectation
 
 
 def check_fit(
@@ -133,7 +216,7 @@ def check_fit(
 
 def misfit_report(name: str, problems: Sequence[FitProblem]) -> Report:
     """The ways a checkpoint does not fit, as a blocking report (rendered like the CLI's)."""
-    from resumeguard.findings import Finding, Judged, Severity, Verdict
+    from resumeguard.findings import Finding, Judged, Severity
     from resumeguard.report import Report
 
     rule = "does not fit: load_state_dict would fail or load wrong state"

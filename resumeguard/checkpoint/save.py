@@ -164,6 +164,7 @@ def _write(
 ) -> tuple[Written, CheckpointRecord]:
     """Write one file to its temp file and describe it: digest, size, step (the one given and
     its counter), fingerprints."""
+    from resumeguard.collect.components import components_of
     from resumeguard.collect.optimizer import collect_model, collect_optimizer
 
     written = write_staged(state, path)
@@ -195,6 +196,7 @@ def _write(
             optimizer=opt_record,
             model=collect_model(model) if model is not None else Unavailable("not given"),
             rank=rank,
+            components=components_of(state),
         )
     except BaseException:
         written.staged.discard()

@@ -1,0 +1,254 @@
+"""Did the resume put everything back? LR schedulers, GradScalers, RNG states and the data
+position (``state.*`` findings).
+
+A scheduler or scaler that was never saved, or saved and never loaded, makes a resumed run warm up
+again from step 0 or restart its loss scale, and the curve still looks plausible. What the
+checkpoint holds is recorded at save (:class:`~resumeguard.collect.components.Components`);
+after a restore, one optimizer step pre-hook compares that with the live objects at the first
+step, then removes itself: nothing runs on later steps. RNG states move on as soon as they are
+used, so "restored" is seen where they are set (torch's, numpy's and Python's setters, watched
+only between the restore and the first step), not by comparing states.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import logging
+import random
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from resumeguard.collect.components import Components, at
+from resumeguard.findings import Finding
+
+log = logging.getLogger("resumeguard")
+
+
+@dataclasses.dataclass
+class Expectation:
+    """What the first optimizer step after a restore checks."""
+
+    name: str
+    """The checkpoint restored."""
+    held: Components
+    """What its state holds."""
+    step: int | None
+    """The step it was saved at (for messages)."""
+    schedulers: list[Any] = dataclasses.field(default_factory=list)
+    """Schedulers given to the restore (else those found driving the stepping optimizer)."""
+    scalers: list[Any] = dataclasses.field(default_factory=list)
+    """GradScalers given to the restore (else the one stepping the optimizer)."""
+    dataloader: Any = None
+    """The data loader given to the restore."""
+    restored: set[str] = dataclasses.field(default_factory=set)
+    """Component kinds put back so far ("rng", "data"), by the restore or a watched setter."""
+
+
+def restore_components(
+    state: Any,
+    expectation: Expectation,
+    *,
+    scheduler: Any = None,
+    scaler: Any = None,
+    dataloader: Any = None,
+    rng: bool = False,
+) -> list[str]:
+    """Load each component given from the key its state uses in ``state`` (schedulers and
+    scalers in order, one per recorded state), and the RNG states with ``rng``; returns what
+    was restored, in words."""
+    held = expectation.held
+    restored: list[str] = []
+    for live, path in zip(expectation.schedulers, held.schedulers, strict=False):
+        live.load_state_dict(at(state, path))
+        restored.append(f"scheduler ({path}, step {held.schedulers[path]})")
+    for live, path in zip(expectation.scalers, held.scalers, strict=False):
+        live.load_state_dict(at(state, path))
+        restored.append(f"scaler ({path}, scale {held.scalers[path]:g})")
+    if dataloader is not None and held.data:
+        dataloader.load_state_dict(at(state, held.data[0]))
+        expectation.restored.add("data")
+        restored.append(f"data position ({held.data[0]})")
+    if rng and held.rng:
+        restored += list(restore_rng(state, held))
+        expectation.restored.add("rng")
+    return restored
+
+
+def expect_at_first_step(expectation: Expectation, judge: Callable[[list[Finding]], None]) -> None:
+    """Check ``expectation`` at the next optimizer step (once, then the hook is removed),
+    watching the RNG setters until then; ``judge`` reports the findings (and may raise)."""
+    import torch.optim.optimizer as optim
+
+    while _pending:  # one expectation at a time: the latest restore is the resume
+        _pending[-1]()
+    unwatch = _watch_rng(expectation)
+    handle: Any = None
+
+    def stop() -> None:
+        handle.remove()
+        unwatch()
+        if stop in _pending:
+            _pending.remove(stop)
+
+    def first_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+        stop()
+        findings = missing_at_first_step(expectation, optimizer)
+        if findings:
+            judge(findings)
+
+    handle = optim.register_optimizer_step_pre_hook(first_step)
+    _pending.append(stop)
+
+
+_pending: list[Callable[[], None]] = []
+"""How to stop the expectation still waiting for its first step (a new restore replaces it)."""
+
+
+def missing_at_first_step(expectation: Expectation, optimizer: Any) -> list[Finding]:
+    """The ``state.*`` findings for the first step of ``optimizer`` after the restore."""
+    from resumeguard.hints import explain
+
+    e, held = expectation, expectation.held
+    findings: list[Finding] = []
+    schedulers = e.schedulers or _schedulers_of(optimizer)
+    if schedulers and not held.schedulers:
+        findings.append(explain("state.scheduler", None, _step_of(schedulers[0])))
+    for live, path in zip(schedulers, held.schedulers, strict=False):
+        if _step_of(live) != held.schedulers[path]:
+            recorded = {"key": path, "step": held.schedulers[path]}
+            findings.append(explain("state.scheduler", recorded, _step_of(live)))
+    scalers = e.scalers or _stepping_scalers()
+    if scalers and not held.scalers:
+        findings.append(explain("state.scaler", None, float(scalers[0].get_scale())))
+    for live, path in zip(scalers, held.scalers, strict=False):
+        # Before the first step's update() the scale is the one loaded, exactly.
+        scale = float(live.get_scale())
+        if scale != held.scalers[path]:
+            findings.append(
+                explain("state.scaler", {"key": path, "scale": held.scalers[path]}, scale)
+            )
+    if held.rng and "rng" not in e.restored:
+        owners = sorted(set(held.rng.values()))
+        findings.append(explain("state.rng", {"key": next(iter(held.rng)), "owners": owners}, None))
+    if held.data and "data" not in e.restored:
+        findings.append(explain("state.data", {"key": held.data[0]}, None))
+    if not held.data and _mid_epoch(e):
+        findings.append(explain("state.data", None, e.step))
+    return findings
+
+
+def _mid_epoch(e: Expectation) -> bool:
+    """The checkpoint's step is inside an epoch of the data loader given to the restore."""
+    try:
+        length = len(e.dataloader) if e.dataloader is not None else 0
+    except TypeError:
+        return False
+    return bool(length) and e.step is not None and e.step % length != 0
+
+
+def many(value: Any) -> list[Any]:
+    """A component argument as a list: None, one object, or a list of them."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _step_of(scheduler: Any) -> int | None:
+    step = getattr(scheduler, "last_epoch", None)
+    return step if isinstance(step, int) else None
+
+
+def _schedulers_of(optimizer: Any) -> list[Any]:
+    """The LR schedulers driving ``optimizer``: torch marks an optimizer's ``step`` when a
+    scheduler wraps it, and the scheduler is found among the optimizer's referrers."""
+    if not hasattr(getattr(optimizer, "step", None), "_wrapped_by_lr_sched"):
+        return []
+    from torch.optim.lr_scheduler import LRScheduler
+
+    found: list[Any] = []
+    for referrer in gc.get_referrers(optimizer):
+        owners = [referrer] if not isinstance(referrer, dict) else gc.get_referrers(referrer)
+        for owner in owners:
+            is_new = all(owner is not f for f in found)
+            if isinstance(owner, LRScheduler) and owner.optimizer is optimizer and is_new:
+                found.append(owner)
+    return found
+
+
+def _stepping_scalers() -> list[Any]:
+    """The enabled GradScaler whose ``step`` is stepping the optimizer now (found on the call
+    stack, so only a scaler in use for this step counts), else none."""
+    amp = sys.modules.get("torch.amp.grad_scaler")
+    if amp is None:
+        return []
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self") if frame.f_code.co_name == "step" else None
+        if owner is not None and issubclass(type(owner), amp.GradScaler):
+            return [owner] if owner.is_enabled() else []
+        frame = frame.f_back  # type: ignore[assignment]
+    return []
+
+
+_RNG_SETTERS: tuple[tuple[str, str], ...] = (
+    ("torch", "set_rng_state"),
+    ("torch.random", "set_rng_state"),
+    ("torch.cuda", "set_rng_state"),
+    ("torch.cuda", "set_rng_state_all"),
+    ("numpy.random", "set_state"),
+    ("random", "setstate"),
+)
+
+
+def _watch_rng(expectation: Expectation) -> Callable[[], None]:
+    """Until the returned function is called, a call of any RNG setter marks "rng" restored."""
+    patched: list[tuple[Any, str, Any]] = []
+    for module_name, attr in _RNG_SETTERS:
+        module = sys.modules.get(module_name) if module_name != "random" else random
+        original = getattr(module, attr, None) if module is not None else None
+        if original is None or getattr(original, "_resumeguard_watch", False):
+            continue
+        setattr(module, attr, _marking(original, expectation))
+        patched.append((module, attr, original))
+
+    def unwatch() -> None:
+        for module, attr, original in patched:
+            with contextlib.suppress(Exception):
+                setattr(module, attr, original)
+
+    return unwatch
+
+
+def _marking(original: Any, expectation: Expectation) -> Any:
+    def setter(*args: Any, **kwargs: Any) -> Any:
+        expectation.restored.add("rng")
+        return original(*args, **kwargs)
+
+    setter._resumeguard_watch = True  # type: ignore[attr-defined]
+    return setter
+
+
+def restore_rng(state: Any, held: Components) -> Iterator[str]:
+    """Put back the RNG states ``state`` holds (torch, CUDA when present, Python, numpy)."""
+    import torch
+
+    for path, owner in held.rng.items():
+        value = at(state, path)
+        if owner == "torch":
+            torch.set_rng_state(value)
+        elif owner == "cuda" and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(value) if isinstance(value, Sequence) else [value])
+        elif owner == "python":
+            random.setstate((value[0], tuple(value[1]), value[2]))
+        elif owner == "numpy" and "numpy" in sys.modules:
+            import numpy
+
+            if isinstance(value, Mapping):
+                continue  # a Generator's state: the script's own generator restores it
+            numpy.random.set_state(tuple(value))
+        else:
+            continue
+        yield f"rng ({path}, {owner})"
