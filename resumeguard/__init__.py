@@ -85,6 +85,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "dcp":  # resumeguard.dcp.save / load: torch.distributed.checkpoint, verified
+        return importlib.import_module("resumeguard.dcp")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'resumeguard' has no attribute {name!r}")

@@ -93,6 +93,10 @@ TEMPLATES: tuple[Template, ...] = (
     _t("state.scaler", "a GradScaler was not saved, or not restored by the first step"),
     _t("state.rng", "RNG states saved but not restored by the first step"),
     _t("state.data", "the data position was not saved mid-epoch, or not restored"),
+    _t(
+        "checkpoint.<name>.tensors.<key>",
+        "a tensor of a sharded checkpoint that the state dict to load lacks or holds otherwise",
+    ),
     _t("run.step", "the checkpoint is older than the run's last logged step"),
     _t("run.live", "another copy of the run looks alive"),
     _t("policy.rules", "the repository's policy differs from the one recorded with the run"),

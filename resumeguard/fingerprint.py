@@ -6,7 +6,9 @@ Schema history (every version stays readable: ``fixtures/fingerprints/`` keeps o
   collect them, nor say which they did: a schema 1 record reads as ``facts`` None.
 - 3: a run record's checkpoints say what their state holds (``components``: schedulers with
   their step, scalers with their scale, RNG states, the data position); a checkpoint of an
-  older record reads as ``components`` None (not known), the fingerprint itself is unchanged.
+  older record reads as ``components`` None (not known), the fingerprint itself is unchanged;
+  and a checkpoint record may describe a sharded checkpoint directory (``files``: every
+  file's name, digest, size and rank; ``digest`` is then the listing's).
 """
 
 from __future__ import annotations

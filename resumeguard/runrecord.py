@@ -41,6 +41,30 @@ def run_copy_name(name: str, rank: int | None = None, tag: str = "") -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class DirFile(Record):
+    """One file of a checkpoint directory (a torch.distributed.checkpoint save)."""
+
+    kind = "file"
+
+    name: str
+    """Its path relative to the directory (``__0_0.distcp``, ``.metadata``)."""
+    digest: str
+    """blake3 digest of its bytes as written."""
+    size: int
+    """Its size in bytes as written."""
+    rank: int
+    """The rank that wrote it (``.metadata``: the coordinator's)."""
+
+    def __post_init__(self) -> None:
+        """Refuse a name that climbs out of the directory, a negative size or rank."""
+        parts = self.name.replace("\\", "/").split("/")
+        if not self.name or "\0" in self.name or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"file {self.name[:80]!r} is not inside the checkpoint directory")
+        if self.size < 0 or self.rank < 0:
+            raise ValueError(f"file {self.name[:80]!r}: negative size or rank")
+
+
+@dataclasses.dataclass(frozen=True)
 class CheckpointRecord(Record):
     """A saved checkpoint: the bytes that were saved, and what its state must fit."""
 
@@ -79,6 +103,9 @@ class CheckpointRecord(Record):
     components: Components | None = None
     """What the state holds (model, optimizer, schedulers with their step, scalers with their
     scale, RNG states, data position) and where; None in a record from before it was kept."""
+    files: tuple[DirFile, ...] = ()
+    """A checkpoint directory's files (schema 3), every one with its digest, size and rank;
+    then ``digest`` is the digest of this listing and ``size`` their total. Empty for a file."""
 
     def __post_init__(self) -> None:
         """Refuse what no save writes: a copy outside the run's checkpoint folder, a negative

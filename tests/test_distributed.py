@@ -17,6 +17,7 @@ from helpers import commit_all, make_repo, write
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "dist_train.py"
 FAILING = SCRIPT.with_name("dist_fail.py")
 JOB = SCRIPT.with_name("dist_job.py")
+SHARDED = SCRIPT.with_name("dist_dcp.py")
 TIMEOUT = 180
 WAIT = "3"
 """RESUMEGUARD_COLLECTIVE_TIMEOUT for the cases where a rank does not arrive: seconds, not 6 min."""
@@ -252,3 +253,37 @@ def test_ddp_recipe_under_mp_spawn_rank_0_calls_init(tmp_path: Path) -> None:
     code, _, out = launch(repo, wandb_dir, "alone", "must", "spawn", nproc=1, INIT="rank0")
     assert code != 0, out
     assert "env.world_size" in out
+
+
+def test_a_sharded_checkpoint_of_2_ranks_loads_verified_and_a_flipped_byte_stops_both(
+    tmp_path: Path,
+) -> None:
+    """resumeguard.dcp under torchrun: each rank digests the files it writes, rank 0 records
+    the listing; a byte flipped in the shard rank 1 wrote is refused on every rank, by name."""
+    repo = make_repo(tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "*-*\n.ckpt*\n"})
+    wandb_dir = tmp_path / "wb"
+    wandb_dir.mkdir()
+    code, _, out = torchrun(repo, wandb_dir, "save", None, script=SHARDED)
+    assert code == 0, out
+    record = json.loads(
+        next(wandb_dir.glob("wandb/offline-run-*-dist1/files/resumeguard.json")).read_text()
+    )
+    files = {f["name"]: f["rank"] for f in record["checkpoints"]["ckpt-dcp"]["files"]}
+    assert files == {".metadata": 0, "__0_0.distcp": 0, "__1_0.distcp": 1}
+
+    code, _, out = torchrun(repo, wandb_dir, "load", "must", script=SHARDED)
+    assert code == 0, out
+    assert (repo / "loaded-0").read_text() == (repo / "saved-0").read_text()
+    assert (repo / "loaded-1").read_text() == (repo / "saved-1").read_text()
+
+    shard = repo / "ckpt-dcp" / "__1_0.distcp"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 1
+    shard.write_bytes(bytes(data))
+    for rank in (0, 1):
+        (repo / f"loaded-{rank}").unlink()
+    code, _, out = torchrun(repo, wandb_dir, "load", "must", script=SHARDED)
+    assert code == 1, out
+    assert "__1_0.distcp (written by rank 1) does not match its record" in out
+    assert "(rank 0, 1)" in out, "refused on every rank"
+    assert not list(repo.glob("loaded-*"))
