@@ -5,7 +5,7 @@ restore's hook, and the later steps (the hook is gone) against plain steps.
     python bench/bench_first_step.py [--objects 2000000] [--steps 200] [--repeat 7]
 
 ``--objects`` keeps that many live Python objects, as a training process with a data set and a
-framework loaded has: the hook's search walks the live objects once.
+framework loaded has: the hook's search for the scheduler walks the live objects once.
 """
 
 from __future__ import annotations

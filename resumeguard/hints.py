@@ -26,7 +26,10 @@ def _leaf(path: str, depth: int) -> str:
 
 
 def _index(key: str) -> str:
-    """A dotted key path of a state as Python indexing: ``sched.0`` -> ``["sched"][0]``."""
+    """A dotted key path of a state as Python indexing: ``sched.0`` -> ``["sched"][0]``; a
+    state file of a checkpoint folder (``scheduler.pt``) as its load."""
+    if key.endswith((".pt", ".pth", ".bin")):
+        return f' loaded from the checkpoint\'s "{key}"'
     return "".join(f"[{k}]" if k.isdigit() else f'["{k}"]' for k in key.split(".") if k)
 
 

@@ -548,3 +548,37 @@ def test_a_fact_an_older_record_holds_still_blocks_when_changed(project: Path) -
         ]
         assert effective.severity.value == "info" and effective.finding.recorded is None
         assert model.steps_run == 0
+
+
+class Scheduled(Tiny):
+    """With an LR scheduler that steps each epoch."""
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}
+
+
+class Restarted(Scheduled):
+    """Drops the scheduler's state on load, as a hook meant to restart the schedule for
+    fine-tuning does: Lightning then restores none, silently."""
+
+    def on_load_checkpoint(self, checkpoint):
+        checkpoint["lr_schedulers"] = []
+
+
+def state_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "(state." in r.getMessage()]
+
+
+def test_a_schedule_lightning_restored_gives_nothing_and_a_dropped_one_is_reported(
+    project: Path, caplog
+) -> None:
+    fit(project, "lt20", epochs=1, model=Scheduled())
+    caplog.set_level(logging.INFO, logger="resumeguard")
+    fit(project, "lt20", epochs=2, ckpt_path="last", model=Scheduled())
+    assert state_lines(caplog) == []
+    fit(project, "lt21", epochs=1, model=Scheduled())
+    fit(project, "lt21", epochs=2, ckpt_path="last", model=Restarted())
+    assert state_lines(caplog) == [
+        "resumeguard: the scheduler was saved at step 1, running at step 0 (state.scheduler)"
+    ]

@@ -86,6 +86,7 @@ def trainer_for(
     stop_at: int | None = None,
     width: int = 8,
     guard: dict | None = None,
+    trainer_class: type = transformers.Trainer,
     **args,
 ) -> tuple:
     counter = StepCounter(stop_at)
@@ -99,7 +100,7 @@ def trainer_for(
         **args,
     )
     guard = {"raise_on_block": True, **(guard or {})}
-    trainer = transformers.Trainer(
+    trainer = trainer_class(
         model=tiny_model(width),
         args=training_args,
         train_dataset=dataset(),
@@ -384,3 +385,23 @@ def test_a_training_argument_an_older_record_holds_still_blocks_when_changed(
         assert [f.path for f in report.blocking] == [path]
         assert "config.effective_batch_size" in {j.finding.path for j in report.findings}
     assert len(run_dirs(project)) == 1 and wandb.run is None
+
+
+class SchedulerLosingTrainer(transformers.Trainer):
+    """A Trainer that restores the optimizer but not the LR scheduler, as the bug of
+    transformers#34053 did: the resumed run warms up again from step 0."""
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is not None:
+            state = torch.load(os.path.join(checkpoint, "optimizer.pt"), weights_only=True)
+            self.optimizer.load_state_dict(state)
+
+
+def test_a_scheduler_the_trainer_did_not_restore_is_reported(project: Path, caplog) -> None:
+    preempted(project, warmup_steps=3)
+    caplog.set_level(logging.INFO, logger="resumeguard")
+    train(project, resume=True, warmup_steps=3, trainer_class=SchedulerLosingTrainer)
+    lines = [r.getMessage() for r in caplog.records if "(state." in r.getMessage()]
+    assert lines == [
+        "resumeguard: the scheduler was saved at step 2, running at step 0 (state.scheduler)"
+    ], lines

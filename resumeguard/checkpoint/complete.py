@@ -19,10 +19,12 @@ import logging
 import random
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from resumeguard.collect.components import Components, at
-from resumeguard.findings import Finding
+from resumeguard.collect.components import Components, at, components_of
+from resumeguard.findings import Finding, Severity
+from resumeguard.policy import Policy
 
 log = logging.getLogger("resumeguard")
 
@@ -107,6 +109,56 @@ _pending: list[Callable[[], None]] = []
 """How to stop the expectation still waiting for its first step (a new restore replaces it)."""
 
 
+def judging_with(label: str, policy: Policy) -> Callable[[list[Finding]], None]:
+    """Judge ``state.*`` findings under ``policy``: ResumeBlocked where a rule blocks, else the
+    warnings logged and the info findings said."""
+
+    def judge(findings: list[Finding]) -> None:
+        from resumeguard.pipeline import raise_for
+        from resumeguard.report import build
+        from resumeguard.verified import say
+
+        report = build(label, findings, policy)
+        raise_for(report)
+        for judged in report.findings:
+            if judged.severity is Severity.INFO:
+                say(f"resumeguard: {judged.finding.message} ({judged.finding.path})")
+
+    return judge
+
+
+def directory_components(directory: Path) -> Components:
+    """What a Trainer-style checkpoint folder holds, from its file names and the small state
+    files (``scheduler.pt``, ``scaler.pt``), read with ``weights_only=True``."""
+    import torch
+
+    held = Components()
+    for path in sorted(directory.iterdir()):
+        name = path.name
+        if name in ("scheduler.pt", "scaler.pt") and path.is_file():
+            try:
+                part = components_of(torch.load(path, weights_only=True))
+            except Exception:  # an unreadable state says nothing about what it holds
+                continue
+            held = dataclasses.replace(
+                held,
+                schedulers={**held.schedulers, **_in_file(name, part.schedulers)},
+                scalers={**held.scalers, **_in_file(name, part.scalers)},
+            )
+        elif name.startswith("rng_state") and name.endswith(".pth"):
+            held = dataclasses.replace(held, rng={**held.rng, name: "torch"})
+        elif name.startswith("optimizer"):
+            held = dataclasses.replace(held, optimizer=(*held.optimizer, name))
+        elif name.startswith(("model", "pytorch_model")):
+            held = dataclasses.replace(held, model=(*held.model, name))
+    return held
+
+
+def _in_file(name: str, found: dict[str, Any]) -> dict[str, Any]:
+    """Paths into a state file, named by the file (the state itself is the file's name)."""
+    return {f"{name}:{k}" if k else name: v for k, v in found.items()}
+
+
 def missing_at_first_step(expectation: Expectation, optimizer: Any) -> list[Finding]:
     """The ``state.*`` findings for the first step of ``optimizer`` after the restore."""
     from resumeguard.hints import explain
@@ -162,20 +214,16 @@ def _step_of(scheduler: Any) -> int | None:
 
 
 def _schedulers_of(optimizer: Any) -> list[Any]:
-    """The LR schedulers driving ``optimizer``: torch marks an optimizer's ``step`` when a
-    scheduler wraps it, and the scheduler is found among the optimizer's referrers."""
-    if not hasattr(getattr(optimizer, "step", None), "_wrapped_by_lr_sched"):
-        return []
+    """The LR schedulers driving ``optimizer``, directly or through a wrapper of it (Accelerate's
+    ``AcceleratedOptimizer``), found among the live objects once."""
     from torch.optim.lr_scheduler import LRScheduler
 
-    found: list[Any] = []
-    for referrer in gc.get_referrers(optimizer):
-        owners = [referrer] if not isinstance(referrer, dict) else gc.get_referrers(referrer)
-        for owner in owners:
-            is_new = all(owner is not f for f in found)
-            if isinstance(owner, LRScheduler) and owner.optimizer is optimizer and is_new:
-                found.append(owner)
-    return found
+    def drives(scheduler: Any) -> bool:
+        bound = getattr(scheduler, "optimizer", None)
+        return bound is optimizer or getattr(bound, "optimizer", None) is optimizer
+
+    # type(), not isinstance(): a lazy module's proxy answers __class__ with a deprecation.
+    return [o for o in gc.get_objects() if issubclass(type(o), LRScheduler) and drives(o)]
 
 
 def _stepping_scalers() -> list[Any]:

@@ -19,6 +19,7 @@ from resumeguard.checkpoint.beside import read_beside
 from resumeguard.checkpoint.complete import (
     Expectation,
     expect_at_first_step,
+    judging_with,
     many,
     restore_components,
 )
@@ -148,9 +149,7 @@ def _expect_complete(
 ) -> Expectation:
     """Check at the first optimizer step that the resume put back what the run needs; the
     findings are judged by the run's policy and logged (or raise, where a rule blocks)."""
-    from resumeguard.pipeline import ensure_recorded, raise_for, restore_policy
-    from resumeguard.report import build
-    from resumeguard.verified import say
+    from resumeguard.pipeline import ensure_recorded, restore_policy
 
     run = live_run(run)
     label = Path(name).as_posix()
@@ -158,14 +157,7 @@ def _expect_complete(
     resolved = restore_policy(run, record, policy)
     expectation = _expectation(label, state, scheduler, scaler, dataloader)
 
-    def judge(findings: list[Finding]) -> None:
-        report = build(label, findings, resolved)
-        raise_for(report)
-        for judged in report.findings:
-            if judged.severity is Severity.INFO:
-                say(f"resumeguard: {judged.finding.message} ({judged.finding.path})")
-
-    expect_at_first_step(expectation, judge)
+    expect_at_first_step(expectation, judging_with(label, resolved))
     return expectation
 
 
@@ -216,7 +208,7 @@ def check_fit(
 
 def misfit_report(name: str, problems: Sequence[FitProblem]) -> Report:
     """The ways a checkpoint does not fit, as a blocking report (rendered like the CLI's)."""
-    from resumeguard.findings import Finding, Judged, Severity
+    from resumeguard.findings import Judged
     from resumeguard.report import Report
 
     rule = "does not fit: load_state_dict would fail or load wrong state"

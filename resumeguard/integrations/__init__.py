@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from resumeguard.collect.components import Components
 from resumeguard.entry import exit_with
 from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError
 from resumeguard.pipeline import (
@@ -220,6 +221,19 @@ class FrameworkGuard:
             source = record.checkpoints[name].source
             if source and not Path(source).exists():
                 beside(Path(source)).unlink(missing_ok=True)
+
+    def expect_complete(self, label: str, held: Components, step: int | None) -> None:
+        """At the first optimizer step after the framework restored checkpoint ``label``, report
+        what it holds and was not put back (``state.*``), under the check's policy."""
+        from resumeguard import runpolicy
+        from resumeguard.checkpoint.complete import Expectation, expect_at_first_step, judging_with
+
+        checked = self.checked
+        policy = (
+            checked.policy if checked is not None else runpolicy.at_start(self.policy, self.repo)
+        )
+        expectation = Expectation(name=label, held=held, step=step)
+        expect_at_first_step(expectation, judging_with(label, policy))
 
     # --- verification -------------------------------------------------------------------------
 

@@ -253,6 +253,21 @@ class ResumeGuardCallback(Callback):
 
         self._agree(verify, tag="lightning-load")
 
+    def _expect_restored(self, checkpoint: Mapping[str, Any], path: Any) -> None:
+        """Lightning restores the LR schedulers and the precision plugin's scaler itself: at the
+        first step after the restore, assert that it did (rank zero reports)."""
+        from resumeguard.collect.components import components_of
+        from resumeguard.distributed import rank_and_world
+
+        if rank_and_world()[0] != 0 or not isinstance(checkpoint, Mapping):
+            return
+        step = checkpoint.get("global_step")
+        self.guard.expect_complete(
+            checkpoint_name(path) if _is_local(path) else str(path),
+            components_of(checkpoint),
+            step if isinstance(step, int) else None,
+        )
+
     def _agree(self, decide: Callable[[], None], *, tag: str) -> None:
         from resumeguard.distributed import agree
 
@@ -302,6 +317,7 @@ class _GuardedCheckpointIO(CheckpointIO):
         """Verify the file against the run's record, then read it with the wrapped plugin."""
         self.owner._before_load(path)
         loaded: dict[str, Any] = self.inner.load_checkpoint(path, *args, **kwargs)
+        self.owner._expect_restored(loaded, path)
         return loaded
 
     def remove_checkpoint(self, path: Any) -> None:

@@ -241,6 +241,12 @@ class ResumeGuardTrainerCallback(TrainerCallback):
                 )
             elif directory.resolve() != self._verified:
                 self._verify(directory, already_read=True)
+            if directory is not None:
+                from resumeguard.checkpoint.complete import directory_components
+
+                # The Trainer restores scheduler, scaler and RNG itself: assert that it did.
+                held = directory_components(directory)
+                self.guard.expect_complete(checkpoint_name(directory), held, state.global_step)
         if check is not None:  # every check passed: the resume goes ahead
             if run is not None:
                 settle(run, "resumed", check=check)
