@@ -574,6 +574,11 @@ def test_a_schedule_lightning_restored_gives_nothing_and_a_dropped_one_is_report
     project: Path, caplog
 ) -> None:
     fit(project, "lt20", epochs=1, model=Scheduled())
+    [record] = records(project, "lt20")
+    held = record["checkpoints"]["p/lt20/checkpoints/last.ckpt"]["components"]
+    assert held["schedulers"] == {"lr_schedulers.0": 1} and held["optimizer"] == [
+        "optimizer_states.0"
+    ]
     caplog.set_level(logging.INFO, logger="resumeguard")
     fit(project, "lt20", epochs=2, ckpt_path="last", model=Scheduled())
     assert state_lines(caplog) == []

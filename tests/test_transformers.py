@@ -399,6 +399,10 @@ class SchedulerLosingTrainer(transformers.Trainer):
 
 def test_a_scheduler_the_trainer_did_not_restore_is_reported(project: Path, caplog) -> None:
     preempted(project, warmup_steps=3)
+    [record] = records(project)
+    held = {n.rpartition("/")[2]: c["components"] for n, c in record["checkpoints"].items()}
+    assert held["scheduler.pt"]["schedulers"] == {"scheduler.pt": 2}
+    assert held["rng_state.pth"]["rng"] == {"rng_state.pth": "torch"}
     caplog.set_level(logging.INFO, logger="resumeguard")
     train(project, resume=True, warmup_steps=3, trainer_class=SchedulerLosingTrainer)
     lines = [r.getMessage() for r in caplog.records if "(state." in r.getMessage()]

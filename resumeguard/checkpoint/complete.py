@@ -128,30 +128,43 @@ def judging_with(label: str, policy: Policy) -> Callable[[list[Finding]], None]:
 
 
 def directory_components(directory: Path) -> Components:
-    """What a Trainer-style checkpoint folder holds, from its file names and the small state
-    files (``scheduler.pt``, ``scaler.pt``), read with ``weights_only=True``."""
-    import torch
-
+    """What a Trainer-style checkpoint folder holds: its files' components together."""
     held = Components()
     for path in sorted(directory.iterdir()):
-        name = path.name
-        if name in ("scheduler.pt", "scaler.pt") and path.is_file():
-            try:
-                part = components_of(torch.load(path, weights_only=True))
-            except Exception:  # an unreadable state says nothing about what it holds
-                continue
-            held = dataclasses.replace(
-                held,
-                schedulers={**held.schedulers, **_in_file(name, part.schedulers)},
-                scalers={**held.scalers, **_in_file(name, part.scalers)},
-            )
-        elif name.startswith("rng_state") and name.endswith(".pth"):
-            held = dataclasses.replace(held, rng={**held.rng, name: "torch"})
-        elif name.startswith("optimizer"):
-            held = dataclasses.replace(held, optimizer=(*held.optimizer, name))
-        elif name.startswith(("model", "pytorch_model")):
-            held = dataclasses.replace(held, model=(*held.model, name))
+        part = file_components(path)
+        held = Components(
+            model=held.model + part.model,
+            optimizer=held.optimizer + part.optimizer,
+            schedulers={**held.schedulers, **part.schedulers},
+            scalers={**held.scalers, **part.scalers},
+            rng={**held.rng, **part.rng},
+            data=held.data + part.data,
+        )
     return held
+
+
+def file_components(path: Path) -> Components:
+    """What one file of a Trainer-style checkpoint folder holds, from its name and, for the
+    small state files (``scheduler.pt``, ``scaler.pt``), its state read with
+    ``weights_only=True``."""
+    import torch
+
+    name = path.name
+    if name in ("scheduler.pt", "scaler.pt") and path.is_file():
+        try:
+            part = components_of(torch.load(path, weights_only=True))
+        except Exception:  # an unreadable state says nothing about what it holds
+            return Components()
+        return Components(
+            schedulers=_in_file(name, part.schedulers), scalers=_in_file(name, part.scalers)
+        )
+    if name.startswith("rng_state") and name.endswith(".pth"):
+        return Components(rng={name: "torch"})
+    if name.startswith("optimizer"):
+        return Components(optimizer=(name,))
+    if name.startswith(("model", "pytorch_model")):
+        return Components(model=(name,))
+    return Components()
 
 
 def _in_file(name: str, found: dict[str, Any]) -> dict[str, Any]:

@@ -169,11 +169,18 @@ class FrameworkGuard:
         return record
 
     def record(
-        self, run: Any, files: Sequence[tuple[str, Path]], *, step: int | None, counter: str
+        self,
+        run: Any,
+        files: Sequence[tuple[str, Path]],
+        *,
+        step: int | None,
+        counter: str,
+        held: Mapping[str, Components] | None = None,
     ) -> list[CheckpointRecord]:
         """Record digest, size and step of each ``(name, path)`` in the run's record and beside
         the file (keeping the run's copy of those bytes as ``storage`` says), then publish it.
-        ``counter`` is the metric the framework logs its step as: never W&B's own step."""
+        ``counter`` is the metric the framework logs its step as: never W&B's own step;
+        ``held`` says per name what its state holds, where the framework's state was seen."""
         from resumeguard import runfiles
         from resumeguard.checkpoint.beside import origin_of_run, write_beside
         from resumeguard.checkpoint.copies import copy_and_digest
@@ -191,6 +198,7 @@ class FrameworkGuard:
                 step_counter=counter,
                 saved_at=now(),
                 source=str(path.resolve()),
+                components=(held or {}).get(name),
             )
             checkpoint = copy_and_digest(run, path, name, described, storage)
             write_beside(path, origin_of_run(run, name, checkpoint))

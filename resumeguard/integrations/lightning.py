@@ -213,10 +213,13 @@ class ResumeGuardCallback(Callback):
         settle(self.run, "resumed", check=check)  # every check passed: the resume goes ahead
         say(verified_line(check, self._loaded, self._batch))
 
-    def _saved(self, path: Any, step: Any) -> None:
-        """After Lightning wrote a checkpoint file (global rank zero): record it."""
+    def _saved(self, path: Any, step: Any, checkpoint: Mapping[str, Any] | None = None) -> None:
+        """After Lightning wrote a checkpoint file (global rank zero): record it, and what its
+        state holds."""
         if self.run is None or not _is_local(path):
             return
+        from resumeguard.collect.components import components_of
+
         name = checkpoint_name(path)
         try:
             self.guard.record(
@@ -224,6 +227,7 @@ class ResumeGuardCallback(Callback):
                 [(name, Path(path))],
                 step=step if isinstance(step, int) else None,
                 counter=STEP_COUNTER,
+                held={name: components_of(checkpoint)} if checkpoint is not None else None,
             )
         except OSError as e:  # never lose the training over the record; a resume will say so
             log.error("resumeguard: checkpoint %s was saved but not recorded: %s", name, e)
@@ -311,7 +315,7 @@ class _GuardedCheckpointIO(CheckpointIO):
         """Write through the wrapped plugin, then record the file it wrote."""
         self.inner.save_checkpoint(checkpoint, path, storage_options=storage_options)
         if not self.asynchronous:
-            self.owner._saved(path, checkpoint.get("global_step"))
+            self.owner._saved(path, checkpoint.get("global_step"), checkpoint)
 
     def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Verify the file against the run's record, then read it with the wrapped plugin."""

@@ -59,6 +59,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from resumeguard.checkpoint.complete import directory_components, file_components
 from resumeguard.checkpoint.storage import Storage
 from resumeguard.errors import CheckpointError, ResumeGuardError
 from resumeguard.integrations import (
@@ -242,8 +243,6 @@ class ResumeGuardTrainerCallback(TrainerCallback):
             elif directory.resolve() != self._verified:
                 self._verify(directory, already_read=True)
             if directory is not None:
-                from resumeguard.checkpoint.complete import directory_components
-
                 # The Trainer restores scheduler, scaler and RNG itself: assert that it did.
                 held = directory_components(directory)
                 self.guard.expect_complete(checkpoint_name(directory), held, state.global_step)
@@ -301,7 +300,8 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         ]
         try:
             self.guard.forget(run, gone)
-            self.guard.record(run, files, step=state.global_step, counter=STEP_COUNTER)
+            held = {name: file_components(path) for name, path in files}
+            self.guard.record(run, files, step=state.global_step, counter=STEP_COUNTER, held=held)
         except OSError as e:  # never lose the training over the record; a resume will say so
             log.error("resumeguard: checkpoint %s was saved but not recorded: %s", directory, e)
 
