@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from resumeguard.checkpoint.state import step_of
 from resumeguard.errors import BadInput, CheckpointError, ResumeBlocked
 from resumeguard.record import Unavailable
 from resumeguard.runrecord import WANDB_STEP, CheckpointRecord, now
@@ -22,7 +25,7 @@ from resumeguard.runrecord import WANDB_STEP, CheckpointRecord, now
 SAVE_CALL = "resumeguard.dcp.save"
 LOAD_CALL = "resumeguard.dcp.load"
 
-__all__ = ["load", "save"]
+__all__ = ["async_save", "load", "save"]
 
 
 def save(
@@ -36,47 +39,119 @@ def save(
     no_dist: bool = False,
     step: int | None = None,
     step_counter: str = WANDB_STEP,
-) -> CheckpointRecord:
+) -> CheckpointRecord | None:
     """``torch.distributed.checkpoint.save(state_dict, checkpoint_id=...)`` on every rank
     (``run`` may be None off rank 0), with each file digested as it is written; then rank 0
     records the directory's listing in the run (and beside the directory). ``storage_writer``
     may be a ``FileSystemWriter`` of your own (its options kept); the step as for
-    ``save_checkpoint``. Returns the directory's record."""
+    ``save_checkpoint``. Returns the directory's record (None when resumeguard is off)."""
     from torch.distributed.checkpoint import state_dict_saver as dcp
 
-    from resumeguard.checkpoint.sharded import DigestingFileSystem
-    from resumeguard.distributed import agree, all_ranks, rank_and_world
-    from resumeguard.switch import disabled
-
-    if disabled():
+    arguments = {"planner": planner, "process_group": process_group, "no_dist": no_dist}
+    if _off():
         dcp.save(
-            state_dict,
-            checkpoint_id=checkpoint_id,
-            storage_writer=storage_writer,
-            planner=planner,
-            process_group=process_group,
-            no_dist=no_dist,
+            state_dict, checkpoint_id=checkpoint_id, storage_writer=storage_writer, **arguments
         )
-        return None  # type: ignore[return-value]
+        return None
     run = _live(run)
     root = Path(checkpoint_id)
-    writer = _filesystem(storage_writer, "storage_writer", "FileSystemWriter", root)
+    writer, written = _digesting_writer(storage_writer, root)
+    at = step_of(state_dict, step, run, step_counter)
+    started = time.monotonic()
+    dcp.save(state_dict, checkpoint_id=checkpoint_id, storage_writer=writer, **arguments)
+    return _recorded(run, root, written, at, time.monotonic() - started)
+
+
+def async_save(
+    run: Any,
+    state_dict: dict[str, Any],
+    checkpoint_id: str | os.PathLike[str],
+    *,
+    storage_writer: Any = None,
+    planner: Any = None,
+    process_group: Any = None,
+    no_dist: bool = False,
+    async_stager: Any = None,
+    step: int | None = None,
+    step_counter: str = WANDB_STEP,
+) -> Future[CheckpointRecord | None]:
+    """``torch.distributed.checkpoint.async_save`` (torchtitan's default; its thread
+    checkpointer) as :func:`save` does it: returns a future that completes once the files are
+    written and rank 0 has recorded them (call ``.result()`` on every rank, as DCP asks)."""
+    from torch.distributed.checkpoint import state_dict_saver as dcp
+
+    arguments = {"planner": planner, "process_group": process_group, "no_dist": no_dist}
+    if async_stager is not None:
+        arguments["async_stager"] = async_stager
+    if _off():
+        response = dcp.async_save(
+            state_dict, checkpoint_id=checkpoint_id, storage_writer=storage_writer, **arguments
+        )
+        off: Future[CheckpointRecord | None] = Future()
+        _upload(response).add_done_callback(
+            lambda done: _complete(off, lambda: done.result() and None)
+        )
+        return off
+    run = _live(run)
+    root = Path(checkpoint_id)
+    writer, written = _digesting_writer(storage_writer, root)
+    at = step_of(state_dict, step, run, step_counter)
+    started = time.monotonic()
+    response = dcp.async_save(
+        state_dict, checkpoint_id=checkpoint_id, storage_writer=writer, **arguments
+    )
+    recorded: Future[CheckpointRecord | None] = Future()
+
+    def finish(done: Future[Any]) -> None:
+        def record() -> CheckpointRecord | None:
+            done.result()
+            return _recorded(run, root, written, at, time.monotonic() - started)
+
+        _complete(recorded, record)
+
+    _upload(response).add_done_callback(finish)
+    return recorded
+
+
+def _upload(response: Any) -> Future[Any]:
+    """The future of an async save's writes (an AsyncSaveResponse holds it, or it is one)."""
+    return cast("Future[Any]", getattr(response, "upload_completion", response))
+
+
+def _complete(future: Future[Any], produce: Callable[[], Any]) -> None:
+    """Give ``future`` what ``produce`` returns, or what it raises (``.result()`` raises it)."""
+    try:
+        future.set_result(produce())
+    except BaseException as e:
+        future.set_exception(e)
+
+
+def _digesting_writer(given: Any, root: Path) -> tuple[Any, dict[str, tuple[str, int]]]:
+    """DCP's filesystem writer for ``root`` whose files are digested as written, and where
+    their digests and sizes collect."""
+    from resumeguard.checkpoint.sharded import DigestingFileSystem
+
+    writer = _filesystem(given, "storage_writer", "FileSystemWriter", root)
     fs = DigestingFileSystem()
     writer.fs = fs
-    started = time.monotonic()
-    dcp.save(
-        state_dict,
-        checkpoint_id=checkpoint_id,
-        storage_writer=writer,
-        planner=planner,
-        process_group=process_group,
-        no_dist=no_dist,
-    )
+    return writer, fs.written
+
+
+def _recorded(
+    run: Any,
+    root: Path,
+    written: dict[str, tuple[str, int]],
+    at: tuple[int | None, str],
+    seconds: float,
+) -> CheckpointRecord:
+    """Every rank: what it wrote to rank 0, which records the listing; its record."""
+    from resumeguard.distributed import agree, all_ranks, rank_and_world
+
     rank = rank_and_world()[0]
-    part = 4 * (time.monotonic() - started)
-    gathered = all_ranks([rank, fs.written], tag="dcp-save", call=SAVE_CALL, part=part)
+    # Every rank writes its share alike: the slowest may take a few times this one's time.
+    gathered = all_ranks([rank, written], tag="dcp-save", call=SAVE_CALL, part=4 * seconds)
     entry = agree(
-        lambda: _record(run, root, gathered, state_dict, step, step_counter),
+        lambda: _record(run, root, gathered, at),
         tag="dcp-save-record",
         call=SAVE_CALL,
         part=0.0,
@@ -85,27 +160,20 @@ def save(
 
 
 def _record(
-    run: Any,
-    root: Path,
-    gathered: list[Any],
-    state_dict: Any,
-    step: int | None,
-    step_counter: str,
+    run: Any, root: Path, gathered: list[Any], at: tuple[int | None, str]
 ) -> dict[str, Any]:
     """Rank 0: the directory's record, published in the run and beside the directory."""
     from resumeguard.checkpoint.beside import origin_of_run, write_beside
     from resumeguard.checkpoint.sharded import listing, listing_digest
-    from resumeguard.checkpoint.state import step_of
 
     files = listing(root, [(int(r), written) for r, written in gathered])
-    at, counter = step_of(state_dict, step, run, step_counter)
     name = root.as_posix()
     entry = CheckpointRecord(
         file="",
         digest=listing_digest(files),
         size=sum(f.size for f in files),
-        step=at,
-        step_counter=counter,
+        step=at[0],
+        step_counter=at[1],
         saved_at=now(),
         source=str(root.resolve()),
         optimizer=Unavailable("a sharded checkpoint: its tensors are checked at load"),
@@ -154,9 +222,8 @@ def load(
         verified_metadata,
     )
     from resumeguard.distributed import agree, all_ranks, rank_and_world
-    from resumeguard.switch import disabled
 
-    if disabled():
+    if _off():
         dcp.load(
             state_dict,
             checkpoint_id=checkpoint_id,
@@ -299,6 +366,12 @@ def by_rank(said: list[tuple[int, str]]) -> str:
         if line:
             ranks.setdefault(line, []).append(str(rank))
     return "; ".join(f"{line} (rank {', '.join(r)})" for line, r in ranks.items())
+
+
+def _off() -> bool:
+    from resumeguard.switch import disabled
+
+    return disabled()
 
 
 def _live(run: Any) -> Any:

@@ -141,3 +141,19 @@ def test_a_listing_of_thousands_of_ranks_keeps_the_record_small() -> None:
     entry = CheckpointRecord(file="", digest="blake3:" + "ef" * 32, size=8192 << 30, files=files)
     entry = CheckpointRecord.from_json({**entry.to_json(), "previous": previous.to_json()})
     assert len(json.dumps(entry.to_json())) < 2 << 20, "far below the 16 MiB read limit"
+
+
+def test_an_async_save_is_recorded_once_its_files_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchtitan's default: the future completes after the files are digested and recorded."""
+    repo = offline_project(tmp_path, monkeypatch, {"train.py": "x = 1\n", ".gitignore": "ck/\n"})
+    run = start("dcp2", repo)
+    model, _ = model_and_opt()
+    future = resumeguard.dcp.async_save(run, {"model": model.state_dict()}, "ck", step=3)
+    entry = future.result(timeout=60)
+    assert entry is not None and [f.name for f in entry.files] == [".metadata", "__0_0.distcp"]
+    state = fresh_state()
+    resumeguard.dcp.load(run, state, "ck")
+    assert torch.equal(state["model"]["0.weight"], model.state_dict()["0.weight"])
+    run.finish()

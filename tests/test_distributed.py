@@ -45,18 +45,17 @@ def job_env(
 
 
 def torchrun(
-    repo: Path, wandb_dir: Path, phase: str, resume: str | None, script: Path = SCRIPT
+    repo: Path,
+    wandb_dir: Path,
+    phase: str,
+    resume: str | None,
+    script: Path = SCRIPT,
+    nproc: int = 2,
+    **extra: str,
 ) -> tuple[int, float, str]:
-    env = job_env(repo, wandb_dir, phase, resume, WANDB_RUN_ID="dist1")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(script),
-    ]
+    env = job_env(repo, wandb_dir, phase, resume, WANDB_RUN_ID="dist1", **extra)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(nproc), str(script)]
     started = time.monotonic()
     done = subprocess.run(
         command, cwd=repo, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
@@ -258,8 +257,10 @@ def test_ddp_recipe_under_mp_spawn_rank_0_calls_init(tmp_path: Path) -> None:
 def test_a_sharded_checkpoint_of_2_ranks_loads_verified_and_a_flipped_byte_stops_both(
     tmp_path: Path,
 ) -> None:
-    """resumeguard.dcp under torchrun: each rank digests the files it writes, rank 0 records
-    the listing; a byte flipped in the shard rank 1 wrote is refused on every rank, by name."""
+    """resumeguard.dcp under torchrun with FSDP2 (fully_shard): each rank digests the files it
+    writes, rank 0 records the listing; a byte flipped in the shard rank 1 wrote is refused on
+    every rank, by name; 1 process loads it resharded only where the policy lets the world
+    size change (strict blocks: the global batch changes)."""
     repo = make_repo(tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "*-*\n.ckpt*\n"})
     wandb_dir = tmp_path / "wb"
     wandb_dir.mkdir()
@@ -277,7 +278,8 @@ def test_a_sharded_checkpoint_of_2_ranks_loads_verified_and_a_flipped_byte_stops
     assert (repo / "loaded-1").read_text() == (repo / "saved-1").read_text()
 
     shard = repo / "ckpt-dcp" / "__1_0.distcp"
-    data = bytearray(shard.read_bytes())
+    kept = shard.read_bytes()
+    data = bytearray(kept)
     data[len(data) // 2] ^= 1
     shard.write_bytes(bytes(data))
     for rank in (0, 1):
@@ -287,3 +289,15 @@ def test_a_sharded_checkpoint_of_2_ranks_loads_verified_and_a_flipped_byte_stops
     assert "__1_0.distcp (written by rank 1) does not match its record" in out
     assert "(rank 0, 1)" in out, "refused on every rank"
     assert not list(repo.glob("loaded-*"))
+
+    shard.write_bytes(kept)
+    code, _, out = torchrun(repo, wandb_dir, "load", "must", script=SHARDED, nproc=1)
+    assert code == 1, out
+    assert "env.world_size" in out
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[tool.resumeguard]\nwarn = ["env.world_size"]\n')
+    code, _, out = torchrun(
+        repo, wandb_dir, "load", "must", script=SHARDED, nproc=1, RESUMEGUARD_POLICY=str(policy)
+    )
+    assert code == 0, out
+    assert (repo / "loaded-0").read_text() == (repo / "saved-0").read_text(), "resharded 2 -> 1"

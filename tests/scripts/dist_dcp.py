@@ -1,5 +1,5 @@
 """A torchrun job that saves and loads a sharded checkpoint (torch.distributed.checkpoint) of
-a DDP model and its optimizer through resumeguard.dcp, on 2 processes (gloo, CPU).
+an FSDP2 (fully_shard) model and its optimizer through resumeguard.dcp (gloo, CPU).
 
 PHASE "save" starts run WANDB_RUN_ID and saves to ckpt-dcp; PHASE "load" resumes it and loads
 the checkpoint into a fresh model, writing loaded-<rank> with the weights' sum."""
@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.fsdp import fully_shard
 
 import resumeguard
 import resumeguard.dcp
@@ -19,7 +20,9 @@ REPO = Path(os.environ["REPO"])
 
 
 def weights(model: torch.nn.Module) -> str:
-    return str(float(sum(p.detach().sum() for p in model.parameters())))
+    """The sum of the full (unsharded) weights."""
+    full = get_state_dict(model, [])[0]
+    return str(float(sum(t.full_tensor().sum() for t in full.values())))
 
 
 def main() -> None:
@@ -27,27 +30,26 @@ def main() -> None:
     rank = dist.get_rank()
     torch.manual_seed(0 if os.environ["PHASE"] == "save" else 1)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 1))
-    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    for layer in model:
+        fully_shard(layer)
+    fully_shard(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    ddp(torch.randn(2, 4)).sum().backward()
+    torch.manual_seed(2)
+    model(torch.randn(2, 4)).sum().backward()
     opt.step()
     resume = "must" if os.environ["PHASE"] == "load" else None
     run = None
     if rank == 0:
         run = resumeguard.init(project="p", id=os.environ["WANDB_RUN_ID"], resume=resume, repo=REPO)
-    model_sd, optim_sd = get_state_dict(ddp, opt)
+    model_sd, optim_sd = get_state_dict(model, opt)
     state = {"model": model_sd, "optim": optim_sd}
     if os.environ["PHASE"] == "save":
         resumeguard.dcp.save(run, state, "ckpt-dcp", step=1)
-        Path(f"saved-{rank}").write_text(
-            str(float(sum(p.detach().sum() for p in model.parameters())))
-        )
+        Path(f"saved-{rank}").write_text(weights(model))
     else:
         resumeguard.dcp.load(run, state, "ckpt-dcp")
-        set_state_dict(ddp, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
-        Path(f"loaded-{rank}").write_text(
-            str(float(sum(p.detach().sum() for p in model.parameters())))
-        )
+        set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        Path(f"loaded-{rank}").write_text(weights(model))
     if run is not None:
         run.finish()
     dist.destroy_process_group()
