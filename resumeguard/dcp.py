@@ -164,7 +164,7 @@ def _record(
 ) -> dict[str, Any]:
     """Rank 0: the directory's record, published in the run and beside the directory."""
     from resumeguard.checkpoint.beside import origin_of_run, write_beside
-    from resumeguard.checkpoint.sharded import listing, listing_digest
+    from resumeguard.checkpoint.dirfiles import listing, listing_digest
 
     files = listing(root, [(int(r), written) for r, written in gathered])
     name = root.as_posix()
@@ -214,10 +214,10 @@ def load(
     each file's bytes verified before DCP reads any of it."""
     from torch.distributed.checkpoint import state_dict_loader as dcp
 
+    from resumeguard.checkpoint.dirfiles import file_problem
     from resumeguard.checkpoint.restore import misfit_report
     from resumeguard.checkpoint.sharded import (
         VerifyingFileSystem,
-        file_problem,
         fit_problems,
         verified_metadata,
     )

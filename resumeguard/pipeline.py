@@ -530,7 +530,7 @@ def checkpoint_findings(
         per_save = []
         save: CheckpointRecord | None = checkpoint
         while save is not None:
-            found = []
+            found = _directory_findings(name, save, digests)
             for shard in save.shards or (save,):
                 if not shard.file:
                     continue  # no copy kept, or on its rank's node: verified at restore
@@ -542,6 +542,23 @@ def checkpoint_findings(
             save = save.previous
         if all(per_save):
             findings.extend(per_save[0])
+    return findings
+
+
+def _directory_findings(name: str, save: CheckpointRecord, digests: Digests) -> list[Finding]:
+    """``checkpoint.<name>/<file>.size`` / ``.digest`` for the files of a sharded checkpoint
+    this machine can reach (``digests="stat"``: sizes only); the others are said by
+    :func:`unchecked_from_outside`."""
+    from resumeguard.checkpoint.dirfiles import reachable
+
+    findings = []
+    for path, file in reachable(save)[0]:
+        label = f"checkpoint.{name}/{file.name}"
+        size = path.stat().st_size
+        if size != file.size:
+            findings.append(explain(f"{label}.size", file.size, size))
+        elif digests == "full" and (digest := digest_file(path)[0]) != file.digest:
+            findings.append(explain(f"{label}.digest", file.digest, digest))
     return findings
 
 
@@ -588,7 +605,19 @@ def unchecked_from_outside(
         )
         if store_name == "online":
             notes.append("checkpoint copies in the W&B run: not fetched (--quick)")
-    elsewhere = sum(1 for s in shards if not s.file)
+    elsewhere = sum(1 for s in shards if not s.file and not s.files)
+    for name, checkpoint in sorted(record.checkpoints.items()):
+        from resumeguard.checkpoint.dirfiles import reachable
+
+        _, unreachable = reachable(checkpoint)
+        if unreachable:
+            shown = ", ".join(f"{f.name} (rank {f.rank})" for f in unreachable[:5])
+            more = f" and {len(unreachable) - 5} more" if len(unreachable) > 5 else ""
+            notes.append(
+                f"sharded checkpoint {name}: {len(unreachable)} of {len(checkpoint.files)} "
+                f"files not reachable from here ({shown}{more}): another node's disk, or gone; "
+                "resumeguard.dcp.load verifies them on the ranks that read them"
+            )
     if elsewhere:
         notes.append(
             f"{elsewhere} checkpoint file(s) kept only on a rank's own disk: verified by that "

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
-from helpers import model_and_opt, offline_project, start
+from helpers import cli_json, model_and_opt, offline_project, start
 
 import resumeguard
 import resumeguard.dcp
@@ -157,3 +157,24 @@ def test_an_async_save_is_recorded_once_its_files_are_written(
     resumeguard.dcp.load(run, state, "ck")
     assert torch.equal(state["model"]["0.weight"], model.state_dict()["0.weight"])
     run.finish()
+
+
+def test_check_verifies_the_files_it_reaches_and_names_those_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, _ = saved(tmp_path, monkeypatch)
+    run.finish()
+    code, report = cli_json(capsys, "check", "--run-id", "dcp1", "--offline")
+    assert code == 0, report
+    flip(Path("ck/__0_0.distcp"))
+    code, report = cli_json(capsys, "check", "--run-id", "dcp1", "--offline")
+    assert code == 1
+    assert [f["path"] for f in report["findings"] if f["severity"] == "block"] == [
+        "checkpoint.ck/__0_0.distcp.digest"
+    ]
+    Path("ck/__0_0.distcp").unlink()  # as on another node's disk
+    code, report = cli_json(capsys, "check", "--run-id", "dcp1", "--offline")
+    assert code == 0, report
+    assert any(
+        "1 of 2 files not reachable from here (__0_0.distcp" in n for n in report["unchecked"]
+    )

@@ -20,12 +20,10 @@ from typing import Any
 
 from torch.distributed.checkpoint.filesystem import FileSystem
 
+from resumeguard.checkpoint.dirfiles import METADATA, file_problem
 from resumeguard.errors import CheckpointError
-from resumeguard.hashing import HashingWriter, digest_file, digest_json
+from resumeguard.hashing import HashingWriter
 from resumeguard.runrecord import DirFile
-
-METADATA = ".metadata"
-"""The name of DCP's metadata file in a checkpoint directory."""
 
 
 class _DigestingStream(io.RawIOBase):
@@ -122,47 +120,6 @@ class VerifyingFileSystem(FileSystem):
         if problem:
             raise CheckpointError(f"checkpoint {self._label}: {problem}; nothing was loaded")
         self._verified.add(name)
-
-
-def file_problem(path: Path, expected: DirFile, *, digest: bool = True) -> str:
-    """What is wrong with ``path`` against its record ("" when nothing): missing, another
-    size, other bytes (``digest``: read in full; else only its size is compared)."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return f"{expected.name} (written by rank {expected.rank}) is missing"
-    if size != expected.size:
-        return (
-            f"{expected.name} (written by rank {expected.rank}) has {size} bytes, "
-            f"{expected.size} recorded (truncated or replaced)"
-        )
-    if digest:
-        found, _ = digest_file(path)
-        if found != expected.digest:
-            return (
-                f"{expected.name} (written by rank {expected.rank}) does not match its record "
-                f"(digest {found[:19]}..., recorded {expected.digest[:19]}...)"
-            )
-    return ""
-
-
-def listing(
-    root: Path, written: Sequence[tuple[int, Mapping[str, Sequence[Any]]]]
-) -> list[DirFile]:
-    """Every file the ranks wrote below ``root``, in name order, from each rank's
-    ``{path: (digest, size)}``."""
-    base = root.resolve()
-    files = {}
-    for rank, paths in written:
-        for path, (digest, size) in paths.items():
-            name = Path(path).resolve().relative_to(base).as_posix()
-            files[name] = DirFile(name=name, digest=str(digest), size=int(size), rank=rank)
-    return [files[n] for n in sorted(files)]
-
-
-def listing_digest(files: Sequence[DirFile]) -> str:
-    """The digest of a listing: what a save's history keeps of it."""
-    return digest_json([f.to_json() for f in files])
 
 
 def verified_metadata(root: Path, files: Sequence[DirFile], label: str) -> Any:
