@@ -301,3 +301,48 @@ def test_a_sharded_checkpoint_of_2_ranks_loads_verified_and_a_flipped_byte_stops
     )
     assert code == 0, out
     assert (repo / "loaded-0").read_text() == (repo / "saved-0").read_text(), "resharded 2 -> 1"
+
+
+def two_nodes(repo: Path, wandb_dir: Path, phase: str, resume: str | None) -> tuple[int, str]:
+    """Two torchrun agents on this machine as two nodes of one process each (c10d rendezvous
+    on 127.0.0.1), sharing ``repo`` as a shared filesystem: the worse exit code, both outputs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = job_env(repo, wandb_dir, phase, resume, WANDB_RUN_ID="dist1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
+    command += ["--nproc_per_node", "1", "--rdzv_backend", "c10d"]
+    command += ["--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", phase, str(SHARDED)]
+    agents = [
+        subprocess.Popen(
+            command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [agent.communicate(timeout=TIMEOUT)[0] for agent in agents]
+    return max(agent.returncode for agent in agents), "\n".join(outs)
+
+
+def test_two_nodes_share_a_sharded_checkpoint_and_a_flipped_byte_of_node_1_stops_both(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "*-*\n.ckpt*\n"})
+    wandb_dir = tmp_path / "wb"
+    wandb_dir.mkdir()
+    code, out = two_nodes(repo, wandb_dir, "save", None)
+    assert code == 0, out
+    code, out = two_nodes(repo, wandb_dir, "load", "must")
+    assert code == 0, out
+    assert (repo / "loaded-1").read_text() == (repo / "saved-1").read_text()
+
+    shard = repo / "ckpt-dcp" / "__1_0.distcp"  # written by rank 1, the second node's
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 1
+    shard.write_bytes(bytes(data))
+    (repo / "loaded-0").unlink()
+    (repo / "loaded-1").unlink()
+    code, out = two_nodes(repo, wandb_dir, "load", "must")
+    assert code == 1, out
+    assert out.count("__1_0.distcp (written by rank 1) does not match its record") == 2, out
+    assert "(rank 0, 1)" in out, "every rank of both nodes refused it"
+    assert not list(repo.glob("loaded-*"))
