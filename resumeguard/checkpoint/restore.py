@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from resumeguard.archive import check_archive
 from resumeguard.checkpoint.beside import read_beside
@@ -250,15 +250,32 @@ Fit = Callable[..., None]
 RESTORE_CALL = "restore_checkpoint"
 
 
+def load_for_script(run: Any, name: str, read: Callable[[BinaryIO], Any]) -> Any:
+    """A script's own ``torch.load`` of recorded checkpoint ``name``: ``read`` (the script's
+    load, with its own arguments) runs on bytes that match the record, or CheckpointError.
+    Each process verifies alone (no collective: a script may load on one rank only)."""
+    state = _verified(run, name, map_location=None, policy=None, fit=None, read=read, alone=True)
+    _settle(live_run(run), "resumed")
+    return state
+
+
 def _verified(
-    run: Any, name: str | os.PathLike[str], *, map_location: Any, policy: Any, fit: Fit | None
+    run: Any,
+    name: str | os.PathLike[str],
+    *,
+    map_location: Any,
+    policy: Any,
+    fit: Fit | None,
+    read: Callable[[BinaryIO], Any] | None = None,
+    alone: bool = False,
 ) -> Any:
-    """Every rank: its verified, fit-checked state of ``name``; none returns unless all pass."""
+    """Every rank: its verified, fit-checked state of ``name`` (read by ``read``, else loaded
+    weights only); none returns unless all pass, or, ``alone``, this process's own."""
     from resumeguard.distributed import agree, all_ranks, rank_and_world
 
     run = live_run(run)
     label = Path(name).as_posix()
-    rank, world = rank_and_world()
+    rank, world = (0, 1) if alone else rank_and_world()
 
     def recorded() -> dict[str, Any] | None:
         from resumeguard.pipeline import check_checkpoint_run, ensure_recorded, step_check
@@ -275,7 +292,7 @@ def _verified(
         return with_configured(checkpoint, record).to_json()
 
     try:
-        entry_json = agree(recorded, tag="restore", call=RESTORE_CALL)
+        entry_json = recorded() if alone else agree(recorded, tag="restore", call=RESTORE_CALL)
     except (CheckpointError, ResumeBlocked) as e:
         _settle(run, "refused", str(e))
         raise
@@ -295,7 +312,8 @@ def _verified(
             entry = origin.checkpoint
         else:
             entry = CheckpointRecord.from_json(entry_json)
-        state, chosen = _first_verified(run, entry, label, rank, world, map_location)
+        load = read or functools.partial(load_weights, name=label, map_location=map_location)
+        state, chosen = _first_verified(run, entry, label, rank, world, load)
         if fit is not None:
             fit(
                 state,
@@ -319,7 +337,8 @@ def _verified(
         error = f"rank {rank}: {e}"
     # Every rank verifies a shard alike: the slowest may take a few times this one's time.
     part = 4 * (time.monotonic() - started)
-    errors = [e for e in all_ranks(error, tag="restore", call=RESTORE_CALL, part=part) if e]
+    gathered = [error] if alone else all_ranks(error, tag="restore", call=RESTORE_CALL, part=part)
+    errors = [e for e in gathered if e]
     if errors:
         refused = CheckpointError("; ".join(errors))
         _settle(run, "refused", str(refused))
@@ -346,7 +365,12 @@ def _settle(run: Any, outcome: str, reason: str = "") -> None:
 
 
 def _first_verified(
-    run: Any, entry: CheckpointRecord, label: str, rank: int, world: int, map_location: Any
+    run: Any,
+    entry: CheckpointRecord,
+    label: str,
+    rank: int,
+    world: int,
+    load: Callable[[BinaryIO], Any],
 ) -> tuple[Any, CheckpointRecord]:
     """The state of the first save of ``entry`` whose bytes verify: a save killed midway keeps
     the one before it (``previous``), which wins while its bytes are still there."""
@@ -356,7 +380,6 @@ def _first_verified(
         saves.append(older)
         older = older.previous
     saves.append(entry)
-    load = functools.partial(load_weights, name=label, map_location=map_location)
     first_error: CheckpointError | None = None
     for save in saves:
         shards = save.shards or (save,)

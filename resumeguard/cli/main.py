@@ -30,6 +30,7 @@ def _app() -> typer.Typer:
         app.command()(command)
     for extra in _extra_commands():
         app.command()(extra)
+    _launcher(app)
     return app
 
 
@@ -39,6 +40,14 @@ def _extra_commands() -> list[Any]:
     except ImportError:
         return []
     return list(COMMANDS)
+
+
+def _launcher(app: typer.Typer) -> None:
+    """``resumeguard run -- CMD``: every argument after the first of CMD is CMD's own."""
+    from resumeguard.launcher.command import run
+
+    settings = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+    app.command(context_settings=settings)(run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

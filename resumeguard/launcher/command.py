@@ -1,0 +1,140 @@
+"""``resumeguard run [OPTIONS] -- CMD ARGS...``: run CMD with resumeguard loaded into every
+Python process it starts, and return CMD's exit status, or the verdict's when a resume was
+refused (1, or ``--block-exit-code``; 3 unverifiable; 2 bad input)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from resumeguard.cli._common import PolicyOpt
+from resumeguard.launcher.hooks import REPORT_ENV
+
+BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap"
+"""The folder put first on PYTHONPATH: it holds only the ``sitecustomize`` that loads the hooks."""
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+"""Signals passed on to CMD (Slurm's preemption warning and SIGTERM reach the script)."""
+
+VERDICT_CODES = {"block": 1, "unverified": 3, "bad-input": 2}
+
+
+def run(
+    command: Annotated[
+        list[str], typer.Argument(help="The command to run, after --: python train.py ...")
+    ],
+    policy: PolicyOpt = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="What to keep of each checkpoint: auto, digest, latest or all."),
+    ] = None,
+    offline: Annotated[bool, typer.Option(help="Run W&B offline (WANDB_MODE=offline).")] = False,
+    quiet: Annotated[bool, typer.Option(help="Say only warnings and the report.")] = False,
+    block_exit_code: Annotated[
+        int, typer.Option(help="Exit status of a blocked resume (scripts exit 1 on any error).")
+    ] = 1,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the verdict and the exit status here as JSON.")
+    ] = None,
+) -> int:
+    """Run a training command unmodified, guarded: every wandb.init, torch.save, torch.load and
+    Lightning or Transformers Trainer in it is checked and recorded as resumeguard's own API
+    would. A refused resume ends every process before the first training step."""
+    from resumeguard import runpolicy
+    from resumeguard.checkpoint.storage import resolve
+    from resumeguard.errors import BadInput
+
+    if not command:
+        raise BadInput(
+            "nothing to run: give the command after --, e.g. resumeguard run -- python train.py"
+        )
+    runpolicy.validate(policy)
+    if storage is not None:
+        resolve(storage)  # a bad value is bad input now, not in every worker later
+    if not 0 <= block_exit_code <= 255:
+        raise BadInput(f"--block-exit-code {block_exit_code} is not an exit status (0 to 255)")
+    with tempfile.TemporaryDirectory(prefix="resumeguard-run-") as tmp:
+        verdict_file = Path(tmp) / "verdict.json"
+        env = _environment(
+            verdict_file, policy=policy, storage=storage, offline=offline, quiet=quiet
+        )
+        status = _run_forwarding_signals(command, env)
+        outcome = _read(verdict_file)
+    verdict = str(outcome.get("verdict", "unchecked"))
+    code = VERDICT_CODES.get(verdict, status)
+    if verdict == "block":
+        code = block_exit_code
+    if report is not None:
+        outcome.setdefault("verdict", verdict)
+        outcome.update({"exit_code": code, "command_exit_code": status})
+        from resumeguard import atomic
+
+        try:
+            atomic.write_json(report, outcome)
+        except OSError as e:
+            raise BadInput(f"cannot write --report {report}: {e.strerror or e}") from None
+    return code
+
+
+def _environment(
+    verdict_file: Path, *, policy: str | None, storage: str | None, offline: bool, quiet: bool
+) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(BOOTSTRAP), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env[REPORT_ENV] = str(verdict_file)
+    if policy is not None:
+        env["RESUMEGUARD_POLICY"] = policy
+    if storage is not None:
+        env["RESUMEGUARD_STORAGE"] = storage
+    if offline:
+        env["WANDB_MODE"] = "offline"
+    if quiet:
+        env["RESUMEGUARD_QUIET"] = "1"
+    return env
+
+
+def _run_forwarding_signals(command: list[str], env: dict[str, str]) -> int:
+    """CMD's exit status (128 + the signal that ended it); the signals this process gets are
+    passed on. CMD runs in its own session, so a terminal's Ctrl-C reaches it once, through us."""
+    from resumeguard.errors import BadInput
+
+    try:
+        child = subprocess.Popen(command, env=env, start_new_session=True)
+    except FileNotFoundError:
+        raise BadInput(f"command not found: {command[0]}") from None
+    except PermissionError:
+        raise BadInput(f"command not executable: {command[0]}") from None
+
+    def forward(signum: int, frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    before = {s: signal.signal(s, forward) for s in FORWARDED}
+    try:
+        while True:
+            try:
+                status = child.wait()
+                break
+            except KeyboardInterrupt:  # pragma: no cover - SIGINT is forwarded, not raised
+                continue
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    return 128 - status if status < 0 else status
+
+
+def _read(verdict_file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(verdict_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,137 @@
+"""``resumeguard run -- CMD`` on unmodified scripts (tests/scripts/unmodified/): every Python
+process CMD starts is guarded through import hooks; the unchanged resume goes ahead, and a code
+change, a changed model width, a truncated or altered checkpoint each end the command before its
+first training step with the documented exit status, whatever the script's own except does."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import commit_all, make_repo
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts" / "unmodified"
+RESUMEGUARD = [sys.executable, "-m", "resumeguard"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    repo = make_repo(tmp_path / "proj", {".gitignore": "out/\nwandb/\n*.tar\n"})
+    for script in SCRIPTS.glob("*.py"):
+        shutil.copy(script, repo / script.name)
+    commit_all(repo, "scripts")
+    return repo
+
+
+def guarded(repo: Path, *command: str, options: tuple[str, ...] = ()) -> tuple[int, str, dict]:
+    """Run ``resumeguard run [options] -- command`` in ``repo``: exit status, output, report."""
+    report = repo.parent / "report.json"
+    report.unlink(missing_ok=True)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(repo)}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [*RESUMEGUARD, "run", "--report", str(report), *options, "--", *command],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    body = json.loads(report.read_text()) if report.exists() else {}
+    return done.returncode, done.stdout + done.stderr, body
+
+
+def python(script: str, *args: str) -> tuple[str, ...]:
+    return (sys.executable, script, *args)
+
+
+def test_nano_fresh_then_an_unchanged_resume_goes_ahead(project: Path) -> None:
+    code, out, report = guarded(project, *python("nano.py", "--max_iters=3"))
+    assert code == 0, out
+    assert (project / "out" / ".ckpt.pt.resumeguard.json").is_file(), "torch.save was recorded"
+    record = json.loads((project / "out" / ".ckpt.pt.resumeguard.json").read_text())
+    assert record["run"]["id"] == "nano1" and record["checkpoint"]["size"] > 0
+    code, out, report = guarded(project, *python("nano.py", "--init_from=resume"))
+    assert code == 0, out
+    assert "iter 4" in out and "iter 1\n" not in out, "resumed at iteration 3"
+    assert "matches its recorded digest" in out and "resume of run nano/nano1 verified" in out
+    assert (report["verdict"], report["exit_code"], report["command_exit_code"]) == (
+        "went-ahead",
+        0,
+        0,
+    )
+
+
+def test_nano_harmful_resumes_end_before_the_first_step(project: Path) -> None:
+    code, out, _ = guarded(project, *python("nano.py", "--max_iters=3"))
+    assert code == 0, out
+    ckpt = project / "out" / "ckpt.pt"
+    intact = ckpt.read_bytes()
+
+    # A code change: blocked, and the script's `except Exception: start fresh` cannot catch it.
+    script = project / "nano.py"
+    source = script.read_text()
+    script.write_text(source.replace("torch.manual_seed(1337)", "torch.manual_seed(7)"))
+    code, out, report = guarded(project, *python("nano.py", "--init_from=resume"))
+    assert code == 1 and "starting fresh" not in out and "iter 4" not in out, out
+    assert report["verdict"] == "block" and "code.files.nano.py" in out
+    script.write_text(source)
+
+    # A wider model: the fit check at load_state_dict, before a tensor is copied.
+    code, out, report = guarded(project, *python("nano.py", "--init_from=resume", "--n_embd=16"))
+    assert code == 1 and "0.weight" in out and "iter 4" not in out, out
+
+    # A truncated, then an altered checkpoint; --block-exit-code tells a block from a crash.
+    ckpt.write_bytes(intact[: len(intact) // 2])
+    code, out, report = guarded(
+        project, *python("nano.py", "--init_from=resume"), options=("--block-exit-code", "17")
+    )
+    assert code == 17 and "truncated" in out and "starting fresh" not in out, out
+    assert (report["verdict"], report["exit_code"], report["command_exit_code"]) == (
+        "block",
+        17,
+        1,
+    )
+    altered = bytearray(intact)
+    altered[len(altered) // 2] ^= 1
+    ckpt.write_bytes(bytes(altered))
+    code, out, _ = guarded(project, *python("nano.py", "--init_from=resume"))
+    assert code == 1 and "does not match its record" in out, out
+    ckpt.write_bytes(intact)
+    code, out, _ = guarded(project, *python("nano.py", "--init_from=resume"))
+    assert code == 0, out
+
+
+def test_nano_compiled_checkpoint_resumes(project: Path) -> None:
+    code, out, _ = guarded(project, *python("nano.py", "--max_iters=3", "--compile=True"))
+    assert code == 0, out
+    code, out, _ = guarded(project, *python("nano.py", "--init_from=resume", "--compile=True"))
+    assert code == 0 and "iter 4" in out, out
+
+
+def test_the_command_status_is_returned_unchanged(project: Path) -> None:
+    code, out, report = guarded(project, sys.executable, "-c", "import sys; sys.exit(5)")
+    assert (code, report["verdict"], report["command_exit_code"]) == (5, "unchecked", 5), out
+    code, out, _ = guarded(project, "no-such-command-here")
+    assert code == 2 and "command not found: no-such-command-here" in out
+
+
+def test_imagenet_under_mp_spawn_saves_on_rank_0_and_resumes(project: Path) -> None:
+    spawn = ("--multiprocessing-distributed", "--world-size", "2")
+    code, out, _ = guarded(project, *python("imagenet.py", "--epochs", "1", *spawn))
+    assert code == 0, out
+    assert (project / ".checkpoint.pth.tar.resumeguard.json").is_file()
+    resume = ("--resume", "checkpoint.pth.tar", "--epochs", "2", *spawn)
+    code, out, _ = guarded(project, *python("imagenet.py", *resume))
+    assert code == 0 and "(epoch 1)" in out and "epoch 1 rank 1" in out, out
+    # model_best.pth.tar is a copy the script made: loaded, said to be unverified.
+    code, out, _ = guarded(project, *python("imagenet.py", "--resume", "model_best.pth.tar"))
+    assert code == 0 and "not a checkpoint resumeguard recorded" in out, out
+    # A wider model is refused on every rank before training.
+    code, out, _ = guarded(project, *python("imagenet.py", *resume, "--width", "16"))
+    assert code == 1 and "epoch 1 rank" not in out, out
