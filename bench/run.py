@@ -15,6 +15,7 @@ BENCHMARKS = (
     "bench_online_costs.py",
     "bench_checkpoint.py",
     "bench_first_step.py",
+    "bench_dcp.py",
 )
 
 

@@ -50,6 +50,17 @@ def digest_file(path: str | Path) -> tuple[str, int]:
         return digest_fd(f.fileno())
 
 
+def digest_mapped(path: str | Path) -> tuple[str, int]:
+    """Digest and size of a file read through a memory map, hashed on every core: about twice
+    :func:`digest_file`'s speed on a file in the page cache (no copy into a buffer)."""
+    size = os.stat(path).st_size
+    if size == 0:
+        return digest_bytes(b""), 0
+    hasher = new_hasher()
+    hasher.update_mmap(str(path))
+    return finish(hasher), size
+
+
 def digest_fd(fd: int, *, alongside: bool = False) -> tuple[str, int]:
     """Digest and size of an open file from its start, read with ``pread`` (the file's own
     offset is left alone, so another reader can use it at the same time: say ``alongside``)."""

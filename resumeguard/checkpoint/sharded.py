@@ -22,39 +22,50 @@ from torch.distributed.checkpoint.filesystem import FileSystem
 
 from resumeguard.checkpoint.dirfiles import METADATA, file_problem
 from resumeguard.errors import CheckpointError
-from resumeguard.hashing import HashingWriter
+from resumeguard.hashing import finish, new_hasher
 from resumeguard.runrecord import DirFile
 
 
 class _DigestingStream(io.RawIOBase):
-    """A file DCP writes into, digested as it is written (see HashingWriter)."""
+    """A file DCP writes into, digested as it is written: each piece torch hands over is
+    hashed on its way to the file (on this thread: blake3 on one core keeps ahead of a disk,
+    where a second thread reading the pages back would compete with the other ranks)."""
 
     def __init__(self, path: Path, written: dict[str, tuple[str, int]]) -> None:
         super().__init__()
         self._path = path
-        self._raw = open(path, "w+b", buffering=0)  # noqa: SIM115 -- closed in close()
-        self._writer = HashingWriter(self._raw)
+        self._file = open(path, "wb")  # noqa: SIM115 -- closed in close()
+        self._hasher = new_hasher(alongside=True)
+        self._size = 0
         self._written = written
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        return self._writer.write(data)
+        view = memoryview(data).cast("B")
+        self._file.write(view)
+        self._hasher.update(view)
+        self._size += view.nbytes
+        return view.nbytes
 
     def tell(self) -> int:
-        return self._writer.size
+        return self._size
+
+    def flush(self) -> None:
+        if not self._file.closed:  # io's close() flushes once more after ours
+            self._file.flush()
 
     def fileno(self) -> int:
-        return self._raw.fileno()
+        return self._file.fileno()
 
     def close(self) -> None:
         if self.closed:
             return
         try:
-            self._written[str(self._path)] = (self._writer.digest(), self._writer.size)
+            self._file.close()
+            self._written[str(self._path)] = (finish(self._hasher), self._size)
         finally:
-            self._raw.close()
             super().close()
 
 
