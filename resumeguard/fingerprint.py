@@ -9,6 +9,9 @@ Schema history (every version stays readable: ``fixtures/fingerprints/`` keeps o
   older record reads as ``components`` None (not known), the fingerprint itself is unchanged;
   and a checkpoint record may describe a sharded checkpoint directory (``files``: every
   file's name, digest, size and rank; ``digest`` is then the listing's).
+  Each checkpoint record also says where its file lies (``host``, ``disk``: the host's own or
+  a shared filesystem) and its ``mtime_ns``; an older checkpoint record reads as not knowing
+  (a file not here is missing; ``--quick`` compares its size only).
 """
 
 from __future__ import annotations

@@ -242,6 +242,11 @@ _TABLE: list[tuple[str, Text, Text]] = [
         lambda p, r, c: "resume from an intact copy or another recorded checkpoint",
     ),
     (
+        "checkpoint.*.record",
+        lambda p, r, c: f"the record beside checkpoint {_checkpoint(p)} is gone or differs",
+        lambda p, r, c: "`resumeguard restore` writes the file and its record back",
+    ),
+    (
         "run.step",
         lambda p, r, c: (
             f"the checkpoint is at step {c} but the run already logged up to step "

@@ -22,18 +22,18 @@ import glob
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from resumeguard import claims, runfiles, runpolicy
 from resumeguard.check import compare_fingerprints
+from resumeguard.checkpoint.reach import Digests, checkpoint_findings
 from resumeguard.errors import BadInput, ResumeBlocked, RunNotFound, Unverifiable
 from resumeguard.findings import Finding, Severity, Verdict
-from resumeguard.fingerprint import Fingerprint, take
-from resumeguard.hashing import digest_file
+from resumeguard.fingerprint import Fingerprint, take, user_config
 from resumeguard.hints import explain
+from resumeguard.jobshape import JobShape, as_the_job
 from resumeguard.policy import Policy, Rule
 from resumeguard.report import Report, build
 from resumeguard.runrecord import (
@@ -45,7 +45,7 @@ from resumeguard.runrecord import (
     verified_record,
 )
 from resumeguard.stores import interface
-from resumeguard.stores.interface import RunRef, RunStore, StoredRun, store_for_run
+from resumeguard.stores.interface import RunRef, StoredRun, store_for_run
 from resumeguard.stores.layout import CONFIG_KEY, LIVE_SECONDS, RECORD_FILE, parse_time
 
 log = logging.getLogger("resumeguard")
@@ -53,8 +53,6 @@ log = logging.getLogger("resumeguard")
 RESUME_MODES = ("must", "allow", "auto")
 """``resume`` values under which wandb.init continues an existing run."""
 
-Digests = Literal["full", "stat"]
-"""How recorded checkpoint copies are checked: every byte digested, or a stat of the size."""
 
 OWN_CHECKPOINT_RULE = "a checkpoint file recorded by resumeguard (verified by its digest)"
 
@@ -111,6 +109,11 @@ class ResumeCheck:
     step_unknown: str = ""
     """Why the run's last logged step cannot be known (a damaged transaction log), "" when
     :attr:`last_step` is the whole truth."""
+    verified: frozenset[str] = frozenset()
+    """Checkpoint names whose recorded bytes this check read and found intact."""
+    config_keys: int | None = None
+    """How many config keys this check compared (the ones given to it); None when it saw no
+    config (a check from outside, or before the script parsed its arguments)."""
 
     @property
     def fresh(self) -> bool:
@@ -242,6 +245,8 @@ def decide(
     digests: Digests = "stat",
     timeout: float | None = None,
     claim: bool = True,
+    files: bool = False,
+    job: JobShape | None = None,
 ) -> ResumeCheck:
     """Check this process against the record of the run ``intent`` names.
 
@@ -250,7 +255,9 @@ def decide(
     recorded, or a store that cannot answer, is Unverifiable. ``digests`` says how recorded
     checkpoint copies are checked (in a training process "stat": its restore reads and
     verifies the bytes of the checkpoint it loads); ``include_live`` and ``include_step`` add
-    ``run.live`` and ``run.step`` (a newest checkpoint older than the last logged step).
+    ``run.live`` and ``run.step`` (a newest checkpoint older than the last logged step);
+    ``files`` the checkpoint files at their recorded paths, and the records beside them (a
+    check from outside: the training process verifies the file it restores).
     ``facts`` are what a framework callback knows of the run (compared as config keys; ones
     a record from before facts were kept lacks are reported as not recorded), and
     ``preset_rules`` its preset-level rules, added once the policy is resolved (any user rule
@@ -301,13 +308,18 @@ def decide(
     recorded = record.fingerprint
     # Config keys not passed now keep their recorded value in W&B: only passed keys can differ.
     current = collect({**recorded.config, **dict(config or {})})
+    outside: list[str] = []
+    if job is not None:
+        env, outside = as_the_job(recorded.env, current.env, job)
+        current = dataclasses.replace(current, env=env)
     # The policy kept with the run judges, not the one in the tree being judged.
     base, extra = runpolicy.for_resume(policy, record.policy, _root(current))
     # The run's own checkpoint files below the repo are verified by digest, not diffed as code.
     resolved = base.with_rules(own_checkpoint_rules(record, current)).with_preset_rules(
         preset_rules
     )
-    extra += checkpoint_findings(record, store, ref, digests=digests)
+    reached = checkpoint_findings(record, store, ref, digests=digests, files=files)
+    extra += reached.findings
     if include_step:
         extra.extend(
             step_findings(record, stored.last_step, run_id=ref.id, unknown=stored.step_unknown)
@@ -323,6 +335,9 @@ def decide(
     )
     if claim and report.verdict is Verdict.BLOCK:
         claims.release(ref.id)
+    unchecked = (*outside, *reached.elsewhere, *reached.rotated)
+    report = dataclasses.replace(report, unchecked=unchecked)
+    given = None if config is None and facts is None else {**(config or {}), **(facts or {})}
     return ResumeCheck(
         ref.id,
         report,
@@ -332,6 +347,8 @@ def decide(
         stored.last_step,
         store.name,
         stored.step_unknown,
+        reached.verified,
+        None if given is None else len(user_config(given)),
     )
 
 
@@ -518,112 +535,21 @@ def newest_checkpoint(record: RunRecord) -> tuple[str, CheckpointRecord] | None:
     return name, checkpoint
 
 
-def checkpoint_findings(
-    record: RunRecord, store: RunStore, ref: RunRef, *, digests: Digests = "full"
-) -> list[Finding]:
-    """``checkpoint.<name>.missing`` / ``.size`` / ``.digest`` for recorded checkpoint copies
-    in the run that are gone, truncated or changed. ``digests="full"`` reads every byte (online:
-    downloads each copy); ``"stat"`` compares sizes of the copies on this machine only."""
-    findings: list[Finding] = []
-    for name, checkpoint in sorted(record.checkpoints.items()):
-        # A save killed midway keeps the save before it: fine while either one is intact.
-        per_save = []
-        save: CheckpointRecord | None = checkpoint
-        while save is not None:
-            found = _directory_findings(name, save, digests)
-            for shard in save.shards or (save,):
-                if not shard.file:
-                    continue  # no copy kept, or on its rank's node: verified at restore
-                label = name if shard.rank is None else f"{name}[rank {shard.rank}]"
-                finding = _copy_finding(store, ref, shard, label, digests)
-                if finding is not None:
-                    found.append(finding)
-            per_save.append(found)
-            save = save.previous
-        if all(per_save):
-            findings.extend(per_save[0])
-    return findings
-
-
-def _directory_findings(name: str, save: CheckpointRecord, digests: Digests) -> list[Finding]:
-    """``checkpoint.<name>/<file>.size`` / ``.digest`` for the files of a sharded checkpoint
-    this machine can reach (``digests="stat"``: sizes only); the others are said by
-    :func:`unchecked_from_outside`."""
-    from resumeguard.checkpoint.dirfiles import reachable
-
-    findings = []
-    for path, file in reachable(save)[0]:
-        label = f"checkpoint.{name}/{file.name}"
-        size = path.stat().st_size
-        if size != file.size:
-            findings.append(explain(f"{label}.size", file.size, size))
-        elif digests == "full" and (digest := digest_file(path)[0]) != file.digest:
-            findings.append(explain(f"{label}.digest", file.digest, digest))
-    return findings
-
-
-def _copy_finding(
-    store: RunStore, ref: RunRef, shard: CheckpointRecord, label: str, digests: Digests
-) -> Finding | None:
-    from resumeguard.errors import CheckpointError
-
-    path = store.local_file(ref, shard.file, local=shard.local)
-    if path is None and (digests == "stat" or store.name == "offline" or shard.local):
-        if store.name == "offline":
-            return explain(f"checkpoint.{label}.missing", shard.file, None)
-        return None
-    with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
-        if path is None:
-            try:
-                path = store.fetch_file(ref, shard.file, Path(tmp))
-            except CheckpointError:
-                return explain(f"checkpoint.{label}.missing", shard.file, None)
-        if digests == "stat":
-            size = path.stat().st_size
-            if size != shard.size:
-                return explain(f"checkpoint.{label}.size", shard.size, size)
-            return None
-        digest, size = digest_file(path)
-    if size != shard.size:
-        return explain(f"checkpoint.{label}.size", shard.size, size)
-    if digest != shard.digest:
-        return explain(f"checkpoint.{label}.digest", shard.digest, digest)
-    return None
-
-
-def unchecked_from_outside(
-    record: RunRecord | None, digests: Digests, store_name: str
-) -> list[str]:
-    """What a check from outside the training process cannot see, to say so in its report."""
+def unchecked_from_outside(check: ResumeCheck, digests: Digests) -> list[str]:
+    """What a check from outside the training process did not see, to say so in its report
+    (with what the check itself found it could not reach, already in the report)."""
     notes = [NOT_SEEN_FROM_OUTSIDE]
+    record = check.stored
     if record is None:
         return notes
-    shards = [s for c in record.checkpoints.values() for s in (c.shards or (c,))]
-    if digests == "stat" and shards:
+    if digests == "stat" and record.checkpoints:
         notes.append(
-            "checkpoint bytes: only sizes compared (--quick); the restore verifies the digest"
+            "checkpoint bytes: sizes (and modification times) compared (--quick), a file whose "
+            "time changed was read; the restore verifies the digest of what it loads"
         )
-        if store_name == "online":
+        if check.store == "online":
             notes.append("checkpoint copies in the W&B run: not fetched (--quick)")
-    elsewhere = sum(1 for s in shards if not s.file and not s.files)
-    for name, checkpoint in sorted(record.checkpoints.items()):
-        from resumeguard.checkpoint.dirfiles import reachable
-
-        _, unreachable = reachable(checkpoint)
-        if unreachable:
-            shown = ", ".join(f"{f.name} (rank {f.rank})" for f in unreachable[:5])
-            more = f" and {len(unreachable) - 5} more" if len(unreachable) > 5 else ""
-            notes.append(
-                f"sharded checkpoint {name}: {len(unreachable)} of {len(checkpoint.files)} "
-                f"files not reachable from here ({shown}{more}): another node's disk, or gone; "
-                "resumeguard.dcp.load verifies them on the ranks that read them"
-            )
-    if elsewhere:
-        notes.append(
-            f"{elsewhere} checkpoint file(s) kept only on a rank's own disk: verified by that "
-            "rank at restore"
-        )
-    return notes
+    return [*notes, *check.report.unchecked]
 
 
 def own_checkpoint_rules(stored: RunRecord, current: Fingerprint) -> list[Rule]:

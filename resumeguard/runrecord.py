@@ -15,6 +15,7 @@ from resumeguard.collect.code import CodeRecord
 from resumeguard.collect.components import Components
 from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
+from resumeguard.disks import Disk
 from resumeguard.errors import BadInput, Unverifiable
 from resumeguard.fingerprint import NOT_GIVEN, SCHEMA, Fingerprint, check_schema
 from resumeguard.fingerprint import from_json as fingerprint_from_json
@@ -106,6 +107,13 @@ class CheckpointRecord(Record):
     files: tuple[DirFile, ...] = ()
     """A checkpoint directory's files (schema 3), every one with its digest, size and rank;
     then ``digest`` is the digest of this listing and ``size`` their total. Empty for a file."""
+    host: str = ""
+    """The host that wrote ``source`` ("" in records made before hosts were kept)."""
+    disk: Disk = ""
+    """Whether ``source`` lies on that host's own disk ("local") or on a filesystem the nodes
+    share ("shared"); "" when not known."""
+    mtime_ns: int | None = None
+    """``source``'s modification time as saved, in nanoseconds (``--quick`` compares it)."""
 
     def __post_init__(self) -> None:
         """Refuse what no save writes: a copy outside the run's checkpoint folder, a negative
@@ -117,6 +125,17 @@ class CheckpointRecord(Record):
                 raise ValueError(f"{what} {value} is negative")
         if not self.step_counter:
             raise ValueError("step_counter is empty")
+
+    def placed(self, path: str | os.PathLike[str]) -> CheckpointRecord:
+        """This record with where ``path`` (the file just written, or its temp file beside it)
+        lies: this host, its disk kind and its modification time."""
+        from resumeguard.disks import disk_of, this_host
+
+        try:
+            mtime: int | None = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = None
+        return dataclasses.replace(self, host=this_host(), disk=disk_of(path), mtime_ns=mtime)
 
 
 def is_run_copy_name(name: str) -> bool:

@@ -27,23 +27,22 @@ def say(line: str) -> None:
     log.info(line)
 
 
-def log_verified(check: ResumeCheck, *, digest_checked: bool = False) -> None:
+def log_verified(check: ResumeCheck) -> None:
     """:func:`say` :func:`verified_line` for a resume of an existing run that goes ahead."""
     if check.stored is not None and check.report.verdict in (Verdict.OK, Verdict.WARN):
-        say(verified_line(check, digest_checked=digest_checked))
+        say(verified_line(check))
 
 
 def verified_line(
     check: ResumeCheck,
     *,
-    digest_checked: bool = False,
     checkpoint: str | None = None,
     extra: Sequence[str] = (),
 ) -> str:
     """One line: the run, the code, the deps, the config, the checkpoint and the verdict.
 
     ``checkpoint`` names the one a framework verified and loaded; without it, the newest
-    recorded one (``digest_checked``: its copy's digest was verified by this check)."""
+    recorded one ("digest verified" only when this check read its bytes)."""
     from resumeguard.collect.code import CodeRecord
     from resumeguard.collect.deps import DepsRecord
 
@@ -68,9 +67,9 @@ def verified_line(
         )
     else:
         deps_text = "deps unavailable"
-    keys = len(check.current.config)
+    keys = check.config_keys
     parts = [code_text, deps_text]
-    if keys:
+    if keys:  # only a config this check was given was compared
         new = sum(1 for j in report.findings if j.finding.unrecorded)
         older = f" ({new} not recorded by an older resumeguard: recorded now)" if new else ""
         parts.append(f"config {keys} keys{_noted(by_section, 'config')}{older}")
@@ -78,7 +77,7 @@ def verified_line(
     if checkpoint is not None:
         parts.append(f"checkpoint {checkpoint} (digest verified)")
     else:
-        parts.append(_latest(check, digest_checked))
+        parts.append(_latest(check))
     warnings = sum(1 for j in report.findings if j.severity is Severity.WARN)
     infos = sum(1 for j in report.findings if j.severity is Severity.INFO)
     return (
@@ -98,7 +97,7 @@ def _noted(by_section: dict[str, list[Severity]], section: str) -> str:
     return ", " + ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
 
 
-def _latest(check: ResumeCheck, digest_checked: bool) -> str:
+def _latest(check: ResumeCheck) -> str:
     """The checkpoint a resume most likely loads: the newest recorded one."""
     from resumeguard.pipeline import newest_checkpoint
 
@@ -107,5 +106,7 @@ def _latest(check: ResumeCheck, digest_checked: bool) -> str:
         return "no checkpoint recorded yet"
     name, record = newest
     step = f" step {record.step}" if record.step is not None else ""
-    how = "digest verified" if digest_checked else "verified against it when restored"
-    return f"checkpoint {name}{step} {record.digest[:27]}... ({how})"
+    which = f"checkpoint {name}{step} {record.digest[:27]}..."
+    if name in check.verified:
+        return f"{which} (digest verified)"
+    return f"newest {which} (bytes not read here: its restore verifies them)"

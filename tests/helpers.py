@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,8 @@ import torch
 
 import resumeguard
 from resumeguard.cli.main import main
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -116,12 +118,11 @@ def cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
     return code, json.loads(out)
 
 
-def as_recorded_by_schema_1(
-    wandb_dir: Path, run_id: str, keep: Collection[str] = ()
+def rewrite_record(
+    wandb_dir: Path, run_id: str, edit: Callable[[dict[str, Any]], None]
 ) -> dict[str, Any]:
-    """Rewrite offline run ``run_id``'s record as a schema 1 resumeguard wrote it: no
-    ``facts``, and of the config keys a framework callback collected only ``keep`` (its
-    recorder did not collect the others). The run config names the rewritten record."""
+    """Rewrite offline run ``run_id``'s record with ``edit`` (in place), as the resumeguard
+    that wrote it would have: the run config names the rewritten record."""
     from resumeguard.hashing import digest_json
     from resumeguard.stores.interface import RunRef
     from resumeguard.stores.layout import CONFIG_KEY
@@ -131,11 +132,28 @@ def as_recorded_by_schema_1(
     stored = store.fetch(ref)
     record = copy.deepcopy(stored.record)
     assert record is not None
-    fp = record["fingerprint"]
-    facts = set(fp.pop("facts"))
-    fp["config"] = {k: v for k, v in fp["config"].items() if k not in facts or k in keep}
-    fp["schema"] = record["schema"] = 1
-    compact = {**stored.config[CONFIG_KEY], "schema": 1, "record_digest": digest_json(record)}
+    edit(record)
+    compact = {
+        **stored.config[CONFIG_KEY],
+        "schema": record["schema"],
+        "record_digest": digest_json(record),
+    }
     compact.pop("previous_record_digest", None)
     store.write_record(ref, record, compact)
     return record
+
+
+def as_recorded_by_schema_1(
+    wandb_dir: Path, run_id: str, keep: Collection[str] = ()
+) -> dict[str, Any]:
+    """Rewrite offline run ``run_id``'s record as a schema 1 resumeguard wrote it: no
+    ``facts``, and of the config keys a framework callback collected only ``keep`` (its
+    recorder did not collect the others)."""
+
+    def edit(record: dict[str, Any]) -> None:
+        fp = record["fingerprint"]
+        facts = set(fp.pop("facts"))
+        fp["config"] = {k: v for k, v in fp["config"].items() if k not in facts or k in keep}
+        fp["schema"] = record["schema"] = 1
+
+    return rewrite_record(wandb_dir, run_id, edit)

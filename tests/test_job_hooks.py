@@ -245,7 +245,8 @@ def test_resubmitting_with_resume_must_checks_a_first_start(cluster: Cluster) ->
         SRUN_STANDIN="record",
     )
     assert result.code == 0, result.out + result.err
-    assert result.resumeguard == ["check --run-id slurm-1001"]
+    # One training process per task: the job's world size is SLURM_NTASKS (unset here: 1).
+    assert result.resumeguard == ["check --run-id slurm-1001 --world-size 1"]
     assert result.srun == ["python train.py --resume"]
 
 
@@ -266,7 +267,8 @@ def test_every_check_exit_code_is_mapped(
     )
     assert result.code == script_exit, result.err
     assert result.resumeguard == [
-        "check --run-id slurm-4004 --project proj --policy lenient --requirements requirements.txt"
+        "check --run-id slurm-4004 --project proj --world-size 1 --policy lenient "
+        "--requirements requirements.txt"
     ]
     assert result.srun == (["python train.py --resume"] if check_exit == 0 else [])
 

@@ -22,6 +22,7 @@ from helpers import (
 
 import resumeguard
 from resumeguard.findings import Severity
+from resumeguard.hashing import digest_file
 from resumeguard.policy import Rule, preset
 from resumeguard.stores.layout import CONFIG_KEY, LOCAL_COPIES, RECORD_FILE
 
@@ -230,10 +231,14 @@ def test_flipped_byte_and_truncation_are_refused(capsys, saved, project: Path) -
     assert not (project / "restored" / "checkpoint.pt").exists()
 
     run_copy.write_bytes(bytes(data[: len(data) // 3]))
-    # Truncated: the check sees it, and the resume is blocked at the checkpoint's path.
+    # Truncated: the check sees it (and the flipped byte in the user's file, which it reads
+    # too), and the resume is blocked at the checkpoint's path.
     code, report = check(capsys, "ckpt1", project)
     assert code == 1
-    assert [f["path"] for f in report["findings"]] == ["checkpoint.checkpoint.pt.size"]
+    assert [(f["path"], f["current"]) for f in report["findings"]] == [
+        ("checkpoint.checkpoint.pt.digest", digest_file(project / "checkpoint.pt")[0]),
+        ("checkpoint.checkpoint.pt.size", len(data) // 3),
+    ]
     with pytest.raises(resumeguard.ResumeBlocked):
         start("ckpt1", project, resume="must")
     # Told to only warn about checkpoints, the run resumes, and the restore itself refuses.

@@ -197,7 +197,7 @@ def _write(
             model=collect_model(model) if model is not None else Unavailable("not given"),
             rank=rank,
             components=components_of(state),
-        )
+        ).placed(written.staged.tmp)  # renamed into place: the same disk and mtime
     except BaseException:
         written.staged.discard()
         raise

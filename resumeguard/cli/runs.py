@@ -58,7 +58,19 @@ def _recorded(
 
 
 def check(
-    run_id: RunIdOpt,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", help="The run: ID or ENTITY/PROJECT/ID.", show_default=False),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Instead of --run-id: a checkpoint file (or a framework's checkpoint folder); "
+            "the record beside it names its run.",
+            show_default=False,
+        ),
+    ] = None,
     project: ProjectOpt = None,
     entity: EntityOpt = None,
     offline: OfflineOpt = False,
@@ -80,31 +92,57 @@ def check(
         bool,
         typer.Option(
             "--quick",
-            help="Compare only the sizes of recorded checkpoint copies (a stat each), not their "
-            "full digests (online: without downloading them).",
+            help="Compare the sizes (and modification times) of recorded checkpoint files "
+            "and copies (a stat each) instead of reading every byte (online: without "
+            "downloading the run's copies).",
         ),
     ] = False,
+    world_size: Annotated[
+        int | None,
+        typer.Option(
+            "--world-size", help="Processes the job will run (default: $WORLD_SIZE).", min=1
+        ),
+    ] = None,
+    nproc_per_node: Annotated[
+        int | None,
+        typer.Option("--nproc-per-node", help="Processes per node (torchrun's).", min=1),
+    ] = None,
+    nnodes: Annotated[
+        int | None,
+        typer.Option("--nnodes", help="Nodes (default: $SLURM_JOB_NUM_NODES, else 1).", min=1),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> int:
     """Check that resuming the run now is the same experiment (0 ok, 1 blocked, 3 unverifiable).
 
     Predicts what the resume will refuse from outside the training process: code and
-    dependencies, every recorded checkpoint copy (full digest; --quick: sizes only), a
-    checkpoint older than the last logged step (run.step) and a live copy (run.live). Config,
-    optimizer and model are checked when the script resumes; the report says so."""
+    dependencies, every recorded checkpoint file this host can reach (at its recorded path,
+    the record beside it, the run's copy: every byte read; --quick: sizes and times), a
+    checkpoint older than the last logged step (run.step) and a live copy (run.live). The
+    world size is compared when the job's is known (--world-size, --nproc-per-node,
+    WORLD_SIZE). Config, optimizer and model are checked when the script resumes; the report
+    says so."""
     import dataclasses
 
-    from resumeguard.errors import Unverifiable
+    from resumeguard.errors import BadInput, Unverifiable
+    from resumeguard.jobshape import job_shape
     from resumeguard.pipeline import ResumeIntent, decide, unchecked_from_outside
     from resumeguard.report import unverified
     from resumeguard.stores.interface import RunRef
     from resumeguard.verified import log_verified
 
-    # An empty --run-id (an unset $WANDB_RUN_ID in a job script) is bad input, never a new run.
-    RunRef.parse(run_id, project=project, entity=entity)
+    intent = ResumeIntent(run_id=run_id, mode="allow" if allow_new else "must")
+    if checkpoint is None and run_id is None:
+        raise BadInput("give the run to check: --run-id ID, or --checkpoint PATH")
+    if run_id is not None:
+        # An empty --run-id (an unset $WANDB_RUN_ID in a job script) is bad input, never new.
+        RunRef.parse(run_id, project=project, entity=entity)
+    job = job_shape(world_size, nproc_per_node, nnodes)
     try:
+        if checkpoint is not None:
+            intent = _checkpoint_intent(checkpoint, run_id)
         result = decide(
-            ResumeIntent(run_id=run_id, mode="allow" if allow_new else "must"),
+            intent,
             project=project,
             entity=entity,
             offline=True if offline else None,
@@ -115,6 +153,8 @@ def check(
             timeout=timeout,
             digests="stat" if quick else "full",
             claim=False,  # a prediction from outside: it looks at the claim, never takes it
+            files=True,
+            job=job,
         )
     except Unverifiable as e:
         if as_json:
@@ -123,11 +163,32 @@ def check(
         raise
     report = result.report
     if not result.fresh:
-        notes = unchecked_from_outside(result.stored, "stat" if quick else "full", result.store)
+        notes = unchecked_from_outside(result, "stat" if quick else "full")
         report = dataclasses.replace(report, unchecked=tuple(notes))
     code = emit_report(report, as_json)
-    log_verified(result, digest_checked=not quick)
+    log_verified(result)
     return code
+
+
+def _checkpoint_intent(path: Path, run_id: str | None) -> Any:
+    """The run ``check --checkpoint PATH`` checks: the one the record beside the file names
+    (BadInput with --run-id too, Unverifiable for a file of unknown origin)."""
+    from resumeguard.errors import BadInput, Unverifiable
+    from resumeguard.pipeline import checkpoint_intent, unknown_origin
+
+    if run_id is not None:
+        raise BadInput("give --run-id or --checkpoint, not both (the checkpoint names its run)")
+    if not path.exists():
+        raise BadInput(f"no such checkpoint: {path}")
+    intent = checkpoint_intent(path)
+    if intent is None:
+        raise Unverifiable(unknown_origin(path))
+    if intent.run_id is None:
+        raise Unverifiable(
+            f"checkpoint {path} was saved without a W&B run: no run record to check a resume "
+            "against (`resumeguard digest` shows its bytes' digest)"
+        )
+    return intent
 
 
 def record(
@@ -322,7 +383,8 @@ def restore(
                 f"{checkpoint.digest[:19]}..."
             )
         else:
-            sys.stdout.write(f"{target} already holds {what}: nothing written\n")
+            restored = _put_record_beside(store, ref, name, checkpoint, target)
+            sys.stdout.write(f"{target} already holds {what}: {restored or 'nothing written'}\n")
             return 0
     with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
         path = _fetch_copy(store, ref, checkpoint, name, Path(tmp))
@@ -350,8 +412,33 @@ def restore(
             f"damaged, and was REPLACED by the run's verified copy; the damaged file is kept as "
             f"{kept}\n"
         )
+    _put_record_beside(store, ref, name, checkpoint, target)
     sys.stdout.write(f"restored {what} to {target}\n")
     return 0
+
+
+def _put_record_beside(store: Any, ref: Any, name: str, checkpoint: Any, target: Path) -> str:
+    """Write the record beside a restored (or intact) ``target`` when it is gone or names other
+    bytes, so that a resume from the path finds its run; says so, or "" when it was right."""
+    from resumeguard.checkpoint.beside import CheckpointOrigin, read_beside, write_beside
+    from resumeguard.errors import BadInput
+
+    try:
+        found = read_beside(target)
+    except BadInput:
+        found = None
+    if found is not None and found.checkpoint.digest == checkpoint.digest:
+        return ""
+    offline = store.name == "offline"
+    origin = CheckpointOrigin(
+        name=name,
+        checkpoint=checkpoint,
+        run=ref,
+        offline=offline,
+        wandb_dir=str(store.base) if offline else None,
+    )
+    write_beside(target, origin)
+    return "its record beside it written back"
 
 
 def _fetch_copy(store: Any, ref: Any, checkpoint: Any, name: str, tmp: Path) -> Path:

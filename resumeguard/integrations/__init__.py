@@ -200,7 +200,7 @@ class FrameworkGuard:
                 source=str(path.resolve()),
                 components=(held or {}).get(name),
             )
-            checkpoint = copy_and_digest(run, path, name, described, storage)
+            checkpoint = copy_and_digest(run, path, name, described, storage).placed(path)
             write_beside(path, origin_of_run(run, name, checkpoint))
             record = record.with_checkpoint(name, checkpoint)
             recorded.append(checkpoint)
