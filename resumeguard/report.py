@@ -156,9 +156,11 @@ def render(
     *,
     width: int | None = None,
     headline: str | None = None,
+    listed_by: str = "",
 ) -> None:
-    """Print the human report: a headline, then a table of what diverged and what to do; a family
-    of many findings is summarised with counts (``--json`` lists every one)."""
+    """Print the human report: a headline, then a table of what diverged and what to do. With
+    ``listed_by`` (what lists every path: "--json"), a family of many findings is summarised
+    with counts; without, every finding gets its row."""
     from rich.console import Console
     from rich.table import Table
 
@@ -183,7 +185,7 @@ def render(
     table.add_column("severity", no_wrap=True)
     table.add_column("what diverged", overflow="fold")
     table.add_column("what to do", overflow="fold")
-    for severity, what, todo in _rows(report.findings):
+    for severity, what, todo in _rows(report.findings, listed_by):
         table.add_row(f"[{_STYLE[severity]}]{severity.value}[/]", what, todo)
     console.print(table)
 
@@ -193,7 +195,8 @@ def render_text(report: Report, *, headline: str | None = None, width: int = 110
     import io
 
     buffer = io.StringIO()
-    render(report, buffer, width=width, headline=headline)
+    listed_by = "the exception's .report.findings"
+    render(report, buffer, width=width, headline=headline, listed_by=listed_by)
     return buffer.getvalue().rstrip("\n")
 
 
@@ -206,8 +209,9 @@ def counts(findings: Iterable[Judged]) -> str:
     return ", ".join(f"{n} {severity.value}" for severity, n in ordered)
 
 
-def _rows(findings: Sequence[Judged]) -> Iterator[tuple[Severity, str, str]]:
-    """Table rows (severity, what diverged, what to do), large families summarised."""
+def _rows(findings: Sequence[Judged], listed_by: str) -> Iterator[tuple[Severity, str, str]]:
+    """Table rows (severity, what diverged, what to do), large families summarised when
+    ``listed_by`` names what lists every path."""
     families: dict[str, list[Judged]] = {}
     for j in findings:
         families.setdefault(family(j.finding.path), []).append(j)
@@ -215,7 +219,7 @@ def _rows(findings: Sequence[Judged]) -> Iterator[tuple[Severity, str, str]]:
     for j in findings:
         name = family(j.finding.path)
         members = families[name]
-        if len(members) > SUMMARY_OVER and members.index(j) >= SHOWN_PER_FAMILY:
+        if listed_by and len(members) > SUMMARY_OVER and members.index(j) >= SHOWN_PER_FAMILY:
             if name not in summarised:
                 summarised.add(name)
                 rest = members[SHOWN_PER_FAMILY:]
@@ -224,7 +228,7 @@ def _rows(findings: Sequence[Judged]) -> Iterator[tuple[Severity, str, str]]:
                     worst,
                     f"[bold]+{len(rest)} more {_escape(name)}.*[/] ({counts(rest)}; "
                     f"{len(members)} in all)",
-                    "every path is listed by --json (resumeguard check --json)",
+                    f"every path is listed by {listed_by}",
                 )
             continue
         f = j.finding

@@ -48,6 +48,7 @@ def test_resume_blocked_reads_like_the_cli_and_summarises_long_lists(project: Pa
     assert "resume with the recorded value" in text
     # 150 paths are summarised per family, with counts.
     assert "+145 more code.untracked.*" in text and "145 block" in text
+    assert "check --json" not in text, "no command lists the paths of a resume in a script"
     assert text.count("code.untracked.src/gen_") == 5
     assert len(text.splitlines()) < 40
 
@@ -88,6 +89,7 @@ def test_a_resume_that_goes_ahead_logs_one_info_line(project: Path, caplog) -> N
     assert "resume of run p/info1 verified" in line
     assert "code " in line and "deps python" in line and "torch" in line
     assert "checkpoint ckpt.pt step 1 " + record.digest[:27] in line
+    assert "bytes not read here" in line and "digest verified" not in line
     assert [r.levelname for r in caplog.records if r.name == "resumeguard"] == ["INFO"]
     run.finish()
 

@@ -277,6 +277,8 @@ def _verified(
     label = Path(name).as_posix()
     rank, world = (0, 1) if alone else rank_and_world()
 
+    compared: list[str] = []  # the run whose record this process was compared with
+
     def recorded() -> dict[str, Any] | None:
         from resumeguard.pipeline import check_checkpoint_run, ensure_recorded, step_check
 
@@ -284,7 +286,9 @@ def _verified(
         if record is None or label not in record.checkpoints:
             # A checkpoint this run did not save (or no run): the run it was saved in, named
             # by the record beside the file, must let this process resume from it.
-            check_checkpoint_run(Path(label.replace("{rank}", "0")), policy=policy)
+            other = check_checkpoint_run(Path(label.replace("{rank}", "0")), policy=policy)
+            if other is not None:
+                compared.append(other.run_id)
         if record is None:
             return None  # each rank reads the record beside its own file
         checkpoint = lookup(record, label, run_label=str(getattr(run, "id", run)))
@@ -326,10 +330,7 @@ def _verified(
         if rank == 0:
             from resumeguard.verified import say
 
-            say(
-                f"resumeguard: checkpoint {label} (step {chosen.step}, {chosen.size} bytes) "
-                f"matches its recorded digest {chosen.digest[:27]}...; loaded"
-            )
+            say(loaded_line(label, chosen, run, compared[0] if compared else None))
     except CheckpointError as e:
         if world <= 1:
             _settle(run, "refused", str(e))
@@ -354,6 +355,23 @@ def _plain_load(name: str | os.PathLike[str], map_location: Any) -> Any:
 
     path = Path(name).as_posix().replace("{rank}", str(rank_and_world()[0]))
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def loaded_line(label: str, chosen: CheckpointRecord, run: Any, other: str | None) -> str:
+    """The line a restore logs: what was verified, and without a run, what was not."""
+    step = f"step {chosen.step}, " if chosen.step is not None else ""
+    line = (
+        f"resumeguard: checkpoint {label} ({step}{chosen.size} bytes) matches its recorded "
+        f"digest {chosen.digest[:27]}...; loaded"
+    )
+    if run is not None:
+        return line
+    if other is not None:
+        return (
+            f"{line}; code and deps compared with the record of run {other}, which saved it; "
+            "config not compared (no run)"
+        )
+    return f"{line}; code and config not compared (no run record)"
 
 
 def _settle(run: Any, outcome: str, reason: str = "") -> None:

@@ -47,5 +47,5 @@ def emit_report(report: Report, as_json: bool) -> int:
     if as_json:
         sys.stdout.write(report.dumps() + "\n")
     else:
-        render(report)
+        render(report, listed_by="--json (this command with --json)")
     return report.verdict.exit_code
