@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         restore_checkpoint,
         save_checkpoint,
     )
+    from resumeguard.distributed import RankFailed
     from resumeguard.entry import guard, init
     from resumeguard.findings import Finding, Severity, Verdict
     from resumeguard.fingerprint import Fingerprint
@@ -55,6 +56,7 @@ _LAZY = {
     "Severity": "resumeguard.findings",
     "Verdict": "resumeguard.findings",
     "Report": "resumeguard.report",
+    "RankFailed": "resumeguard.distributed",
 }
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "DiskFull",
     "Finding",
     "Fingerprint",
+    "RankFailed",
     "Report",
     "ResumeBlocked",
     "ResumeGuardError",
