@@ -12,6 +12,9 @@ Schema history (every version stays readable: ``fixtures/fingerprints/`` keeps o
   Each checkpoint record also says where its file lies (``host``, ``disk``: the host's own or
   a shared filesystem) and its ``mtime_ns``; an older checkpoint record reads as not knowing
   (a file not here is missing; ``--quick`` compares its size only).
+  And each checkpoint name keeps its recent saves (``history``: digest, size, step, time of
+  the last 32), so a file holding an earlier save is that save; an older record has none, and
+  such a file is judged as changed.
 """
 
 from __future__ import annotations

@@ -318,7 +318,9 @@ def decide(
     resolved = base.with_rules(own_checkpoint_rules(record, current)).with_preset_rules(
         preset_rules
     )
-    reached = checkpoint_findings(record, store, ref, digests=digests, files=files)
+    reached = checkpoint_findings(
+        record, store, ref, digests=digests, files=files, last_step=stored.last_step
+    )
     extra += reached.findings
     if include_step:
         extra.extend(

@@ -65,6 +65,28 @@ class DirFile(Record):
             raise ValueError(f"file {self.name[:80]!r}: negative size or rank")
 
 
+HISTORY = 32
+"""How many earlier saves of a checkpoint name its record keeps (digest, size, step, time)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SaveEntry(Record):
+    """An earlier save of a checkpoint name: enough to recognise its bytes."""
+
+    kind = "save"
+
+    digest: str
+    """blake3 digest of the bytes that save wrote."""
+    size: int
+    """Their size in bytes."""
+    step: int | None = None
+    """The step it was taken at."""
+    step_counter: str = WANDB_STEP
+    """What ``step`` counts (see :attr:`CheckpointRecord.step_counter`)."""
+    saved_at: str = ""
+    """ISO time of that save."""
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckpointRecord(Record):
     """A saved checkpoint: the bytes that were saved, and what its state must fit."""
@@ -114,6 +136,9 @@ class CheckpointRecord(Record):
     share ("shared"); "" when not known."""
     mtime_ns: int | None = None
     """``source``'s modification time as saved, in nanoseconds (``--quick`` compares it)."""
+    history: tuple[SaveEntry, ...] = ()
+    """The earlier saves of this name, newest first (at most :data:`HISTORY`; schema 3):
+    a file holding one of them is that save, not a damaged file."""
 
     def __post_init__(self) -> None:
         """Refuse what no save writes: a copy outside the run's checkpoint folder, a negative
@@ -126,6 +151,29 @@ class CheckpointRecord(Record):
         if not self.step_counter:
             raise ValueError("step_counter is empty")
 
+    def as_entry(self) -> SaveEntry:
+        """This save, as a later save's history keeps it."""
+        return SaveEntry(self.digest, self.size, self.step, self.step_counter, self.saved_at)
+
+    def as_save(self, entry: SaveEntry, source: str | None = None) -> CheckpointRecord:
+        """The record of the earlier save ``entry`` of this name (its bytes at ``source``,
+        else where this one was saved; no copy of it is kept)."""
+        return dataclasses.replace(
+            self,
+            file="",
+            local=False,
+            digest=entry.digest,
+            size=entry.size,
+            step=entry.step,
+            step_counter=entry.step_counter,
+            saved_at=entry.saved_at,
+            source=self.source if source is None else source,
+            shards=(),
+            previous=None,
+            history=(),
+            mtime_ns=None,
+        )
+
     def placed(self, path: str | os.PathLike[str]) -> CheckpointRecord:
         """This record with where ``path`` (the file just written, or its temp file beside it)
         lies: this host, its disk kind and its modification time."""
@@ -136,6 +184,14 @@ class CheckpointRecord(Record):
         except OSError:
             mtime = None
         return dataclasses.replace(self, host=this_host(), disk=disk_of(path), mtime_ns=mtime)
+
+
+def older_save(latest: CheckpointRecord, older: CheckpointRecord) -> str:
+    """ "the save at step 3 of <time>, older than the latest (step 5)"."""
+    return (
+        f"the save at step {older.step} of {older.saved_at or 'an unknown time'}, older than "
+        f"the latest (step {latest.step})"
+    )
 
 
 def is_run_copy_name(name: str) -> bool:
@@ -195,8 +251,30 @@ class RunRecord(Record):
     in records from before policies were kept."""
 
     def with_checkpoint(self, name: str, checkpoint: CheckpointRecord) -> RunRecord:
-        """This record with ``name`` (re)recorded."""
+        """This record with ``name`` (re)recorded; a new save of it keeps the one it replaces
+        in its history (the same save recorded again, say once complete, keeps the history)."""
+        old = self.checkpoints.get(name)
+        if old is not None and not checkpoint.shards:
+            if old.digest == checkpoint.digest:
+                history = checkpoint.history or old.history
+            else:
+                history = (old.as_entry(), *old.history)
+            kept = tuple(h for h in history if h.digest != checkpoint.digest)[:HISTORY]
+            checkpoint = dataclasses.replace(checkpoint, history=kept)
         return dataclasses.replace(self, checkpoints={**self.checkpoints, name: checkpoint})
+
+    def save_of(self, digest: str, size: int) -> tuple[str, CheckpointRecord] | None:
+        """The recorded save (the latest of a name, or one in its history) whose bytes have
+        ``digest``: its name and record. None when no save of this run wrote them."""
+        for name, checkpoint in sorted(self.checkpoints.items()):
+            if checkpoint.shards or checkpoint.files:
+                continue
+            if (checkpoint.digest, checkpoint.size) == (digest, size):
+                return name, checkpoint
+            for entry in checkpoint.history:
+                if (entry.digest, entry.size) == (digest, size):
+                    return name, checkpoint.as_save(entry)
+        return None
 
     def with_resume(self, entry: ResumeEntry) -> RunRecord:
         """This record with one more resume in the audit trail."""

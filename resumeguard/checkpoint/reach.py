@@ -21,7 +21,7 @@ from resumeguard.errors import BadInput, CheckpointError
 from resumeguard.findings import Finding
 from resumeguard.hashing import digest_file
 from resumeguard.hints import explain
-from resumeguard.runrecord import CheckpointRecord, RunRecord
+from resumeguard.runrecord import CheckpointRecord, RunRecord, older_save
 from resumeguard.stores.interface import RunRef, RunStore
 
 Digests = Literal["full", "stat"]
@@ -50,11 +50,14 @@ def checkpoint_findings(
     *,
     digests: Digests = "full",
     files: bool = False,
+    last_step: int | None = None,
 ) -> Reached:
     """``checkpoint.<name>.missing`` / ``.size`` / ``.digest`` (and ``.record``, the record
     beside the file) for recorded checkpoint files that are gone, truncated or changed. The
     run's copies are always checked (online, ``"full"`` downloads each); with ``files``, also
-    the file at its recorded path and the record beside it, where this host can reach them."""
+    the file at its recorded path and the record beside it, where this host can reach them.
+    A file that holds an earlier save of its name is that save (``run.step`` against
+    ``last_step``, the run's last logged step), not an altered file."""
     findings: list[Finding] = []
     elsewhere: list[str] = []
     verified: set[str] = set()
@@ -63,6 +66,7 @@ def checkpoint_findings(
     for name, checkpoint in sorted(record.checkpoints.items()):
         # A save killed midway keeps the save before it: fine while either one is intact.
         per_save: list[tuple[list[Finding], bool]] = []
+        chain = _saves_of(checkpoint)
         save: CheckpointRecord | None = checkpoint
         while save is not None:
             found = _directory_findings(name, save, digests)
@@ -82,7 +86,9 @@ def checkpoint_findings(
                     elsewhere.append(where)
                     read = read and copy_read
                 elif where is not None:
-                    mine, file_read = _file_findings(where, shard, label, ref, digests, copy_kept)
+                    mine, file_read = _file_findings(
+                        where, shard, label, ref, digests, copy_kept, last_step, chain
+                    )
                     found += mine
                     read = read and (file_read or copy_read)
                 elif newest.get(_folder(shard), name) != name:
@@ -156,6 +162,8 @@ def _file_findings(
     ref: RunRef,
     digests: Digests,
     copy_kept: bool,
+    last_step: int | None = None,
+    chain: frozenset[str] = frozenset(),
 ) -> tuple[list[Finding], bool]:
     """The user's file at ``path`` and the record beside it, against ``shard``; and whether
     its bytes were read."""
@@ -172,16 +180,38 @@ def _file_findings(
             if size != shard.size:
                 found.append(_user_finding("size", label, shard, ref, copy_kept, size))
             elif digest != shard.digest:
-                found.append(_user_finding("digest", label, shard, ref, copy_kept, digest))
+                earlier = [h for h in shard.history if (h.digest, h.size) == (digest, size)]
+                if earlier:
+                    found.append(_earlier_save(path, shard, shard.as_save(earlier[0]), last_step))
+                else:
+                    found.append(_user_finding("digest", label, shard, ref, copy_kept, digest))
     except OSError as e:
         found.append(_user_finding("missing", label, shard, ref, copy_kept, e.strerror))
-    record = _beside_finding(path, shard, label, ref)
+    record = _beside_finding(path, shard, label, ref, chain)
     if record is not None:
         found.append(record)
     return found, read and not found
 
 
-def _beside_finding(path: Path, shard: CheckpointRecord, label: str, ref: RunRef) -> Finding | None:
+def _earlier_save(
+    path: Path, latest: CheckpointRecord, older: CheckpointRecord, last_step: int | None
+) -> Finding:
+    """``run.step`` for a file that holds an earlier save of its name: a genuine save of the
+    run, which a resume restores with the metrics logged after it lost (W&B drops them)."""
+    logged = max(s for s in (last_step, latest.step, 0) if s is not None)
+    finding = explain("run.step", logged, older.step)
+    return dataclasses.replace(
+        finding,
+        message=f"{path} holds {older_save(latest, older)}; the run logged up to step "
+        f"{logged}: W&B drops every log call below {logged + 1}",
+        hint="to resume from the latest save, put it back (`resumeguard restore`, where the "
+        "run keeps a copy of it)",
+    )
+
+
+def _beside_finding(
+    path: Path, shard: CheckpointRecord, label: str, ref: RunRef, chain: frozenset[str]
+) -> Finding | None:
     """``checkpoint.<name>.record`` when the record beside ``path`` is gone, unreadable, or
     names other bytes than the run's record (a resume from the path would be refused)."""
     try:
@@ -195,7 +225,7 @@ def _beside_finding(path: Path, shard: CheckpointRecord, label: str, ref: RunRef
             named = {origin.checkpoint.digest}
             if origin.checkpoint.previous is not None:
                 named.add(origin.checkpoint.previous.digest)
-            if shard.digest in named:
+            if named & (chain | {shard.digest}):  # a save killed midway: either one
                 return None
             problem = "the record beside it names other bytes"
     finding = explain(f"checkpoint.{label}.record", shard.digest, None)
@@ -232,6 +262,16 @@ def _user_finding(
         else finding.hint
     )
     return dataclasses.replace(finding, message=message, hint=hint)
+
+
+def _saves_of(checkpoint: CheckpointRecord) -> frozenset[str]:
+    """The digests of a name's save and of the saves it keeps restorable (``previous``)."""
+    found: set[str] = set()
+    save: CheckpointRecord | None = checkpoint
+    while save is not None:
+        found |= {shard.digest for shard in save.shards or (save,)}
+        save = save.previous
+    return frozenset(found)
 
 
 def _restore_command(ref: RunRef, label: str) -> str:

@@ -291,7 +291,9 @@ def _verified(
                 compared.append(other.run_id)
         if record is None:
             return None  # each rank reads the record beside its own file
-        checkpoint = lookup(record, label, run_label=str(getattr(run, "id", run)))
+        checkpoint = record.checkpoints.get(label) or _copy_of_a_save(record, label)
+        if checkpoint is None:
+            checkpoint = lookup(record, label, run_label=str(getattr(run, "id", run)))
         step_check(run, record, checkpoint, label, policy)
         return with_configured(checkpoint, record).to_json()
 
@@ -318,6 +320,13 @@ def _verified(
             entry = CheckpointRecord.from_json(entry_json)
         load = read or functools.partial(load_weights, name=label, map_location=map_location)
         state, chosen = _first_verified(run, entry, label, rank, world, load)
+        if run is not None and chosen.digest in {h.digest for h in entry.history}:
+            from resumeguard import runfiles
+            from resumeguard.pipeline import step_check
+
+            known = runfiles.current_record(run)
+            if known is not None:  # the run logged past that save: run.step, by policy
+                step_check(run, known, chosen, label, policy)
         if fit is not None:
             fit(
                 state,
@@ -355,6 +364,27 @@ def _plain_load(name: str | os.PathLike[str], map_location: Any) -> Any:
 
     path = Path(name).as_posix().replace("{rank}", str(rank_and_world()[0]))
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _copy_of_a_save(record: RunRecord, label: str) -> CheckpointRecord | None:
+    """A file the run did not save under this name that holds bytes one of its saves wrote
+    (a ``shutil.copyfile`` of it: ``model_best.pth.tar``): that save, read from the file."""
+    from resumeguard.hashing import digest_file
+
+    path = Path(label)
+    if "{rank}" in label or not path.is_file():
+        return None
+    found = record.save_of(*digest_file(path))
+    if found is None:
+        return None
+    name, save = found
+    log.info(
+        "resumeguard: %s holds the save of %s at step %s (recognised by its digest)",
+        label,
+        name,
+        save.step,
+    )
+    return save.as_save(save.as_entry(), source=str(path.resolve()))
 
 
 def loaded_line(label: str, chosen: CheckpointRecord, run: Any, other: str | None) -> str:
@@ -425,7 +455,34 @@ def _first_verified(
                     )
                 return state, save
     assert first_error is not None
+    earlier = _earlier_save(entry, label, load) if not entry.shards else None
+    if earlier is not None:
+        return earlier
     raise first_error
+
+
+def _earlier_save(
+    entry: CheckpointRecord, label: str, load: Callable[[BinaryIO], Any]
+) -> tuple[Any, CheckpointRecord] | None:
+    """The state of the file ``entry`` was saved to when it holds an earlier save of the name
+    (its digest is in the history): a genuine save of the run, said as such, never "changed
+    or corrupted". None when it holds no recorded save."""
+    from resumeguard.hashing import digest_file
+    from resumeguard.runrecord import older_save
+
+    path = Path(entry.source)
+    if not entry.history or not path.is_file():
+        return None
+    digest, size = digest_file(path)
+    for saved in entry.history:
+        if (saved.digest, saved.size) == (digest, size):
+            older = entry.as_save(saved)
+            state = read_verified(path, older, name=label, load=load)
+            log.warning(
+                "resumeguard: %s holds %s; restoring that save", label, older_save(entry, older)
+            )
+            return state, older
+    return None
 
 
 def _locations(run: Any, shard: CheckpointRecord, *, rank: int, download: Path) -> list[Path]:
