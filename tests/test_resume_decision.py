@@ -5,6 +5,7 @@ CLI check predicts the resume, the step is W&B's own, and the run's state tells 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -562,3 +563,20 @@ def test_restore_without_a_run_checks_the_run_that_saved_the_checkpoint(project:
     torch.save({"step": 3}, project / "stray.pt")
     with pytest.raises(resumeguard.CheckpointError, match="no resumeguard record beside it"):
         resumeguard.restore_checkpoint(None, "stray.pt")
+
+
+def test_a_new_run_restoring_another_runs_checkpoint_says_so_and_trains_on(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = start("lost1", project)
+    log_and_save(run, 2)
+    run.finish()
+    # The run id was lost: resume="allow" with a new id starts a new run.
+    fresh = start("lost2", project, resume="allow")
+    with caplog.at_level(logging.WARNING, logger="resumeguard"):
+        state = resumeguard.restore_checkpoint(fresh, "checkpoint.pt")
+    fresh.finish()
+    assert state["step"] == 1
+    [said] = [r.getMessage() for r in caplog.records if "saved in run" in r.getMessage()]
+    assert "saved in run lost1" in said and "new run lost2" in said, said
+    assert 'id="lost1"' in said and "continues in a new run" in said

@@ -283,6 +283,7 @@ def _verified(
         from resumeguard.pipeline import check_checkpoint_run, ensure_recorded, step_check
 
         record = ensure_recorded(run) if run is not None else None
+        other = None
         if record is None or label not in record.checkpoints:
             # A checkpoint this run did not save (or no run): the run it was saved in, named
             # by the record beside the file, must let this process resume from it.
@@ -292,6 +293,12 @@ def _verified(
         if record is None:
             return None  # each rank reads the record beside its own file
         checkpoint = record.checkpoints.get(label) or _copy_of_a_save(record, label)
+        if checkpoint is None and other is not None and other.stored is not None:
+            # Another run's checkpoint, checked against that run: training goes on here.
+            theirs = _in_their_run(other.stored, label)
+            if theirs is not None:
+                _say_new_run(label, other.run_id, str(run.id))
+                return with_configured(theirs, other.stored).to_json()
         if checkpoint is None:
             checkpoint = lookup(record, label, run_label=str(getattr(run, "id", run)))
         step_check(run, record, checkpoint, label, policy)
@@ -364,6 +371,31 @@ def _plain_load(name: str | os.PathLike[str], map_location: Any) -> Any:
 
     path = Path(name).as_posix().replace("{rank}", str(rank_and_world()[0]))
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _in_their_run(theirs: RunRecord, label: str) -> CheckpointRecord | None:
+    """The record, in the run that saved it, of checkpoint file ``label`` (by the name the
+    record beside it gives, else by its path)."""
+    from resumeguard.checkpoint.beside import checkpoint_origin
+
+    origin = checkpoint_origin(Path(label.replace("{rank}", "0")))
+    name = origin.name if origin is not None else label
+    return theirs.checkpoints.get(name) or theirs.checkpoints.get(label)
+
+
+def _say_new_run(label: str, theirs: str, ours: str) -> None:
+    """The warning for a new run restoring another run's checkpoint (a lost run id)."""
+    log.warning(
+        "resumeguard: %s was saved in run %s and was checked against it; this process runs as "
+        "the new run %s, so training continues in a new run, not in %s. To resume %s itself, "
+        'start it with id="%s" (resume="must")',
+        label,
+        theirs,
+        ours,
+        theirs,
+        theirs,
+        theirs,
+    )
 
 
 def _copy_of_a_save(record: RunRecord, label: str) -> CheckpointRecord | None:
