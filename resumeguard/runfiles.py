@@ -144,6 +144,8 @@ def _hook_finish(run: Any) -> None:
     def finish(*args: Any, **kwargs: Any) -> Any:
         exit_code = kwargs.get("exit_code", args[0] if args else None)
         failed = isinstance(exit_code, int) and exit_code != 0
+        if not failed:
+            _went_ahead(run)
         stop_heartbeat(run, state="failed" if failed else "finished")
         result = original(*args, **kwargs)
         if getattr(run, "offline", False):
@@ -190,8 +192,19 @@ def _watch_exit() -> None:
 def _at_exit(run: Any) -> None:
     """At interpreter exit: the final state of a run nobody finished explicitly."""
     state = "failed" if _uncaught else "finished"
+    if not _uncaught:
+        _went_ahead(run)
     with contextlib.suppress(Exception):
         stop_heartbeat(run, state=state)
+
+
+def _went_ahead(run: Any) -> None:
+    """A run that ends cleanly went ahead: a resume still pending in its audit trail is
+    resumed (never a reason to fail the finish)."""
+    from resumeguard.pipeline import settle
+
+    with contextlib.suppress(Exception):
+        settle(run, "resumed")
 
 
 def stop_heartbeat(run: Any, *, state: str) -> None:

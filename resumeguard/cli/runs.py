@@ -275,9 +275,12 @@ def show(
     )
     console.print(f"  resumes: {len(rec.resumes)}")
     for entry in rec.resumes:
+        outcome = entry.outcome or "not recorded (an older resumeguard)"
+        reason = f": {entry.reason}" if entry.reason else ""
         console.print(
-            f"    {entry.at} {entry.host} {entry.verdict} "
-            f"allowed: {', '.join(entry.allowed) or '-'}"
+            f"    {entry.at} {entry.host} check {entry.verdict}, {outcome}{reason}; "
+            f"allowed: {', '.join(entry.allowed) or '-'}",
+            markup=False,
         )
     return 0
 
