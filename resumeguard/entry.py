@@ -176,7 +176,8 @@ def guard(
     when the body starts it, with resumeguard.init, its own wandb.init, or a framework's W&B
     logger. A run id that already exists is compared with its record whatever the mode.
 
-    Blocked: the report on stderr and exit status 1 (or ResumeBlocked with raise_on_block).
+    Blocked, before the body or inside it (a restore, a framework callback): the report on
+    stderr and exit status 1 (or ResumeBlocked with raise_on_block).
     Unverifiable (nothing recorded, store unreachable, resume "must" of a run that is not
     there): one line on stderr and exit status 3 (or Unverifiable)."""
 
@@ -218,11 +219,21 @@ def guard(
                     exit_with(e)
                 warn_about(report)
                 if not kept:
-                    return fn(*args, **kwargs)  # rank 0 holds the run's record
+                    return body(*args, **kwargs)  # rank 0 holds the run's record
                 check = kept[-1]
                 log_verified(check)
             with recording_new_runs(check, policy=policy, repo=repo, requirements=requirements):
+                return body(*args, **kwargs)
+
+        def body(*args: Any, **kwargs: Any) -> Any:
+            """The entrypoint's body: a resume blocked inside it (at a restore, by a callback)
+            ends as the decorator's own block does."""
+            try:
                 return fn(*args, **kwargs)
+            except ResumeBlocked as e:
+                if raise_on_block:
+                    raise
+                exit_with(e)
 
         return wrapper
 

@@ -15,11 +15,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("resumeguard")
 
 
+class _UntilConfigured(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr for resumeguard's lines while the program has configured no logging; once it
+    has (a handler on the root logger), its handlers show them, and this one stays quiet, so
+    that each line is printed once."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
 def say(line: str) -> None:
     """Log ``line`` at INFO through the ``resumeguard`` logger, shown on stderr when the
     program has not configured logging (as frameworks do for their own logger)."""
     if not log.hasHandlers():
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _UntilConfigured(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         if log.level == logging.NOTSET:

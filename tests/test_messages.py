@@ -168,3 +168,58 @@ def test_restore_leaves_another_file_at_the_recorded_path_alone(capsys, project:
     assert code == 2 and "holds another file" in err
     assert (project / "ckpt.pt").read_text() == "my notes, not a checkpoint\n"
     assert not list(project.glob("ckpt.pt.corrupt-*"))
+
+
+# --- said once, about the user's own file -------------------------------------------------------
+
+
+def test_a_fresh_run_is_told_once_that_no_copy_is_kept_naming_the_users_file(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from resumeguard.atomic import TMP_SUFFIX
+
+    run = start("once1", project)
+    model, _ = model_and_opt()
+    with caplog.at_level(logging.INFO, logger="resumeguard"):
+        for name in ("a/checkpoint.pt", "b/checkpoint.pt", "a/checkpoint.pt"):
+            resumeguard.save_checkpoint(run, {"model": model.state_dict()}, name)
+    run.finish()
+    said = [r.getMessage() for r in caplog.records if "no copy of" in r.getMessage()]
+    assert len(said) == 1, said
+    assert str(project / "a" / "checkpoint.pt") in said[0] and TMP_SUFFIX not in said[0]
+
+
+def test_the_info_line_is_printed_once_when_the_script_configures_logging_later(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import logging\n"
+        "from resumeguard.verified import say\n"
+        "say('resumeguard: first')\n"
+        "logging.basicConfig(format='%(message)s')\n"
+        "say('resumeguard: second')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stderr.splitlines() == ["resumeguard: first", "resumeguard: second"]
+
+
+def test_resume_blocked_inside_a_guarded_body_ends_like_the_decorators_own_block(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_and_save("body1", project)
+    write(project, {"train.py": "HIDDEN = 16\n"})
+
+    @resumeguard.guard(repo=project)
+    def main() -> None:
+        resumeguard.restore_checkpoint(None, "ckpt.pt")  # checked against run body1: blocked
+
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "code.files.train.py" in err and "Traceback" not in err

@@ -63,7 +63,7 @@ def keep_copy(
         with Staged(dest) as staged:
             how = clone_or_copy(source, staged.tmp, clone_only=storage.copies == "auto")
             if how is None:
-                _say_no_copy(source)
+                _say_no_copy(run, Path(checkpoint.source or name))
                 return checkpoint
             staged.commit()
     if storage.upload:
@@ -95,15 +95,16 @@ def copy_and_digest(
                 return dataclasses.replace(
                     checkpoint, digest=digest, size=size, file=rel, local=not storage.upload
                 )
-        _say_no_copy(source)
+        _say_no_copy(run, source)
     digest, size = digest_file(source)
     return dataclasses.replace(checkpoint, digest=digest, size=size)
 
 
-def _say_no_copy(source: Path) -> None:
-    folder = str(source.parent)
-    if folder not in _told:
-        _told.add(folder)
+def _say_no_copy(run: Any, source: Path) -> None:
+    """Say once per run that no copy is kept, naming the user's file (never a temp name)."""
+    key = str(getattr(run, "id", ""))
+    if key not in _told:
+        _told.add(key)
         log.info(
             "resumeguard: no copy of %s is kept (its filesystem makes no reflinks; storage "
             "'latest' keeps a real copy); its digest is recorded and verified",
