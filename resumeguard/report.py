@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
@@ -212,6 +214,9 @@ def counts(findings: Iterable[Judged]) -> str:
 def _rows(findings: Sequence[Judged], listed_by: str) -> Iterator[tuple[Severity, str, str]]:
     """Table rows (severity, what diverged, what to do), large families summarised when
     ``listed_by`` names what lists every path."""
+    riders = same_change(findings)
+    riding = {path for paths in riders.values() for path in paths}
+    findings = [j for j in findings if j.finding.path not in riding]
     families: dict[str, list[Judged]] = {}
     for j in findings:
         families.setdefault(family(j.finding.path), []).append(j)
@@ -232,11 +237,43 @@ def _rows(findings: Sequence[Judged], listed_by: str) -> Iterator[tuple[Severity
                 )
             continue
         f = j.finding
+        also = riders.get(f.path, [])
+        same = f"\nthe same change: {_escape(', '.join(also))}" if also else ""
         yield (
             j.severity,
-            f"[bold]{_escape(f.path)}[/]\n{_escape(f.message)}",
+            f"[bold]{_escape(f.path)}[/]\n{_escape(f.message)}{same}",
             _escape(f.hint),
         )
+
+
+_GROUP_HYPER = re.compile(r"optimizer\.groups\.\d+\.[^.]+")
+
+
+def same_change(findings: Sequence[Judged]) -> dict[str, list[str]]:
+    """One row per changed hyperparameter: the ``optimizer.groups.<i>.<hyper>`` findings that
+    carry the same change (values and severity) as one config key's ride on its row, else on
+    the first of them. Returns each row's path -> the paths riding on it (``--json`` and the
+    rules still see every path)."""
+
+    def change(j: Judged) -> tuple[str, str, str]:
+        f = j.finding
+        dump = functools.partial(json.dumps, sort_keys=True, default=str)
+        return j.severity.value, dump(f.recorded), dump(f.current)
+
+    groups: dict[tuple[str, str, str], list[Judged]] = {}
+    keys: dict[tuple[str, str, str], list[Judged]] = {}
+    for j in findings:
+        if _GROUP_HYPER.fullmatch(j.finding.path):
+            groups.setdefault(change(j), []).append(j)
+        elif j.finding.path.startswith("config."):
+            keys.setdefault(change(j), []).append(j)
+    riders: dict[str, list[str]] = {}
+    for key, group in groups.items():
+        leads = keys.get(key, [])
+        lead, members = (leads[0], group) if len(leads) == 1 else (group[0], group[1:])
+        if members:
+            riders[lead.finding.path] = [m.finding.path for m in members]
+    return riders
 
 
 def _escape(text: str) -> str:

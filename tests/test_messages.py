@@ -223,3 +223,36 @@ def test_resume_blocked_inside_a_guarded_body_ends_like_the_decorators_own_block
     assert info.value.code == 1
     err = capsys.readouterr().err
     assert "code.files.train.py" in err and "Traceback" not in err
+
+
+def _two_groups(lr: float) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """Two param groups under a scheduler (which adds initial_lr to each)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 1))
+    groups = [{"params": model[0].parameters()}, {"params": model[1].parameters()}]
+    opt = torch.optim.AdamW(groups, lr=lr)
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return model, opt
+
+
+@pytest.mark.parametrize(("config_lr", "rows"), [(2e-3, 1), (3e-3, 2)])
+def test_one_changed_hyperparameter_is_one_row_with_every_path_in_the_report(
+    project: Path, config_lr: float, rows: int
+) -> None:
+    model, opt = _two_groups(1e-3)
+    start("hp1", project, config={"learning_rate": 1e-3}, optimizer=opt, model=model).finish()
+    model, opt = _two_groups(2e-3)
+    with pytest.raises(resumeguard.ResumeBlocked) as info:
+        start(
+            "hp1",
+            project,
+            resume="must",
+            config={"learning_rate": config_lr},
+            optimizer=opt,
+            model=model,
+        )
+    report = info.value.report
+    assert len(report.findings) == 5, "every path is still a finding (rules, --json)"
+    text = str(info.value)
+    assert sum(line.startswith("│block") for line in text.splitlines()) == rows, text
+    assert "the same change:" in text
