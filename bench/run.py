@@ -9,6 +9,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "bench_digest.py",
+    "bench_file_digest.py",
     "bench_code.py",
     "bench_skipped.py",
     "bench_check.py",

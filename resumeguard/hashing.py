@@ -50,26 +50,35 @@ def digest_file(path: str | Path) -> tuple[str, int]:
         return digest_fd(f.fileno())
 
 
-def digest_mapped(path: str | Path) -> tuple[str, int]:
-    """Digest and size of a file read through a memory map, hashed on every core: about twice
-    :func:`digest_file`'s speed on a file in the page cache (no copy into a buffer)."""
-    size = os.stat(path).st_size
-    if size == 0:
-        return digest_bytes(b""), 0
-    hasher = new_hasher()
-    hasher.update_mmap(str(path))
-    return finish(hasher), size
-
-
 def digest_fd(fd: int, *, alongside: bool = False) -> tuple[str, int]:
     """Digest and size of an open file from its start, read with ``pread`` (the file's own
-    offset is left alone, so another reader can use it at the same time: say ``alongside``)."""
+    offset is left alone, so another reader can use it at the same time: say ``alongside``).
+
+    On its own, one thread reads the next CHUNK while blake3 hashes the last one on every core
+    (both release the GIL), so a file takes about the longer of its read and its hash. No
+    memory map: a file truncated while it is read ends the digest early (its size then tells),
+    where a map would kill the process with SIGBUS."""
     hasher = new_hasher(alongside=alongside)
-    buffer = memoryview(bytearray(CHUNK))
+    if alongside:
+        buffer = memoryview(bytearray(CHUNK))
+        offset = 0
+        while n := pread_into(fd, buffer, offset):
+            hasher.update(buffer[:n])
+            offset += n
+        return finish(hasher), offset
+    from concurrent.futures import ThreadPoolExecutor
+
+    buffers = [memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK))]
     offset = 0
-    while n := pread_into(fd, buffer, offset):
-        hasher.update(buffer[:n])
-        offset += n
+    with ThreadPoolExecutor(1, thread_name_prefix="resumeguard-read") as reader:
+        pending = reader.submit(pread_into, fd, buffers[0], 0)
+        turn = 0
+        while n := pending.result():
+            ready = buffers[turn][:n]
+            offset += n
+            turn ^= 1
+            pending = reader.submit(pread_into, fd, buffers[turn], offset)
+            hasher.update(ready)
     return finish(hasher), offset
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from resumeguard.hashing import digest_json, digest_mapped
+from resumeguard.hashing import digest_file, digest_json
 from resumeguard.runrecord import CheckpointRecord, DirFile
 
 METADATA = ".metadata"
@@ -27,7 +27,7 @@ def file_problem(path: Path, expected: DirFile, *, digest: bool = True) -> str:
             f"{expected.size} recorded (truncated or replaced)"
         )
     if digest:
-        found, _ = digest_mapped(path)
+        found, _ = digest_file(path)
         if found != expected.digest:
             return (
                 f"{expected.name} (written by rank {expected.rank}) does not match its record "
