@@ -4,22 +4,23 @@
   the current content are read from git's object database and compared token by token;
 - git's ignore rules (``.gitignore``): the program never reads them, and adding one is what a
   hint may ask for;
-- untracked files that are not source or configuration (a log, a framework's output folder),
-  for records taken before such files were left out of the fingerprint.
+- untracked files the run wrote (see :mod:`resumeguard.collect.filekinds`): one that appeared
+  since the run was recorded inside a folder the run writes, a log that only grew by appending,
+  and, for records of schema 1-2, one their names called run output.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from resumeguard.collect.code import CodeRecord
-from resumeguard.collect.filekinds import run_output_reason
+from resumeguard.collect.code import CodeRecord, read_head
+from resumeguard.collect.filekinds import new_file_reason, run_output_reason
 from resumeguard.findings import Finding
 from resumeguard.sourcechange import PY_SUFFIXES, Change, python_change
-from resumeguard.verdict.downgrades import COMMENT_ONLY, GIT_IGNORE, RUN_OUTPUT
+from resumeguard.verdict.downgrades import COMMENT_ONLY, GIT_IGNORE, LEFT_OUT, RUN_OUTPUT
 
 if TYPE_CHECKING:
     from resumeguard.compare import History
@@ -28,14 +29,23 @@ _COMMITTED = "committed@"
 
 
 def mark_harmless_code(
-    findings: Iterable[Finding], recorded: CodeRecord, current: CodeRecord, history: History | None
+    findings: Iterable[Finding],
+    recorded: CodeRecord,
+    current: CodeRecord,
+    history: History | None,
+    output_dirs: Sequence[str] = (),
 ) -> list[Finding]:
-    """``code.files.*`` / ``code.untracked.*`` findings, each marked harmless where it is."""
-    return [_mark(f, recorded, current, history) for f in findings]
+    """``code.files.*`` / ``code.untracked.*`` / ``code.skipped.*`` findings, each marked
+    harmless where it is; ``output_dirs``: the run's output folders from its recorded config."""
+    return [_mark(f, recorded, current, history, output_dirs) for f in findings]
 
 
 def _mark(
-    f: Finding, recorded: CodeRecord, current: CodeRecord, history: History | None
+    f: Finding,
+    recorded: CodeRecord,
+    current: CodeRecord,
+    history: History | None,
+    output_dirs: Sequence[str],
 ) -> Finding:
     _, section, path = f.path.split(".", 2)
     name = PurePosixPath(path).name
@@ -45,12 +55,10 @@ def _mark(
             downgrade=GIT_IGNORE,
             hint="nothing to do: .gitignore only decides which files git lists",
         )
-    if section == "untracked" and not path.endswith(PY_SUFFIXES):
-        reason = run_output_reason(path, Path(current.root))
-        if reason is not None:
-            return dataclasses.replace(
-                f, downgrade=RUN_OUTPUT, detail=reason, hint="nothing to do: it is not code"
-            )
+    if section in ("untracked", "skipped"):
+        left_out = _left_out(f, path, recorded, current, output_dirs)
+        if left_out is not None or section == "skipped":
+            return left_out or f
     if history is None or f.recorded is None or f.current is None:
         return f
     if not path.endswith(PY_SUFFIXES):
@@ -81,6 +89,32 @@ def _mark(
             ),
         )
     return f
+
+
+def _left_out(
+    f: Finding, path: str, recorded: CodeRecord, current: CodeRecord, output_dirs: Sequence[str]
+) -> Finding | None:
+    """``f`` marked as a file left out of the comparison (reported at info, with the reason),
+    or None when it counts as code: see :mod:`resumeguard.collect.filekinds`."""
+    root = Path(current.root)
+    if recorded.logs is None:  # schema 1-2: judged by the names, as when it was recorded
+        reason = None if path.endswith(PY_SUFFIXES) else run_output_reason(path, root)
+        return _as(f, RUN_OUTPUT, reason, "nothing to do: it is not code")
+    known = {*recorded.untracked, *recorded.stamps, *recorded.skipped, *recorded.changed}
+    if path not in known:
+        reason = new_file_reason(path, root, output_dirs, known)
+        return _as(f, RUN_OUTPUT, reason, "nothing to do: the run wrote it")
+    head = recorded.logs.get(path)
+    if head is not None and f.current is not None and read_head(root / path, head.size) == head:
+        reason = f"{path} only grew (from {head.size} bytes) by appending"
+        return _as(f, LEFT_OUT, reason, "nothing to do: its recorded bytes are unchanged")
+    return None
+
+
+def _as(f: Finding, kind: str, reason: str | None, hint: str) -> Finding | None:
+    if reason is None:
+        return None
+    return dataclasses.replace(f, downgrade=kind, detail=reason, hint=hint)
 
 
 def _content(history: History, blob: str, path: str) -> bytes | None:

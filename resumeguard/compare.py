@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from resumeguard.codechange import mark_harmless_code
@@ -23,7 +23,7 @@ from resumeguard.fit import one_class_finding
 from resumeguard.hints import explain, not_recorded
 from resumeguard.record import Record, Unavailable
 from resumeguard.redact import comparable_text, comparable_url, without_secret_keys
-from resumeguard.runcontrol import mark_run_control
+from resumeguard.runcontrol import mark_run_control, output_dirs
 
 _ABSENT = object()
 
@@ -53,7 +53,10 @@ def compare(
 ) -> list[Finding]:
     """Every divergence between ``recorded`` and ``current``, in a stable order."""
     findings: list[Finding] = []
-    findings += _compare_code(recorded.code, current.code, history)
+    root = recorded.code.root if isinstance(recorded.code, CodeRecord) else None
+    findings += _compare_code(
+        recorded.code, current.code, history, output_dirs(recorded.config, root)
+    )
     findings += _compare_section(
         "deps", _comparable_deps(recorded.deps), _comparable_deps(current.deps), depth=2
     )
@@ -212,7 +215,10 @@ def _get(value: Any, key: tuple[Any, ...]) -> Any:
 
 
 def _compare_code(
-    recorded: CodeRecord | Unavailable, current: CodeRecord | Unavailable, history: History | None
+    recorded: CodeRecord | Unavailable,
+    current: CodeRecord | Unavailable,
+    history: History | None,
+    outputs: Sequence[str] = (),
 ) -> list[Finding]:
     if isinstance(recorded, Unavailable) or isinstance(current, Unavailable):
         if isinstance(recorded, CodeRecord) and isinstance(current, Unavailable):
@@ -226,7 +232,9 @@ def _compare_code(
         if r != c:
             findings.append(explain(f"code.{field}", r, c))
     findings += _diff_values("code.submodules", recorded.submodules, current.submodules, depth=1)
-    findings += _compare_skipped(recorded, current)
+    findings += mark_harmless_code(
+        _compare_skipped(recorded, current), recorded, current, None, outputs
+    )
     if current.shallow:
         findings.append(explain("code.shallow", recorded.shallow, current.shallow, context=True))
     same_commit = recorded.commit == current.commit
@@ -245,7 +253,7 @@ def _compare_code(
             findings.append(explain("code.diff", recorded.diff_digest, current.diff_digest))
         return findings
     files = _compare_files(recorded, current, history if not same_commit else None)
-    findings += mark_harmless_code(files, recorded, current, history)
+    findings += mark_harmless_code(files, recorded, current, history, outputs)
     return findings
 
 
@@ -255,6 +263,8 @@ def _compare_files(
     paths = set(recorded.changed) | set(current.changed)
     paths |= set(recorded.untracked) | set(current.untracked)
     paths -= set(recorded.stamps) | set(current.stamps)  # see _compare_skipped
+    # Left out by name in a record of schema 1-2, nothing recorded to compare with.
+    paths -= set(recorded.skipped) - set(recorded.stamps)
     if history is not None and recorded.commit and current.commit:
         paths |= history.changed_between(recorded.commit, current.commit)
     for path in sorted(paths):

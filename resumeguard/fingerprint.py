@@ -15,6 +15,10 @@ Schema history (every version stays readable: ``fixtures/fingerprints/`` keeps o
   And each checkpoint name keeps its recent saves (``history``: digest, size, step, time of
   the last 32), so a file holding an earlier save is that save; an older record has none, and
   such a file is judged as changed.
+  And every untracked file present when the run was recorded is code (hashed or stamped, none
+  left out by its name), with ``code.logs`` keeping each log's size and head digest; a record
+  without ``code.logs`` (schema 1-2, or 3 written before it) reads as ``code.logs`` None: its
+  untracked files are judged by their names, as when it was taken.
 """
 
 from __future__ import annotations

@@ -164,6 +164,27 @@ def mark_run_control(
     return out
 
 
+def output_dirs(config: Mapping[str, Any], root: str | None) -> list[str]:
+    """The run's output folders its config names (``out_dir``, ``output_dir``,
+    ``default_root_dir``...), relative to the repository ``root`` and strictly inside it."""
+    from pathlib import PurePosixPath
+
+    found = []
+    for key, value in config.items():
+        row = run_control_key((key,))
+        folder = row is not None and row.family == OUTPUTS and "dir" in row.name
+        if not folder or not isinstance(value, str) or not value:
+            continue
+        path = PurePosixPath(value)
+        if path.is_absolute():
+            if root is None or not path.is_relative_to(root):
+                continue
+            path = path.relative_to(root)
+        if path.parts and ".." not in path.parts:
+            found.append(path.as_posix())
+    return sorted(set(found))
+
+
 def _harmless(f: Finding, families: list[str]) -> Finding:
     lasts = LENGTH in families
     hint = "nothing to do: it steers the run, not what it computes"

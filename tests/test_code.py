@@ -176,13 +176,13 @@ def test_untracked_listed_ignored_not_oversized_skipped(repo: Path) -> None:
         },
     )
     record = collect(repo, max_untracked_bytes=1024)
-    assert record.untracked == {"src/new_layer.py": hash_object(repo, "src/new_layer.py")}
-    assert record.skipped == {
-        ".gitignore": "not source or configuration (run output such as a log)",
-        "data/weights.bin": "checkpoint or weights file (run output, not code)",
-        "tiny.bin": "checkpoint or weights file (run output, not code)",
+    # Every untracked, not ignored file is code when recorded, whatever its ending or folder.
+    assert record.untracked == {
+        p: hash_object(repo, p) for p in (".gitignore", "src/new_layer.py", "tiny.bin")
     }
-    assert record.changed == {}
+    assert record.skipped == {"data/weights.bin": "larger than 1 KiB"}
+    assert set(record.stamps) == {"data/weights.bin"}
+    assert record.changed == {} and record.logs == {}
     assert record.diff_digest
 
 
@@ -295,7 +295,9 @@ def test_git_failure_becomes_advice(repo: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_no_commits_yet(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "fresh")
-    assert collect(root) == CodeRecord(root=root.resolve().as_posix(), commit=None, branch="main")
+    assert collect(root) == CodeRecord(
+        root=root.resolve().as_posix(), commit=None, branch="main", logs={}
+    )
     write(root, {"a.py": "a", "b.py": "b"})
     git(root, "add", "a.py")
     record = collect(root)

@@ -178,7 +178,9 @@ def test_ddp_recipe_under_torchrun_every_rank_calls_init(tmp_path: Path) -> None
     """torchrun, init on every rank, the checkpoint saved on rank 0 only: fresh, an unchanged
     resume verified on both ranks, a rank that skips restore_checkpoint, a code change (one
     report, every rank stops) and 2 -> 1 processes (the global batch changes)."""
-    repo = make_repo(tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "trained-*\n*.pt\n"})
+    repo = make_repo(
+        tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "trained-*\nstopped-*\n*.pt\n"}
+    )
     wandb_dir = tmp_path / "wb"
     wandb_dir.mkdir()
 
@@ -221,7 +223,9 @@ def test_ddp_recipe_under_mp_spawn_rank_0_calls_init(tmp_path: Path) -> None:
     """mp.spawn (the recipe's --multiprocessing-distributed), init and the save on rank 0 only:
     fresh, an unchanged resume, a rank stopped with SIGSTOP before restore_checkpoint, a code
     change and 2 -> 1 processes."""
-    repo = make_repo(tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "trained-*\n*.pt\n"})
+    repo = make_repo(
+        tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "trained-*\nstopped-*\n*.pt\n"}
+    )
     wandb_dir = tmp_path / "wb"
     wandb_dir.mkdir()
 

@@ -3,6 +3,7 @@ blocks. Real git repositories, real W&B offline runs, real torch optimizers."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -323,7 +324,6 @@ def test_the_interpreter_line_and_encoding_declaration_are_code(
 # --- 3. Files the run writes ---------------------------------------------------------------------
 
 RUN_OUTPUT = {
-    "train.log": "step 1 loss 2.3\n",
     "out/config.json": "{}\n",
     "out/training_args.bin": "\0",
     "out/model.safetensors": "\0",
@@ -333,19 +333,123 @@ RUN_OUTPUT = {
     "lightning_logs/version_0/metrics.csv": "step,loss\n",
     "outputs/2024-01-01/12-00-00/.hydra/config.yaml": "lr: 0.001\n",
     "runs/Jan01/events.out.tfevents.1.host": "\0",
+    "results/metrics.csv": "step,loss\n",  # the run's own output_dir (config: results_dir)
 }
 
 
 def test_files_the_run_writes_do_not_block_but_new_source_does(capsys, project: Path) -> None:
-    a = snapshot(capsys, project, "a")
+    """What appears after the run was recorded inside a folder the run writes is reported at
+    info with the reason; new source, or a new file elsewhere, is code."""
+    config = {"results_dir": "results"}
+    a = with_config(snapshot(capsys, project, "a"), config)
     write(project, RUN_OUTPUT)
-    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
-    assert (code, found) == (0, {})
-    for path, text in (("src/augment.py", "FLIP = 1\n"), ("conf/extra.yaml", "lr: 1\n")):
+    code, found = diff(capsys, project, a, with_config(snapshot(capsys, project, "b"), config))
+    shown = {f"code.untracked.{p}" for p in RUN_OUTPUT if not p.endswith(".pt")}  # ignored
+    assert code == 0 and set(found) == shown
+    assert {f["severity"] for f in found.values()} == {"info"}
+    assert "appeared since the run was recorded" in found["code.untracked.out/config.json"]["rule"]
+    for path, text in (
+        ("src/augment.py", "FLIP = 1\n"),
+        ("conf/extra.yaml", "lr: 1\n"),
+        ("outputs/patch.py", "X = 1\n"),  # source, even in an output folder
+        ("train.log", "step 1\n"),  # beside nothing the run wrote: not left out
+    ):
         write(project, {path: text})
-        code, found = diff(capsys, project, a, snapshot(capsys, project, "c"))
+        code, found = diff(capsys, project, a, with_config(snapshot(capsys, project, "c"), config))
         assert code == 1 and found[f"code.untracked.{path}"]["severity"] == "block"
         (project / path).unlink()
+
+
+def with_config(snapshot_path: Path, config: dict) -> Path:
+    """The fingerprint file with ``config`` as the run's recorded config."""
+    data = json.loads(snapshot_path.read_text())
+    data["config"] = config
+    snapshot_path.write_text(json.dumps(data))
+    return snapshot_path
+
+
+RECORDED_FILES = {
+    "runs/config.yaml": "lr: 0.1\n",
+    "outputs/conf/train.yaml": "lr: 0.1\n",
+    "multirun/sweep.yaml": "lr: 0.1\n",
+    "mlruns/0/params.json": "{}\n",
+    "exp/config.yaml": "lr: 0.1\n",  # a .pt lands beside it later
+    "launch.sh": "python train.py\n",
+    "job.sbatch": "#SBATCH -N 1\n",
+    "job.slurm": "#SBATCH -N 1\n",
+    "Makefile": "train:\n\tpython train.py\n",
+    "Dockerfile": "FROM python:3.11\n",
+    "rules.mk": "LR := 0.1\n",
+    "TRAINCONF": "lr=0.1\n",
+    "params.weird": "lr=0.1\n",
+    "notes.txt": "lr=0.1\n",
+}
+
+
+@pytest.mark.parametrize("path", RECORDED_FILES)
+def test_a_file_present_when_recorded_is_code_wherever_it_sits(
+    capsys, project: Path, path: str
+) -> None:
+    """The classification is the record's: a file that existed then and is not ignored blocks
+    when it changes, whatever its folder, suffix or neighbours today; unchanged, it goes ahead
+    even with run output appearing beside it."""
+    write(project, RECORDED_FILES)
+    a = snapshot(capsys, project, "a")
+    write(project, {"exp/model.pt": "\0", "runs/new.csv": "x\n"})  # the run's output, beside it
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
+    assert code == 0 and {f["severity"] for f in found.values()} == {"info"}
+    write(project, {path: "changed\n" + RECORDED_FILES[path]})
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "c"))
+    assert code == 1 and found[f"code.untracked.{path}"]["severity"] == "block"
+
+
+@pytest.mark.parametrize("log", ["slurm-1234.out", "nohup.out", "logs/train.log"])
+def test_a_log_that_only_grew_is_info_and_a_rewritten_one_blocks(
+    capsys, project: Path, log: str
+) -> None:
+    write(project, {log: "attempt 1: step 1\n"})
+    a = snapshot(capsys, project, "a")
+    with open(project / log, "a") as f:
+        f.write("attempt 2: step 2\n")  # what a requeued job appends
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
+    assert code == 0
+    grown = found[f"code.untracked.{log}"]
+    assert grown["severity"] == "info" and "only grew" in grown["rule"]
+    write(project, {log: "attempt 1: step 9\nattempt 2: step 2\n"})  # its first bytes changed
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "c"))
+    assert code == 1 and found[f"code.untracked.{log}"]["severity"] == "block"
+
+
+def test_a_config_appended_to_is_code(capsys, project: Path) -> None:
+    """Only logs may grow: a YAML whose later key wins changes the run."""
+    write(project, {"extra.yaml": "lr: 0.1\n"})
+    a = snapshot(capsys, project, "a")
+    with open(project / "extra.yaml", "a") as f:
+        f.write("lr: 0.5\n")
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
+    assert code == 1 and found["code.untracked.extra.yaml"]["severity"] == "block"
+
+
+def test_a_record_of_schema_2_is_judged_by_the_names_as_then(capsys, project: Path) -> None:
+    """An older record sorted untracked files by their names: what it left out (a log, run
+    output) has nothing recorded to compare with, and stays out."""
+    write(project, {"runs/config.yaml": "lr: 0.1\n", "train.log": "step 1\n"})
+    a = snapshot(capsys, project, "a")
+    data = json.loads(a.read_text())
+    data["schema"] = 2
+    del data["code"]["logs"]
+    data["code"]["untracked"] = {}
+    data["code"]["skipped"] = {
+        "runs/config.yaml": "configuration written into the run output folder runs/",
+        "train.log": "not source or configuration (run output such as a log)",
+    }
+    a.write_text(json.dumps(data))
+    write(project, {"runs/config.yaml": "lr: 0.5\n", "train.log": "rewritten\n"})
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
+    assert (code, found) == (0, {})
+    write(project, {"src/new.py": "X = 1\n"})
+    code, found = diff(capsys, project, a, snapshot(capsys, project, "c"))
+    assert code == 1 and found["code.untracked.src/new.py"]["severity"] == "block"
 
 
 def test_following_the_gitignore_hint_never_blocks(capsys, tmp_path: Path) -> None:
@@ -355,7 +459,7 @@ def test_following_the_gitignore_hint_never_blocks(capsys, tmp_path: Path) -> No
     # A new .gitignore (untracked), then a committed one, then an edit of it: never a block.
     write(repo, {".gitignore": "train.log\nout/\n"})
     code, found = diff(capsys, repo, a, snapshot(capsys, repo, "b"))
-    assert (code, found) == (0, {})
+    assert code == 0 and found[".".join(["code.untracked", ".gitignore"])]["severity"] == "info"
     git(repo, "add", ".gitignore")
     git(repo, "commit", "-qm", "ignore")
     code, found = diff(capsys, repo, a, snapshot(capsys, repo, "c"))

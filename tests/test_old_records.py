@@ -90,3 +90,17 @@ def test_a_batch_factor_blocks_while_the_record_lacks_the_effective_batch_size(
     assert build(None, [factor], policy).verdict is Verdict.WARN
     product = not_recorded("config.effective_batch_size", 2)
     assert build(None, [factor, product], policy).verdict is Verdict.BLOCK
+
+
+def test_every_schema_reads_and_only_schema_3_keeps_the_files_classification() -> None:
+    """A record of schema 1-2 sorted untracked files by name (``code.logs`` None: judged so);
+    schema 3 counts every untracked file as code and keeps its logs' heads."""
+    from resumeguard.collect.code import CodeRecord
+
+    for name, logs in (("schema-1.json", None), ("schema-2.json", None)):
+        code = fingerprint.load(FIXTURES / name).code
+        assert isinstance(code, CodeRecord) and code.logs is logs
+    code = fingerprint.load(FIXTURES / "schema-3.json").code
+    assert isinstance(code, CodeRecord) and code.logs is not None
+    assert code.logs["slurm-1234.out"].size == 18
+    assert fingerprint.SCHEMA == 3

@@ -246,7 +246,7 @@ def test_check_reports_a_newest_checkpoint_older_than_the_last_logged_step(
     for step in range(3, 6):
         run.log({"loss": 0.1}, step=step)
     run.finish()
-    policy = project / "policy.toml"
+    policy = project.parent / "policy.toml"  # outside the tree: a new file there is code
     policy.write_text('block = ["run.step"]\n')
     code, report = cli_json(capsys, "check", "--run-id", "gap1", "--policy", str(policy))
     assert code == 1

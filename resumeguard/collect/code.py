@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from resumeguard import hashing
-from resumeguard.collect.filekinds import run_output_reason
+from resumeguard.collect.filekinds import is_log
 from resumeguard.collect.skipped import stamps
 from resumeguard.errors import Unverifiable
 from resumeguard.record import Record, Unavailable
@@ -47,6 +47,22 @@ _WANDB_ENTRY = re.compile(r"(offline-)?run-.*|latest-run|debug.*\.log|settings|s
 # Plumbing only; keep git from taking optional locks (a user's concurrent `git commit` must not
 # fail on index.lock) or fetching missing objects from a partial clone's remote (no network).
 _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_NO_LAZY_FETCH": "1", "GIT_TERMINAL_PROMPT": "0"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LogHead(Record):
+    """What a recorded log's first bytes were, to tell a log that only grew from an edit."""
+
+    kind = "log head"
+
+    size: int
+    """The log's size when recorded."""
+    digest: str
+    """Digest of its first ``min(size, HEAD_BYTES)`` bytes."""
+
+
+HEAD_BYTES = 64 << 20
+"""A log's head is digested up to this many bytes (a longer log is judged by its start)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +98,11 @@ class CodeRecord(Record):
     path -> a cheap stamp that changes when they do (see :mod:`resumeguard.collect.skipped`)."""
     submodules: dict[str, str] = dataclasses.field(default_factory=dict)
     """Submodule path -> the commit checked out in it (or "uninitialized"), "-dirty" if edited."""
+    logs: dict[str, LogHead] | None = None
+    """The untracked logs (see :data:`~resumeguard.collect.filekinds.LOG_SUFFIXES`) and their
+    heads, so that one that only grew by appending is told from a rewrite. None in a record
+    from before every untracked file counted as code (schema 1-2): its untracked files were
+    sorted into code and run output by their names, and are judged so."""
 
 
 def is_own_file(path: str, wandb_dir: str | None = None) -> bool:
@@ -328,12 +349,12 @@ def _collect(repo: Repo, max_untracked_bytes: int) -> CodeRecord:
             skipped[p.rstrip("/")] = "nested git repository (not a submodule)"
             left_out.append(p.rstrip("/"))
             continue
-        output = run_output_reason(p, root)
-        note = output or _skip_reason(root / p, max_untracked_bytes)
+        # Every untracked file is code, whatever its folder or ending: which of them the run
+        # writes is only known from what appears after it was recorded (see codechange).
+        note = _skip_reason(root / p, max_untracked_bytes)
         if note:
             skipped[p] = note
-            if not output:
-                left_out.append(p)  # code all the same: stamped below
+            left_out.append(p)  # code all the same: stamped below
         else:
             untracked_paths.append(p)
 
@@ -359,7 +380,36 @@ def _collect(repo: Repo, max_untracked_bytes: int) -> CodeRecord:
         skipped=dict(sorted(skipped.items())),
         stamps=stamps(root, left_out),
         submodules=submodules,
+        logs=log_heads(root, [*untracked_paths, *left_out]),
     )
+
+
+def log_heads(root: Path, paths: Iterable[str]) -> dict[str, LogHead]:
+    """The head of each log among ``paths`` (below ``root``) that can be read."""
+    heads = {}
+    for p in sorted(paths):
+        if is_log(p):
+            head = read_head(root / p, None)
+            if head is not None:
+                heads[p] = head
+    return heads
+
+
+def read_head(path: Path, size: int | None) -> LogHead | None:
+    """The head of the file at ``path``: its first ``size`` bytes (None: all of it), digested
+    up to :data:`HEAD_BYTES`; None when it cannot be read or is shorter than ``size``."""
+    try:
+        with open(path, "rb") as f:
+            total = os.fstat(f.fileno()).st_size
+            want = total if size is None else size
+            if total < want:
+                return None
+            data = f.read(min(want, HEAD_BYTES))
+    except OSError:
+        return None
+    if len(data) != min(want, HEAD_BYTES):
+        return None
+    return LogHead(size=want, digest=hashing.digest_bytes(data))
 
 
 def _wandb_dir_in(root: Path) -> str | None:
