@@ -84,6 +84,7 @@ def test_newline_names_are_fingerprinted_exactly(case: Case) -> None:
     result = run_cli(case, "fingerprint", "--json")
     assert result.code == 0, result
     code = json.loads(result.out)["code"]
-    assert set(code["untracked"]) == {"new\nline.py"}
+    # The case's checkpoint is not ignored there: present when recorded, it counts as code too.
+    assert set(code["untracked"]) == {"new\nline.py", "ckpt.pt"}
     assert set(code["changed"]) == {"tr\nain.py", "train.py"}
     assert code["changed"]["train.py"] == "deleted" and len(code["changed"]["tr\nain.py"]) == 40
