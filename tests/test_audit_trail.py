@@ -40,3 +40,16 @@ def test_a_clean_finish_settles_a_pending_resume_and_show_prints_outcomes(
     assert outcome == "refused" and "checkpoint.pt" in reason, reason
     code, out, _ = cli(capsys, "show", "--run-id", "aud9")
     assert code == 0 and ", resumed;" in out and ", refused: " in out, out
+
+
+def test_show_reads_the_runs_own_directory_not_an_empty_one_left_behind(
+    capsys: pytest.CaptureFixture[str], project: Path
+) -> None:
+    import wandb
+
+    run = start("aud10", project)
+    own = Path(run.dir).parent
+    run.finish()
+    wandb.init(project="p", id="aud10", resume="allow").finish()  # a second init: no record
+    code, out, _ = cli(capsys, "show", "--run-id", "aud10")
+    assert code == 0 and f"({own})" in "".join(out.split()), out

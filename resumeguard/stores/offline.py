@@ -65,7 +65,7 @@ class OfflineStore(RunStore):
             last_step=last_step,
             state=self._state(dirs, ref.id),
             heartbeat=_heartbeat(dirs, self._now()),
-            location=str(dirs[-1]),
+            location=str(_holding_record(dirs)),
             directories=tuple(str(d) for d in dirs),
             step_unknown=step_unknown,
         )
@@ -282,3 +282,12 @@ def _dead_here(host: object, pid: object) -> bool:
     except OSError:  # EPERM: it exists, owned by someone else
         return False
     return False
+
+
+def _holding_record(dirs: list[Path]) -> Path:
+    """The newest directory of the run that holds its record: the run's own, not an empty one
+    a second ``wandb.init`` of the same id left behind (the newest one when none does)."""
+    for directory in reversed(dirs):
+        if (directory / "files" / layout.RECORD_FILE).is_file():
+            return directory
+    return dirs[-1]
