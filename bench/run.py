@@ -17,6 +17,7 @@ BENCHMARKS = (
     "bench_checkpoint.py",
     "bench_first_step.py",
     "bench_dcp.py",
+    "bench_launcher.py",
 )
 
 

@@ -5,7 +5,9 @@ They only wire the pipeline: resolve the resume, fetch the record, compare, judg
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,7 +32,7 @@ from resumeguard.pipeline import (
 from resumeguard.policy import Policy
 from resumeguard.report import Report
 from resumeguard.stores.layout import CONFIG_KEY
-from resumeguard.switch import disabled
+from resumeguard.switch import REPORT_ENV, disabled
 from resumeguard.verified import log_verified
 
 __all__ = ["exit_with", "guard", "init", "recording_new_runs"]
@@ -144,6 +146,37 @@ def exit_with(error: ResumeGuardError) -> NoReturn:
     else:
         sys.stderr.write(f"resumeguard: {error}\n")
     sys.exit(error.exit_code)
+
+
+def exit_now(error: ResumeGuardError) -> NoReturn:
+    """End this process with ``error``'s report and exit status (the verdict written for
+    ``resumeguard run``), by ``os._exit``: no ``except`` in a script can turn a refused resume
+    into a fresh start."""
+    _write_verdict(error)
+    try:
+        exit_with(error)
+    except SystemExit as done:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(done.code or 0))
+    os._exit(error.exit_code)  # pragma: no cover - exit_with always exits
+
+
+def _write_verdict(error: ResumeGuardError) -> None:
+    target = os.environ.get(REPORT_ENV)
+    if not target:
+        return
+    from resumeguard import atomic
+    from resumeguard.report import unverified
+
+    report = getattr(error, "report", None)
+    body = report.to_json() if report is not None else unverified(None, str(error)).to_json()
+    body["verdict"] = {1: "block", 2: "bad-input"}.get(error.exit_code, "unverified")
+    if report is None:
+        body["reason"] = str(error)
+    body["exit_code"] = error.exit_code
+    with contextlib.suppress(OSError):
+        atomic.write_json(Path(target), body)
 
 
 def _offline(wandb_kwargs: Mapping[str, Any]) -> bool | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,18 +22,27 @@ RESUMEGUARD = [sys.executable, "-m", "resumeguard"]
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    repo = make_repo(tmp_path / "proj", {".gitignore": "out/\nwandb/\n*.tar\n"})
+    ignored = "out/\nwandb/\nlit/\n*.tar\n*.pt\n"
+    repo = make_repo(tmp_path / "proj", {".gitignore": ignored})
     for script in SCRIPTS.glob("*.py"):
         shutil.copy(script, repo / script.name)
     commit_all(repo, "scripts")
     return repo
 
 
-def guarded(repo: Path, *command: str, options: tuple[str, ...] = ()) -> tuple[int, str, dict]:
+def guarded(
+    repo: Path, *command: str, options: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> tuple[int, str, dict]:
     """Run ``resumeguard run [options] -- command`` in ``repo``: exit status, output, report."""
     report = repo.parent / "report.json"
     report.unlink(missing_ok=True)
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(repo)}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(repo),
+        **(env or {}),
+    }
     env.pop("PYTHONPATH", None)
     done = subprocess.run(
         [*RESUMEGUARD, "run", "--report", str(report), *options, "--", *command],
@@ -121,7 +131,16 @@ def test_the_command_status_is_returned_unchanged(project: Path) -> None:
     assert code == 2 and "command not found: no-such-command-here" in out
 
 
-def test_imagenet_under_mp_spawn_saves_on_rank_0_and_resumes(project: Path) -> None:
+def free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def test_imagenet_under_mp_spawn_saves_on_rank_0_and_resumes(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MASTER_PORT", free_port())
     spawn = ("--multiprocessing-distributed", "--world-size", "2")
     code, out, _ = guarded(project, *python("imagenet.py", "--epochs", "1", *spawn))
     assert code == 0, out
@@ -135,3 +154,70 @@ def test_imagenet_under_mp_spawn_saves_on_rank_0_and_resumes(project: Path) -> N
     # A wider model is refused on every rank before training.
     code, out, _ = guarded(project, *python("imagenet.py", *resume, "--width", "16"))
     assert code == 1 and "epoch 1 rank" not in out, out
+
+
+def test_accelerate_save_and_load_state_folders_are_guarded(project: Path) -> None:
+    run = ("--max_train_steps", "6")
+    env = {"WANDB_RUN_ID": "acc1", "WANDB_RESUME": "allow"}
+    code, out, _ = guarded(project, *python("accel.py", *run), env=env)
+    assert code == 0, out
+    assert (project / "out" / "step_4" / ".model.safetensors.resumeguard.json").is_file()
+    resume = (*run, "--resume_from_checkpoint", "out/step_4")
+    code, out, _ = guarded(project, *python("accel.py", *resume), env=env)
+    assert code == 0 and "step 6" in out and "out/step_4 (4 files) matches its record" in out, out
+    # A stale folder: older than what the run logged (run.step, a warning under strict).
+    code, out, _ = guarded(
+        project, *python("accel.py", *run, "--resume_from_checkpoint", "out/step_2"), env=env
+    )
+    assert code == 0 and "(run.step)" in out, out
+    # A flipped byte in the weights, a truncated optimizer: refused before Accelerate reads them.
+    folder = project / "out" / "step_4"
+    for name, damage in (("model.safetensors", "flip"), ("optimizer.bin", "truncate")):
+        path = folder / name
+        intact = path.read_bytes()
+        data = bytearray(intact)
+        if damage == "flip":
+            data[len(data) // 2] ^= 1
+        path.write_bytes(bytes(data if damage == "flip" else data[: len(data) // 2]))
+        code, out, report = guarded(project, *python("accel.py", *resume), env=env)
+        assert code == 1 and report["verdict"] == "block" and name in out and "step 5" not in out
+        path.write_bytes(intact)
+    # A wider model: the weights' header does not fit.
+    code, out, _ = guarded(project, *python("accel.py", *resume, "--width", "16"), env=env)
+    assert code == 1 and "step 5" not in out, out
+    # The stock script passes no run id: a new run, refused with the run to resume.
+    code, out, _ = guarded(project, *python("accel.py", *resume))
+    assert code == 1 and "saved by run acc1" in out and "WANDB_RUN_ID=acc1" in out, out
+
+
+def test_lightning_trainer_gets_the_callback(project: Path) -> None:
+    code, out, _ = guarded(project, *python("lit.py", "1"))
+    assert code == 0, out
+    records = list((project / "lit").rglob(".last.ckpt.resumeguard.json"))
+    assert records, "the callback recorded Lightning's checkpoint"
+    code, out, _ = guarded(project, *python("lit.py", "2", "resume"))
+    assert code == 0 and "resume of run lit/lit1 verified" in out, out
+    code, out, report = guarded(project, *python("lit.py", "3", "resume"), env={"HIDDEN": "16"})
+    assert code == 1 and report["verdict"] == "block", out
+
+
+def test_transformers_trainer_gets_the_callback(project: Path) -> None:
+    env = {"WANDB_PROJECT": "hf", "WANDB_RUN_ID": "hf1", "WANDB_RESUME": "allow"}
+    code, out, _ = guarded(project, *python("hf.py"), env=env)
+    assert code == 0, out
+    assert (project / "out" / "checkpoint-4" / ".model.safetensors.resumeguard.json").is_file()
+    code, out, _ = guarded(project, *python("hf.py", "resume"), env=env)
+    assert code == 0 and "resume of run hf/hf1 verified" in out, out
+    code, out, report = guarded(project, *python("hf.py", "resume"), env={**env, "WIDTH": "16"})
+    assert code == 1 and report["verdict"] == "block", out
+
+
+def test_torchrun_workers_are_guarded(project: Path) -> None:
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone")
+    torchrun += ("--nproc_per_node", "2", "ddp.py")
+    code, out, _ = guarded(project, *torchrun)
+    assert code == 0 and (project / ".ddp.pt.resumeguard.json").is_file(), out
+    code, out, _ = guarded(project, *torchrun, "resume")
+    assert code == 0 and "rank 1 at step 4" in out, out
+    code, out, report = guarded(project, *torchrun, "resume", env={"WIDTH": "16"})
+    assert code == 1 and report["verdict"] == "block" and "at step" not in out, out

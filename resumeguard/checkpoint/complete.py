@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from resumeguard.collect.components import Components, at, components_of
+from resumeguard.errors import ResumeGuardError
 from resumeguard.findings import Finding, Severity
 from resumeguard.policy import Policy
 
@@ -119,7 +120,15 @@ def judging_with(label: str, policy: Policy) -> Callable[[list[Finding]], None]:
         from resumeguard.verified import say
 
         report = build(label, findings, policy)
-        raise_for(report)
+        try:
+            raise_for(report)
+        except ResumeGuardError as e:
+            from resumeguard.entry import exit_now
+            from resumeguard.switch import under_launcher
+
+            if under_launcher():
+                exit_now(e)  # under `resumeguard run`, whatever the script would catch
+            raise
         for judged in report.findings:
             if judged.severity is Severity.INFO:
                 say(f"resumeguard: {judged.finding.message} ({judged.finding.path})")

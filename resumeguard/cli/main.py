@@ -5,16 +5,19 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from resumeguard.errors import ISSUES_URL, ResumeGuardError
 from resumeguard.redact import redact_text
 from resumeguard.switch import disabled
 
+if TYPE_CHECKING:
+    import typer
+
 
 def _app() -> typer.Typer:
+    import typer
+
     from resumeguard.cli.diff import diff
     from resumeguard.cli.fingerprint import fingerprint
 
@@ -43,21 +46,29 @@ def _extra_commands() -> list[Any]:
 
 
 def _launcher(app: typer.Typer) -> None:
-    """``resumeguard run -- CMD``: every argument after the first of CMD is CMD's own."""
-    from resumeguard.launcher.command import run
+    """``resumeguard run``, listed with the others; :func:`main` runs it without building this
+    app (it starts before a training job, so it imports no CLI framework)."""
+    from resumeguard.launcher.command import HELP, USAGE
 
-    settings = {"ignore_unknown_options": True, "allow_interspersed_args": False}
-    app.command(context_settings=settings)(run)
+    settings = {"ignore_unknown_options": True, "allow_extra_args": True}
+    app.command(name="run", help=f"{HELP} Usage: {USAGE}", context_settings=settings)(_nothing)
+
+
+def _nothing() -> None:
+    """Never runs: ``main`` takes ``run`` first."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the documented exit code (0 ok, 1 blocked, 2 bad input, 3
     unverifiable, 4 internal error)."""
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError
-
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] in (["check"], ["record"]) and disabled():
         return 0  # the incident switch: a job script's check goes ahead, nothing is recorded
+    if args[:1] == ["run"]:
+        return _run(args[1:])
+    import typer
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
     try:
         result = _app()(args=args, prog_name="resumeguard", standalone_mode=False)
     except ResumeGuardError as e:
@@ -85,6 +96,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 4
     return int(result or 0)
+
+
+def _run(args: list[str]) -> int:
+    """``resumeguard run``, with the same error handling as every command."""
+    from resumeguard.launcher.command import main as run
+
+    try:
+        return run(args)
+    except ResumeGuardError as e:
+        _err(f"resumeguard: {e}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        _err("resumeguard: interrupted")
+        return 130
 
 
 def _err(line: str) -> None:

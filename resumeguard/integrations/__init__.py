@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from resumeguard.collect.components import Components
-from resumeguard.entry import exit_with
+from resumeguard.entry import exit_now, exit_with
 from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError
 from resumeguard.pipeline import (
     ResumeCheck,
@@ -34,6 +34,7 @@ from resumeguard.pipeline import (
 )
 from resumeguard.policy import Policy, Rule
 from resumeguard.runrecord import CheckpointRecord, RunRecord, now
+from resumeguard.switch import under_launcher
 
 __all__ = ["FrameworkGuard", "ResumeCheck", "checkpoint_name", "run_label"]
 
@@ -321,9 +322,12 @@ class FrameworkGuard:
 
     def fail(self, error: ResumeGuardError, run: Any = None) -> NoReturn:
         """Raise ``error``, or (``raise_on_block=False``) print it and exit with its status, as
-        ``@resumeguard.guard`` does; a refused checkpoint is recorded in ``run``'s audit trail."""
+        ``@resumeguard.guard`` does (under ``resumeguard run``: end the process); a refused
+        checkpoint is recorded in ``run``'s audit trail."""
         if run is not None and isinstance(error, (CheckpointError, ResumeBlocked)):
             settle(run, "refused", str(error))
+        if under_launcher():
+            exit_now(error)  # under `resumeguard run`, whatever the script would catch
         if self.raise_on_block:
             raise error
         exit_with(error)

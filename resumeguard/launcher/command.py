@@ -4,6 +4,7 @@ refused (1, or ``--block-exit-code``; 3 unverifiable; 2 bad input)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -11,12 +12,9 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from resumeguard.cli._common import PolicyOpt
-from resumeguard.launcher.hooks import REPORT_ENV
+from resumeguard.switch import REPORT_ENV
 
 BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap"
 """The folder put first on PYTHONPATH: it holds only the ``sitecustomize`` that loads the hooks."""
@@ -27,37 +25,77 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signa
 VERDICT_CODES = {"block": 1, "unverified": 3, "bad-input": 2}
 
 
-def run(
-    command: Annotated[
-        list[str], typer.Argument(help="The command to run, after --: python train.py ...")
-    ],
-    policy: PolicyOpt = None,
-    storage: Annotated[
-        str | None,
-        typer.Option(help="What to keep of each checkpoint: auto, digest, latest or all."),
-    ] = None,
-    offline: Annotated[bool, typer.Option(help="Run W&B offline (WANDB_MODE=offline).")] = False,
-    quiet: Annotated[bool, typer.Option(help="Say only warnings and the report.")] = False,
-    block_exit_code: Annotated[
-        int, typer.Option(help="Exit status of a blocked resume (scripts exit 1 on any error).")
-    ] = 1,
-    report: Annotated[
-        Path | None, typer.Option(help="Write the verdict and the exit status here as JSON.")
-    ] = None,
-) -> int:
-    """Run a training command unmodified, guarded: every wandb.init, torch.save, torch.load and
-    Lightning or Transformers Trainer in it is checked and recorded as resumeguard's own API
-    would. A refused resume ends every process before the first training step."""
-    from resumeguard import runpolicy
-    from resumeguard.checkpoint.storage import resolve
+USAGE = "resumeguard run [OPTIONS] -- CMD ARGS..."
+HELP = (
+    "Run a training command unmodified, guarded: every wandb.init, torch.save, torch.load, "
+    "Accelerator and Lightning or Transformers Trainer in it is checked and recorded as "
+    "resumeguard's own API would. A refused resume ends every process before the first "
+    "training step (exit 1, or --block-exit-code; 3 unverifiable; 2 bad input); otherwise the "
+    "command's own exit status is returned."
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    """``run``'s options (argparse: the command starts before a training job, so it imports
+    no CLI framework)."""
+    p = argparse.ArgumentParser(prog="resumeguard run", usage=USAGE, description=HELP)
+    p.add_argument("--policy", help="preset (strict, lenient) or policy TOML file")
+    p.add_argument("--storage", help="what to keep of each checkpoint: auto, digest, latest, all")
+    p.add_argument("--offline", action="store_true", help="run W&B offline (WANDB_MODE=offline)")
+    p.add_argument("--quiet", action="store_true", help="say only warnings and the report")
+    p.add_argument(
+        "--block-exit-code",
+        type=int,
+        default=1,
+        help="exit status of a blocked resume (scripts exit 1 on any error too)",
+    )
+    p.add_argument("--report", type=Path, help="write the verdict and exit status here as JSON")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``resumeguard run``: parse, run CMD guarded, return the exit status."""
     from resumeguard.errors import BadInput
 
+    try:
+        options = parser().parse_args(argv)
+    except SystemExit as e:  # --help, or argparse's own usage error
+        return 0 if e.code in (0, None) else 2
+    command = options.command[1:] if options.command[:1] == ["--"] else options.command
     if not command:
-        raise BadInput(
-            "nothing to run: give the command after --, e.g. resumeguard run -- python train.py"
-        )
-    runpolicy.validate(policy)
+        raise BadInput(f"nothing to run: give the command after --, e.g. {USAGE}")
+    return run(
+        command,
+        policy=options.policy,
+        storage=options.storage,
+        offline=options.offline,
+        quiet=options.quiet,
+        block_exit_code=options.block_exit_code,
+        report=options.report,
+    )
+
+
+def run(
+    command: list[str],
+    *,
+    policy: str | None = None,
+    storage: str | None = None,
+    offline: bool = False,
+    quiet: bool = False,
+    block_exit_code: int = 1,
+    report: Path | None = None,
+) -> int:
+    """Run ``command`` guarded; its exit status, or the verdict's when a resume was refused."""
+    from resumeguard.errors import BadInput
+
+    if policy is not None or os.environ.get("RESUMEGUARD_POLICY"):
+        from resumeguard import runpolicy
+
+        runpolicy.validate(policy)
     if storage is not None:
+        from resumeguard.checkpoint.storage import resolve
+
         resolve(storage)  # a bad value is bad input now, not in every worker later
     if not 0 <= block_exit_code <= 255:
         raise BadInput(f"--block-exit-code {block_exit_code} is not an exit status (0 to 255)")
@@ -69,12 +107,9 @@ def run(
         status = _run_forwarding_signals(command, env)
         outcome = _read(verdict_file)
     verdict = str(outcome.get("verdict", "unchecked"))
-    code = VERDICT_CODES.get(verdict, status)
-    if verdict == "block":
-        code = block_exit_code
+    code = block_exit_code if verdict == "block" else VERDICT_CODES.get(verdict, status)
     if report is not None:
-        outcome.setdefault("verdict", verdict)
-        outcome.update({"exit_code": code, "command_exit_code": status})
+        outcome.update({"verdict": verdict, "exit_code": code, "command_exit_code": status})
         from resumeguard import atomic
 
         try:

@@ -11,7 +11,8 @@
 - A Lightning or Transformers ``Trainer`` gets resumeguard's callback; its checkpoints and W&B
   run are then the callback's to guard.
 
-A blocked resume ends the process (:func:`end`): the script cannot catch it and start fresh.
+A blocked resume ends the process (:func:`resumeguard.entry.exit_now`): the script cannot
+catch it and start fresh.
 """
 
 from __future__ import annotations
@@ -26,13 +27,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
-from resumeguard.errors import BadInput, ResumeBlocked, ResumeGuardError
-from resumeguard.switch import disabled
+from resumeguard.errors import BadInput, ResumeGuardError
+from resumeguard.switch import REPORT_ENV, disabled
 
 log = logging.getLogger("resumeguard")
-
-REPORT_ENV = "RESUMEGUARD_REPORT"
-"""Where a process that ends a resume writes its verdict (JSON), for ``resumeguard run``."""
 
 _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("resumeguard_inside", default=False)
 _framework = threading.Event()
@@ -58,6 +56,14 @@ def install() -> None:
     for module in ("lightning.pytorch.trainer.trainer", "pytorch_lightning.trainer.trainer"):
         wrapt.register_post_import_hook(_patch_lightning, module)
     wrapt.register_post_import_hook(_patch_transformers, "transformers.trainer")
+    wrapt.register_post_import_hook(_patch_accelerate, "accelerate.accelerator")
+
+
+def end(error: ResumeGuardError) -> NoReturn:
+    """End this process with ``error``'s report (see :func:`resumeguard.entry.exit_now`)."""
+    from resumeguard.entry import exit_now
+
+    exit_now(error)
 
 
 @contextlib.contextmanager
@@ -68,39 +74,6 @@ def ours() -> Iterator[None]:
         yield
     finally:
         _inside.reset(token)
-
-
-def end(error: ResumeGuardError) -> NoReturn:
-    """End this process with ``error``'s report and exit status, where no ``except`` in the
-    script can turn a refused resume into a fresh start."""
-    from resumeguard.entry import exit_with
-
-    _write_report(error)
-    try:
-        exit_with(error)
-    except SystemExit as done:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(int(done.code or 0))
-    os._exit(error.exit_code)  # pragma: no cover - exit_with always exits
-
-
-def _write_report(error: ResumeGuardError) -> None:
-    target = os.environ.get(REPORT_ENV)
-    if not target:
-        return
-    from resumeguard import atomic
-    from resumeguard.report import unverified
-
-    if isinstance(error, ResumeBlocked):
-        body = error.report.to_json()
-    else:
-        report = getattr(error, "report", None)
-        body = report.to_json() if report is not None else unverified(None, str(error)).to_json()
-        body["verdict"] = {1: "block", 2: "bad-input"}.get(error.exit_code, "unverified")
-    body["exit_code"] = error.exit_code
-    with contextlib.suppress(OSError):
-        atomic.write_json(Path(target), body)
 
 
 def say_once(key: str, line: str) -> None:
@@ -327,23 +300,54 @@ def _patch_transformers(module: Any) -> None:
     wrapt.wrap_function_wrapper(module, "Trainer.__init__", _transformers_trainer)
 
 
+def _patch_accelerate(module: Any) -> None:
+    import wrapt
+
+    wrapt.wrap_function_wrapper(module, "Accelerator.__init__", _accelerator)
+
+
+def _accelerator(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    result = wrapped(*args, **kwargs)
+    if not _in_trainer.get():  # a Transformers Trainer's own Accelerator: its callback guards
+        from resumeguard.integrations.accelerate import attach
+
+        attach(instance)
+        _framework.set()
+    return result
+
+
+_in_trainer: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "resumeguard_in_trainer", default=False
+)
+
+
 def _transformers_trainer(
     wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any
 ) -> Any:
     from resumeguard.integrations.transformers import ResumeGuardTrainerCallback
 
-    # Given with the others, its on_init_end checks the resume before WandbCallback resumes it.
+    token = _in_trainer.set(True)
+    try:
+        return _with_callback(wrapped, instance, args, kwargs, ResumeGuardTrainerCallback)
+    finally:
+        _in_trainer.reset(token)
+
+
+def _with_callback(
+    wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any, kind: type
+) -> Any:
+    """Build the Trainer with a ``kind`` callback among its own: given with the others, its
+    on_init_end checks the resume before WandbCallback resumes the run."""
     callbacks = kwargs.get("callbacks")
-    if callbacks is not None or len(args) < _CALLBACKS_AT:
+    if callbacks is not None or len(args) <= _CALLBACKS_AT:
         callbacks = list(callbacks or [])
-        if not any(isinstance(c, ResumeGuardTrainerCallback) for c in callbacks):
-            kwargs["callbacks"] = [*callbacks, ResumeGuardTrainerCallback()]
+        if not any(isinstance(c, kind) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, kind()]
         result = wrapped(*args, **kwargs)
     else:  # callbacks given by position
         result = wrapped(*args, **kwargs)
-        given = args[_CALLBACKS_AT] or ()
-        if not any(isinstance(c, ResumeGuardTrainerCallback) for c in given):
-            instance.add_callback(ResumeGuardTrainerCallback())
+        if not any(isinstance(c, kind) for c in args[_CALLBACKS_AT] or ()):
+            instance.add_callback(kind())
     _framework.set()
     return result
 

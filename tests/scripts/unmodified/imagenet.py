@@ -43,6 +43,8 @@ def main_worker(gpu, ngpus, args):
             print(f"=> loaded checkpoint '{args.resume}' (epoch {start_epoch})", flush=True)
         else:
             print(f"=> no checkpoint found at '{args.resume}'", flush=True)
+    if args.multiprocessing_distributed:
+        dist.barrier()  # every rank has read the checkpoint before rank 0 writes the next
     for epoch in range(start_epoch, args.epochs):
         loss = model(torch.ones(2, 4)).pow(2).mean()
         optimizer.zero_grad()
