@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -221,3 +222,56 @@ def test_torchrun_workers_are_guarded(project: Path) -> None:
     assert code == 0 and "rank 1 at step 4" in out, out
     code, out, report = guarded(project, *torchrun, "resume", env={"WIDTH": "16"})
     assert code == 1 and report["verdict"] == "block" and "at step" not in out, out
+
+
+def test_nano_stale_checkpoint_is_run_step(project: Path) -> None:
+    code, out, _ = guarded(project, *python("nano.py", "--max_iters=5"))  # saved at 3, logged 5
+    assert code == 0, out
+    code, out, _ = guarded(project, *python("nano.py", "--max_iters=5", "--init_from=resume"))
+    assert code == 0 and "(run.step)" in out and "already logged up to step 4" in out, out
+    strict_step = project.parent / "policy.toml"
+    strict_step.write_text('block = ["run.step"]\n')
+    resume = python("nano.py", "--max_iters=5", "--init_from=resume")
+    code, out, _ = guarded(project, *resume, options=("--policy", str(strict_step)))
+    assert code == 1 and "iter 4" not in out, out
+
+
+SLEEPER = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (print('got SIGTERM', flush=True), sys.exit(42)))\n"
+    "import torch\n"
+    "torch.save(torch.ones(2), 'plain.pt')\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_signals_reach_the_command_and_what_is_not_a_checkpoint_is_saved_as_is(
+    project: Path,
+) -> None:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": ""}
+    command = [*RESUMEGUARD, "run", "--", sys.executable, "-c", SLEEPER]
+    with subprocess.Popen(
+        command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as wrapper:
+        assert wrapper.stdout is not None
+        lines = []
+        for line in wrapper.stdout:
+            lines.append(line)
+            if line.startswith("ready"):
+                wrapper.send_signal(signal.SIGTERM)  # as Slurm's preemption does
+        code = wrapper.wait(timeout=60)
+    out = "".join(lines)
+    assert code == 42 and "got SIGTERM" in out, out
+    assert "torch.save of Tensor is not a checkpoint it recognises" in out
+    assert (project / "plain.pt").is_file() and not (
+        project / ".plain.pt.resumeguard.json"
+    ).exists()
+
+
+def test_resumeguard_disable_turns_the_injection_off(project: Path) -> None:
+    code, out, _ = guarded(
+        project, *python("nano.py", "--max_iters=3"), env={"RESUMEGUARD_DISABLE": "1"}
+    )
+    assert code == 0 and "resumeguard: off" in out, out
+    assert not (project / "out" / ".ckpt.pt.resumeguard.json").exists()
