@@ -10,7 +10,8 @@ from resumeguard.compare import compare
 from resumeguard.findings import Finding
 from resumeguard.fingerprint import Fingerprint
 from resumeguard.policy import Policy
-from resumeguard.report import Report, build
+from resumeguard.report import Report
+from resumeguard.verdict.judge import judge
 
 
 def compare_fingerprints(
@@ -29,4 +30,4 @@ def compare_fingerprints(
     root = current.code.root if isinstance(current.code, CodeRecord) else repo
     resolved = runpolicy.at_start(policy, root)
     history = open_history(root) if root is not None else None
-    return build(run, [*compare(recorded, current, history), *extra], resolved)
+    return judge(run, [*compare(recorded, current, history), *extra], resolved)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from resumeguard.collect.code import CodeRecord, read_head
 from resumeguard.collect.filekinds import new_file_reason, run_output_reason
@@ -22,10 +22,27 @@ from resumeguard.findings import Finding
 from resumeguard.sourcechange import PY_SUFFIXES, Change, python_change
 from resumeguard.verdict.downgrades import COMMENT_ONLY, GIT_IGNORE, LEFT_OUT, RUN_OUTPUT
 
-if TYPE_CHECKING:
-    from resumeguard.compare import History
-
 _COMMITTED = "committed@"
+
+
+class History(Protocol):
+    """What file-level code comparison needs from the local repository."""
+
+    def has_commit(self, sha: str) -> bool:
+        """True when the commit is present locally."""
+        ...
+
+    def changed_between(self, a: str, b: str) -> set[str]:
+        """Paths that differ between two commits."""
+        ...
+
+    def blob(self, commit: str, path: str) -> str | None:
+        """Blob sha of a path at a commit, None when absent."""
+        ...
+
+    def content(self, sha: str) -> bytes | None:
+        """The bytes of a blob, None when the object database lacks it."""
+        ...
 
 
 def mark_harmless_code(

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from resumeguard.codechange import mark_harmless_code
+from resumeguard.codechange import History, mark_harmless_code
 from resumeguard.collect.code import DELETED, CodeRecord
 from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
@@ -26,26 +26,6 @@ from resumeguard.redact import comparable_text, comparable_url, without_secret_k
 from resumeguard.runcontrol import mark_run_control, output_dirs
 
 _ABSENT = object()
-
-
-class History(Protocol):
-    """What file-level code comparison needs from the local repository."""
-
-    def has_commit(self, sha: str) -> bool:
-        """True when the commit is present locally."""
-        ...
-
-    def changed_between(self, a: str, b: str) -> set[str]:
-        """Paths that differ between two commits."""
-        ...
-
-    def blob(self, commit: str, path: str) -> str | None:
-        """Blob sha of a path at a commit, None when absent."""
-        ...
-
-    def content(self, sha: str) -> bytes | None:
-        """The bytes of a blob, None when the object database lacks it."""
-        ...
 
 
 def compare(

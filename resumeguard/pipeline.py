@@ -35,7 +35,7 @@ from resumeguard.fingerprint import Fingerprint, take, user_config
 from resumeguard.hints import explain
 from resumeguard.jobshape import JobShape, as_the_job
 from resumeguard.policy import Policy, Rule
-from resumeguard.report import Report, build
+from resumeguard.report import Report
 from resumeguard.runrecord import (
     WANDB_STEP,
     CheckpointRecord,
@@ -47,6 +47,7 @@ from resumeguard.runrecord import (
 from resumeguard.stores import interface
 from resumeguard.stores.interface import RunRef, StoredRun, store_for_run
 from resumeguard.stores.layout import CONFIG_KEY, LIVE_SECONDS, RECORD_FILE, parse_time
+from resumeguard.verdict.judge import judge, verdict_of
 
 log = logging.getLogger("resumeguard")
 
@@ -614,8 +615,7 @@ def rewound(check: ResumeCheck) -> tuple[ResumeCheck | None, int | None]:
     if not steps or any(p != "run.step" for p in (f.path for f in report.blocking)):
         return None, None
     rest = [j for j in report.findings if j.finding.path != "run.step"]
-    verdict = Verdict.WARN if any(j.severity is Severity.WARN for j in rest) else Verdict.OK
-    kept = dataclasses.replace(report, findings=tuple(rest), verdict=verdict)
+    kept = dataclasses.replace(report, findings=tuple(rest), verdict=verdict_of(rest))
     step = steps[0].finding.current
     return dataclasses.replace(check, report=kept), step if isinstance(step, int) else None
 
@@ -692,7 +692,7 @@ def step_check(
     finding = step_finding(checkpoint, last, run_id=str(run.id), newer=prefix, unknown=unknown)
     if finding is None:
         return
-    raise_for(build(str(run.id), [finding], restore_policy(run, record, policy)))
+    raise_for(judge(str(run.id), [finding], restore_policy(run, record, policy)))
 
 
 def restore_policy(run: Any, record: RunRecord | None, policy: Any) -> Policy:

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from resumeguard.findings import Finding, Judged, Severity, Verdict
-from resumeguard.policy import Policy
 from resumeguard.redact import redact_text
 
 JSON_SCHEMA = 1
@@ -94,30 +93,6 @@ class Report:
     def dumps(self) -> str:
         """The ``--json`` text."""
         return json.dumps(self.to_json(), indent=2, default=str)
-
-
-def build(run: str | None, findings: Iterable[Finding], policy: Policy) -> Report:
-    """Judge ``findings`` under ``policy`` and take the worst severity as the verdict."""
-    judged = sorted(policy.judge_all(findings), key=lambda j: (-j.severity.rank, j.finding.path))
-    worst = max((j.severity.rank for j in judged), default=0)
-    verdict = (
-        Verdict.BLOCK
-        if worst >= Severity.BLOCK.rank
-        else Verdict.WARN
-        if worst >= Severity.WARN.rank
-        else Verdict.OK
-    )
-    # What could not be read is unverifiable, never "nothing happened" (a block still blocks).
-    unknown = [j.finding.unknown for j in judged if j.finding.unknown]
-    if unknown and verdict is not Verdict.BLOCK:
-        return Report(
-            run=run,
-            verdict=Verdict.UNVERIFIED,
-            findings=tuple(judged),
-            reason="; ".join(unknown),
-            policy=policy.origin,
-        )
-    return Report(run=run, verdict=verdict, findings=tuple(judged), policy=policy.origin)
 
 
 def unverified(run: str | None, reason: str) -> Report:

@@ -13,7 +13,7 @@ from resumeguard.findings import Severity
 from resumeguard.fingerprint import Fingerprint, from_json
 from resumeguard.policy import Rule, preset
 from resumeguard.record import Unavailable
-from resumeguard.report import build
+from resumeguard.verdict.judge import judge
 
 SHA = "a" * 40
 
@@ -49,7 +49,7 @@ def paths(recorded: Fingerprint, current: Fingerprint) -> list[str]:
 
 def test_identical_fingerprints_have_no_findings() -> None:
     assert compare(base(), base()) == []
-    assert build("r", [], preset("strict")).verdict.value == "ok"
+    assert judge("r", [], preset("strict")).verdict.value == "ok"
 
 
 def test_json_round_trip_is_lossless() -> None:
@@ -167,7 +167,7 @@ def test_a_mostly_changed_mapping_is_one_finding_per_key() -> None:
     assert sorted(paths(recorded, current)) == sorted(f"config.{k}" for k in ["lr", *"abcdef"])
     warn_lr = preset("strict").with_rules([Rule("config.lr", Severity.WARN, "test")])
     judged = {
-        j.finding.path: j.severity for j in build("r", compare(recorded, current), warn_lr).findings
+        j.finding.path: j.severity for j in judge("r", compare(recorded, current), warn_lr).findings
     }
     assert judged["config.lr"] is Severity.WARN
     assert judged["config.d"] is Severity.BLOCK

@@ -45,3 +45,11 @@ def test_each_downgrade_judges_by_its_row(entry: Downgrade) -> None:
 def test_each_entry_gives_a_reason_in_words() -> None:
     for entry in DOWNGRADES.values():
         assert len(entry.reason.split()) >= 5, entry.name
+
+
+def test_readme_lists_every_downgrade_with_its_severity() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for entry in DOWNGRADES.values():
+        assert f"| `{entry.name}` | {entry.severity.value}" in readme, entry.name

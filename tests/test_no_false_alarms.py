@@ -178,14 +178,14 @@ def test_a_schedule_or_data_key_blocks_where_run_control_goes_ahead(
     """The harmful change blocks; the run-control look-alike beside it goes ahead."""
     from resumeguard.hints import explain
     from resumeguard.policy import preset
-    from resumeguard.report import build
     from resumeguard.runcontrol import mark_run_control
+    from resumeguard.verdict.judge import judge
 
     key = next(iter(recorded))
     found = mark_run_control([explain(f"config.{key}", recorded[key], current[key])], current)
-    assert build(None, found, preset("strict")).verdict.value == "block"
+    assert judge(None, found, preset("strict")).verdict.value == "block"
     harmless = mark_run_control([explain("config.trainer", {"max_epochs": 3}, {"max_epochs": 6})])
-    assert build(None, harmless, preset("strict")).verdict.value == "ok"
+    assert judge(None, harmless, preset("strict")).verdict.value == "ok"
 
 
 def test_a_transformers_run_length_with_a_decaying_schedule_is_a_warning_naming_it() -> None:
@@ -193,21 +193,21 @@ def test_a_transformers_run_length_with_a_decaying_schedule_is_a_warning_naming_
     schedule a longer run stretches it (warn, named); with a constant one it is run control."""
     from resumeguard.hints import explain
     from resumeguard.policy import preset
-    from resumeguard.report import build
     from resumeguard.runcontrol import mark_run_control
+    from resumeguard.verdict.judge import judge
 
     for key in ("max_steps", "num_train_epochs"):
         change = explain(f"config.{key}", 100, 200)
         decaying = {key: 200, "lr_scheduler_type": "cosine"}
-        [judged] = build(None, mark_run_control([change], decaying), preset("strict")).findings
+        [judged] = judge(None, mark_run_control([change], decaying), preset("strict")).findings
         assert judged.severity.value == "warn"
         assert "cosine (lr_scheduler_type) learning-rate schedule" in judged.finding.message
         constant = {key: 200, "lr_scheduler_type": "constant"}
-        [judged] = build(None, mark_run_control([change], constant), preset("strict")).findings
+        [judged] = judge(None, mark_run_control([change], constant), preset("strict")).findings
         assert judged.severity.value == "info"
     # nanoGPT's max_iters is not a Transformers key: the scheduler type does not apply to it.
     found = mark_run_control([explain("config.max_iters", 1, 2)], {"lr_scheduler_type": "linear"})
-    assert build(None, found, preset("strict")).findings[0].severity.value == "info"
+    assert judge(None, found, preset("strict")).findings[0].severity.value == "info"
 
 
 # --- 2. Comment-only edits -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from resumeguard.findings import Verdict
 from resumeguard.hints import explain, not_recorded
 from resumeguard.integrations.training import BatchSize, batch_rules
 from resumeguard.policy import preset
-from resumeguard.report import build
+from resumeguard.verdict.judge import judge
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fingerprints"
 OLD, NEW = FIXTURES / "schema-1.json", FIXTURES / "schema-2.json"
@@ -87,9 +87,9 @@ def test_a_batch_factor_blocks_while_the_record_lacks_the_effective_batch_size(
     as any config change."""
     policy = preset("strict").with_preset_rules(batch_rules(BatchSize(2, 1, 1, ("batch_size",))))
     factor = explain("config.batch_size", 4, 2)
-    assert build(None, [factor], policy).verdict is Verdict.WARN
+    assert judge(None, [factor], policy).verdict is Verdict.WARN
     product = not_recorded("config.effective_batch_size", 2)
-    assert build(None, [factor, product], policy).verdict is Verdict.BLOCK
+    assert judge(None, [factor, product], policy).verdict is Verdict.BLOCK
 
 
 def test_every_schema_reads_and_only_schema_3_keeps_the_files_classification() -> None:

@@ -116,10 +116,10 @@ def judging_with(label: str, policy: Policy) -> Callable[[list[Finding]], None]:
 
     def judge(findings: list[Finding]) -> None:
         from resumeguard.pipeline import raise_for
-        from resumeguard.report import build
+        from resumeguard.verdict.judge import judge as verdict
         from resumeguard.verified import say
 
-        report = build(label, findings, policy)
+        report = verdict(label, findings, policy)
         try:
             raise_for(report)
         except ResumeGuardError as e:

@@ -33,7 +33,7 @@ from resumeguard.checkpoint.state import (
     step_of,
 )
 from resumeguard.errors import CheckpointError, ResumeBlocked
-from resumeguard.findings import Finding, Severity, Verdict
+from resumeguard.findings import Finding, Severity
 from resumeguard.runrecord import WANDB_STEP, CheckpointRecord, RunRecord
 from resumeguard.switch import disabled
 
@@ -209,14 +209,15 @@ def check_fit(
 def misfit_report(name: str, problems: Sequence[FitProblem]) -> Report:
     """The ways a checkpoint does not fit, as a blocking report (rendered like the CLI's)."""
     from resumeguard.findings import Judged
-    from resumeguard.report import Report
+    from resumeguard.verdict.judge import report_of
 
+    # Not the policy's to judge: load_state_dict would fail, or load the wrong state.
     rule = "does not fit: load_state_dict would fail or load wrong state"
-    judged = tuple(
+    judged = [
         Judged(Finding(p.path, p.recorded, p.current, p.message, p.hint), Severity.BLOCK, rule)
         for p in problems
-    )
-    return Report(run=name, verdict=Verdict.BLOCK, findings=judged)
+    ]
+    return report_of(name, judged)
 
 
 def with_configured(checkpoint: CheckpointRecord, record: RunRecord) -> CheckpointRecord:

@@ -17,7 +17,7 @@ from resumeguard.findings import Finding, Severity
 from resumeguard.hints import explain
 from resumeguard.pipeline import ResumeCheck, raise_for, unknown_step
 from resumeguard.policy import Rule
-from resumeguard.report import build
+from resumeguard.verdict.judge import judge as verdict
 from resumeguard.verified import say as say  # the one INFO line of each front door
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def judge(check: ResumeCheck, findings: Sequence[Finding]) -> None:
     else log the warnings."""
     if not findings:
         return
-    raise_for(build(check.report.run, findings, check.policy))
+    raise_for(verdict(check.report.run, findings, check.policy))
 
 
 def verified_line(check: ResumeCheck, checkpoint: str | None, batch: BatchSize | None) -> str:

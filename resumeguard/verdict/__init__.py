@@ -1,6 +1,9 @@
-"""The verdict core: which changes are harmless, and why.
+"""The verdict core: which changes are harmless and why, and the one judge.
 
-This package may import :mod:`resumeguard.findings` and the standard library only; nothing in it
-imports a collector, a store or a front door, so the rules that call a change harmless can be
-read, and tested, in one place.
+- :mod:`~resumeguard.verdict.downgrades`: every rule that calls a change harmless, as data with
+  its reason (read by :meth:`resumeguard.policy.Policy.judge`);
+- :mod:`~resumeguard.verdict.judge`: findings and a policy in, the report and its verdict out.
+
+It imports :mod:`resumeguard.findings` and :mod:`resumeguard.report` only (the policy as a type):
+no collector, store or front door, and none of those modules imports it back except to judge.
 """
