@@ -284,3 +284,17 @@ def test_temp_files_of_a_dead_save_are_reclaimed_and_a_live_one_is_left(project:
         fcntl.flock(held, fcntl.LOCK_EX)  # what a saver in another process holds
         resumeguard.save_checkpoint(None, {"step": 1}, "ckpt.pt")
         assert not dead.exists() and live.exists()
+
+
+@pytest.mark.parametrize("name", ["folder", "a\0b.pt", ""])
+def test_a_checkpoint_name_that_cannot_be_a_file_is_bad_input(project: Path, name: str) -> None:
+    """A directory, a NUL byte or nothing: one line (exit 2), nothing written; a file name in
+    that directory saves."""
+    (project / "folder").mkdir()
+    model, opt = model_and_opt()
+    run = resumeguard.init(project="p", id="badname", repo=project)
+    with pytest.raises(resumeguard.BadInput, match="checkpoint name"):
+        resumeguard.save_checkpoint(run, state_of(model, opt, 1), name)
+    assert list((project / "folder").iterdir()) == []
+    resumeguard.save_checkpoint(run, state_of(model, opt, 1), "folder/ckpt.pt")
+    run.finish()

@@ -90,6 +90,16 @@ def test_policy_file_replaces_pyproject_and_sets_preset(tmp_path: Path) -> None:
     assert policy.judge(finding("config.seed")).severity is Severity.WARN  # pyproject not used
 
 
+def test_a_rule_given_as_a_string_is_one_pattern(tmp_path: Path) -> None:
+    """Documented: ``block = "config.lr"`` is ``block = ["config.lr"]`` (not its characters)."""
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text('preset = "lenient"\nblock = "config.lr"\n')
+    policy = load_policy(str(policy_file))
+    assert [r.pattern for r in policy.rules] == ["config.lr"]
+    assert policy.judge(finding("config.lr")).severity is Severity.BLOCK
+    assert policy.judge(finding("config.seed")).severity is Severity.WARN
+
+
 def test_policy_file_may_use_the_tool_table(tmp_path: Path) -> None:
     policy_file = tmp_path / "p.toml"
     policy_file.write_text('[tool.resumeguard]\nwarn = ["code.*"]\n')

@@ -280,7 +280,19 @@ def test_state_from_state_file(tmp_path: Path, content: Any, expected: str) -> N
     assert store.fetch(RunRef("r1")).state == expected
 
 
-@pytest.mark.parametrize("content", ["{not json", {"state": 5}, {"pid": "x"}, {"step": -1}, []])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        {"state": 5},
+        {"pid": "x"},
+        {"step": -1},
+        [],
+        {"pid": -4},
+        {"heartbeat": "yesterday"},
+        {"heartbeat": "0001-01-01T00:00:00+01:00"},  # before what UTC can hold
+    ],
+)
 def test_damaged_state_file_is_bad_input(tmp_path: Path, content: Any) -> None:
     make_dir(tmp_path, "offline-run-20240501_115000-r1", "r1", **{layout.STATE_FILE: content})
     with pytest.raises(BadInput, match="damaged"):

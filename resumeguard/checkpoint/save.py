@@ -82,6 +82,7 @@ def save_checkpoint(
             f"bad step_counter {step_counter!r}: name what the step counts (e.g. "
             f"'trainer/global_step'), or leave it out for W&B's own step ({WANDB_STEP})"
         )
+    _check_name(name)
     rank, world = rank_and_world()
     template = Path(name).as_posix()
     if "{rank}" not in template:
@@ -296,3 +297,18 @@ def _without_copies(checkpoint: CheckpointRecord) -> CheckpointRecord:
         previous=None,
         shards=tuple(_without_copies(s) for s in checkpoint.shards),
     )
+
+
+def _check_name(name: str | os.PathLike[str]) -> None:
+    """BadInput for a checkpoint name that cannot be a file: empty, holding a NUL byte, or an
+    existing directory."""
+    text = os.fspath(name)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text or "\0" in text:
+        raise BadInput(f"bad checkpoint name {text!r}: give a file path without NUL bytes")
+    if Path(text.replace("{rank}", "0")).is_dir():
+        raise BadInput(
+            f"checkpoint name {text} is a directory: give a file path inside it "
+            f"(e.g. {Path(text) / 'checkpoint.pt'})"
+        )

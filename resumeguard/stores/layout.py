@@ -187,6 +187,10 @@ class StateRecord(Record):
     def __post_init__(self) -> None:
         if self.step is not None and self.step < 0:
             raise ValueError(f"step {self.step} is negative")
+        if self.pid is not None and self.pid < 0:
+            raise ValueError(f"pid {self.pid} is negative")
+        if self.heartbeat is not None and parse_time(self.heartbeat) is None:
+            raise ValueError(f"heartbeat {self.heartbeat[:40]!r} is not a time in range")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,8 +238,8 @@ def parse_time(value: object) -> dt.datetime | None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):  # not a time, or one UTC cannot hold (year 1, +01:00)
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
