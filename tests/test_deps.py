@@ -116,3 +116,45 @@ def test_changing_either_line_is_a_finding(
     current = take(repo=None, requirements=[tmp_path / "requirements.txt"])
     found = [f.path for f in compare(recorded, current) if f.path.startswith("deps.requirements")]
     assert found == changed
+
+
+LINES = [
+    "torch>=2.1",
+    "Foo_Bar[extra1,extra2] >= 1.0, <2 ; python_version < '3.12'",
+    "foo===1.0",  # arbitrary equality (PEP 440): kept verbatim
+    "pkg==1.0 --hash=sha256:" + "a" * 64 + " --hash=sha256:" + "b" * 64,
+    "other==2.0 --hash=sha256:" + "c" * 64,  # its own hash only, not the line above's too
+    "git+https://example.com/repo.git@v1#egg=repo",
+    "-e ./local",
+    "baz>=1 ; os_name ==",  # unparsable marker: recorded as invalid, never fatal
+]
+
+
+def test_the_reused_line_parser_reads_every_line_as_the_parser_does(tmp_path: Path) -> None:
+    """Reusing the option parser across lines changes nothing (append options included)."""
+    import pip_requirements_parser
+
+    from resumeguard.collect import deps
+
+    (tmp_path / "requirements.txt").write_text("\n".join(LINES) + "\n")
+    (tmp_path / "local").mkdir()
+    fast = collect_deps(tmp_path, [tmp_path / "requirements.txt"]).requirements
+    pip_requirements_parser.build_parser = deps._BUILD_PARSER[0]  # the parser's own, per line
+    try:
+        slow = collect_deps(tmp_path, [tmp_path / "requirements.txt"]).requirements
+    finally:
+        pip_requirements_parser.build_parser = deps._reused_line_parser
+    assert fast == slow
+    assert fast["foo"] == "foo===1.0" and "b" * 64 not in fast["other"]
+    assert any(k.startswith("invalid:") for k in fast)
+
+
+def test_ten_thousand_requirement_lines_parse_in_well_under_a_second(tmp_path: Path) -> None:
+    import time
+
+    lines = [f"pkg{i}=={i % 7}.{i % 13}.0" for i in range(10_000)]
+    (tmp_path / "requirements.txt").write_text("\n".join(lines) + "\n")
+    started = time.process_time()  # CPU time: other processes on the machine do not count
+    found = collect_deps(tmp_path, [tmp_path / "requirements.txt"]).requirements
+    assert len(found) == 10_000
+    assert time.process_time() - started < 1.0

@@ -6,11 +6,14 @@ Installed distributions come from ``importlib.metadata`` (never by running pip).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import importlib.util
 import platform
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -139,10 +142,51 @@ def _requirement_files(root: str | Path | None, named: Sequence[str | Path]) -> 
     return sorted(Path(root).glob(DEFAULT_GLOB))
 
 
+_PARSERS = threading.local()
+
+
+def _reused_line_parser() -> Any:
+    """The requirement-line option parser, built once per thread: the parser builds a new
+    optparse parser for every line (22 options each, about 1 ms), which made a 10,000-line file
+    take seconds. Reusing it is safe with fresh defaults per line: its append options default
+    to lists (of strings), so each line gets copies of them."""
+    import optparse
+
+    import pip_requirements_parser as parser_module
+
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _BUILD_PARSER[0]()
+        defaults = dict(vars(parser.get_default_values()))
+
+        def fresh() -> optparse.Values:
+            return optparse.Values({k: v[:] if type(v) is list else v for k, v in defaults.items()})
+
+        parser.get_default_values = fresh
+        _PARSERS.parser = parser
+    assert parser_module  # imported: the module whose build_parser this replaces
+    return parser
+
+
+_BUILD_PARSER: list[Any] = []
+
+
+def _use_reused_line_parser() -> None:
+    """Install :func:`_reused_line_parser` as the requirements parser's ``build_parser``."""
+    import pip_requirements_parser as parser_module
+
+    if not _BUILD_PARSER:
+        _BUILD_PARSER.append(parser_module.build_parser)
+        parser_module.build_parser = _reused_line_parser
+
+
 def _parse_requirements(
     files: list[Path], root: str | Path | None
 ) -> tuple[dict[str, str], dict[str, str]]:
     from pip_requirements_parser import RequirementsFile
+
+    _use_reused_line_parser()
+    rel_of = functools.cache(lambda name: _rel(name, root))  # once per file, not per line
 
     lines: dict[tuple[str, int | None], RequirementLine] = {}
     invalid: dict[str, str] = {}
@@ -156,7 +200,7 @@ def _parse_requirements(
         for req in parsed.requirements:
             filename = req.filename or str(path)
             seen_files.add(filename)
-            rel = _rel(filename, root)
+            rel = rel_of(filename)
             # Keyed by place: a file included twice (or also named) still counts its lines once.
             lines[(rel, req.line_number)] = RequirementLine(
                 name=canonical_name(req.name)
