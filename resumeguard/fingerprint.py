@@ -119,6 +119,8 @@ def take(
     from resumeguard.collect.deps import collect_deps
     from resumeguard.collect.env import collect_env
 
+    known = user_config(facts or {})  # first: a config no record can hold is refused at once
+    given = user_config(config or {})
     code = collect_code(repo) if repo is not None else Unavailable("no repository given")
     root = code.root if isinstance(code, CodeRecord) else repo
     opt_record: OptimizerRecord | Unavailable = NOT_GIVEN
@@ -130,14 +132,13 @@ def take(
             opt_record = collect_optimizer(optimizer, model=model)
         if model is not None:
             model_record = collect_model(model)
-    known = user_config(facts or {})
     return Fingerprint(
         code=code,
         deps=collect_deps(root, requirements),
         env=collect_env(),
         optimizer=opt_record,
         model=model_record,
-        config={**user_config(config or {}), **known},
+        config={**given, **known},
         facts=tuple(sorted(known)),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
@@ -145,14 +146,22 @@ def take(
 
 def user_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The user's config as JSON values, without resumeguard's key, wandb's private ones, or
-    keys that name a credential (at any depth: a credential is not part of the experiment)."""
+    keys that name a credential (at any depth: a credential is not part of the experiment);
+    BadInput for a NaN or an infinity (refused before anything is created)."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         if key == "resumeguard" or key.startswith("_") or is_secret_key(key):
             continue
         if isinstance(value, Mapping) and set(value) <= {"value", "desc"} and "value" in value:
             value = value["value"]  # wandb's config.yaml wraps every value
-        out[str(key)] = without_secret_keys(json.loads(json.dumps(value, default=str)))
+        try:
+            text = json.dumps(value, default=str, allow_nan=False)
+        except ValueError:  # NaN or an infinity: a record holding one could not be read back
+            raise BadInput(
+                f"config key {key!r} holds NaN or an infinity, which a run's record (JSON) "
+                "cannot hold: pass it as a string (e.g. 'nan'), or leave it out"
+            ) from None
+        out[str(key)] = without_secret_keys(json.loads(text))
     return out
 
 

@@ -385,3 +385,23 @@ def test_bad_timeout_setting_is_one_line(capsys, project: Path, monkeypatch) -> 
     code, out, err = cli(capsys, "check", "--run-id", "e/p/any")
     assert (code, out) == (2, "")
     assert err.strip() == "resumeguard: RESUMEGUARD_TIMEOUT must be a number of seconds, not 'soon'"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {"clip": float("-inf")}])
+def test_a_config_no_record_can_hold_is_refused_before_the_run_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: object
+) -> None:
+    """NaN and infinities: one line (exit 2) before wandb.init, nothing created; the same
+    value as a string goes ahead and resumes."""
+    from helpers import offline_project
+
+    repo = offline_project(tmp_path, monkeypatch, {"train.py": "X = 1\n"})
+    with pytest.raises(resumeguard.BadInput, match="'max_grad_norm' holds NaN or an infinity"):
+        resumeguard.init(project="p", id="nan1", repo=repo, config={"max_grad_norm": bad})
+    assert not list((tmp_path / "wb").rglob("offline-run-*"))
+    run = resumeguard.init(project="p", id="nan1", repo=repo, config={"max_grad_norm": "nan"})
+    run.finish()
+    again = resumeguard.init(
+        project="p", id="nan1", repo=repo, config={"max_grad_norm": "nan"}, resume="must"
+    )
+    again.finish()
