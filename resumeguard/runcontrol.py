@@ -49,41 +49,42 @@ class RunControlKey:
     """Who names it so (the framework, or common use in training scripts)."""
 
 
-def _rows(family: str, origin: str, *names: str) -> list[RunControlKey]:
-    return [RunControlKey(n, family, origin) for n in names]
+_TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (LENGTH, NANOGPT, ("max_iters",)),
+    (LENGTH, HF, ("max_steps", "num_train_epochs")),
+    (LENGTH, PL, ("max_epochs", "min_epochs", "min_steps", "max_time")),
+    (LENGTH, COMMON, ("max_iter", "num_iters", "train_steps", "num_train_steps")),
+    (LENGTH, COMMON, ("epochs", "num_epochs", "n_epochs")),
+    (RESUME, NANOGPT, ("init_from",)),
+    (RESUME, HF, ("resume_from_checkpoint", "restore_callback_states_from_checkpoint")),
+    (RESUME, PL, ("ckpt_path",)),
+    (RESUME, COMMON, ("resume", "auto_resume", "resume_from", "resume_checkpoint")),
+    (RESUME, COMMON, ("resume_ckpt", "resume_path", "checkpoint_path")),
+    (INTERVALS, NANOGPT, ("eval_interval", "log_interval", "always_save_checkpoint")),
+    (INTERVALS, HF, ("eval_steps", "eval_strategy", "evaluation_strategy", "eval_delay")),
+    (INTERVALS, HF, ("eval_on_start", "logging_steps", "logging_strategy")),
+    (INTERVALS, HF, ("logging_first_step", "save_steps", "save_strategy")),
+    (INTERVALS, HF, ("save_total_limit", "disable_tqdm", "log_level")),
+    (INTERVALS, PL, ("val_check_interval", "check_val_every_n_epoch", "log_every_n_steps")),
+    (INTERVALS, PL, ("num_sanity_val_steps", "enable_checkpointing")),
+    (INTERVALS, PL, ("enable_progress_bar", "enable_model_summary")),
+    (INTERVALS, PL_CKPT, ("every_n_train_steps", "every_n_epochs", "save_top_k")),
+    (INTERVALS, PL_CKPT, ("save_last",)),
+    (INTERVALS, COMMON, ("save_interval", "checkpoint_interval", "ckpt_interval")),
+    (INTERVALS, COMMON, ("eval_every", "log_every", "save_every")),
+    (INTERVALS, COMMON, ("eval_freq", "log_freq", "save_freq")),
+    (OUTPUTS, NANOGPT, ("out_dir", "wandb_log", "wandb_project", "wandb_run_name")),
+    (OUTPUTS, HF, ("output_dir", "overwrite_output_dir", "logging_dir", "run_name")),
+    (OUTPUTS, HF, ("report_to", "push_to_hub", "hub_model_id", "hub_strategy")),
+    (OUTPUTS, PL, ("default_root_dir",)),
+    (OUTPUTS, PL_CKPT, ("dirpath",)),
+    (OUTPUTS, COMMON, ("log_dir", "logdir", "checkpoint_dir", "ckpt_dir", "save_dir")),
+    (OUTPUTS, COMMON, ("results_dir",)),
+)
+"""What each row of keys steers, and who names them so."""
 
-
-KEYS: tuple[RunControlKey, ...] = (
-    *_rows(LENGTH, NANOGPT, "max_iters"),
-    *_rows(LENGTH, HF, "max_steps", "num_train_epochs"),
-    *_rows(LENGTH, PL, "max_epochs", "min_epochs", "min_steps", "max_time"),
-    *_rows(LENGTH, COMMON, "max_iter", "num_iters", "train_steps", "num_train_steps"),
-    *_rows(LENGTH, COMMON, "epochs", "num_epochs", "n_epochs"),
-    *_rows(RESUME, NANOGPT, "init_from"),
-    *_rows(RESUME, HF, "resume_from_checkpoint", "restore_callback_states_from_checkpoint"),
-    *_rows(RESUME, PL, "ckpt_path"),
-    *_rows(RESUME, COMMON, "resume", "auto_resume", "resume_from", "resume_checkpoint"),
-    *_rows(RESUME, COMMON, "resume_ckpt", "resume_path", "checkpoint_path"),
-    *_rows(INTERVALS, NANOGPT, "eval_interval", "log_interval", "always_save_checkpoint"),
-    *_rows(INTERVALS, HF, "eval_steps", "eval_strategy", "evaluation_strategy", "eval_delay"),
-    *_rows(INTERVALS, HF, "eval_on_start", "logging_steps", "logging_strategy"),
-    *_rows(INTERVALS, HF, "logging_first_step", "save_steps", "save_strategy"),
-    *_rows(INTERVALS, HF, "save_total_limit", "disable_tqdm", "log_level"),
-    *_rows(INTERVALS, PL, "val_check_interval", "check_val_every_n_epoch", "log_every_n_steps"),
-    *_rows(INTERVALS, PL, "num_sanity_val_steps", "enable_checkpointing"),
-    *_rows(INTERVALS, PL, "enable_progress_bar", "enable_model_summary"),
-    *_rows(INTERVALS, PL_CKPT, "every_n_train_steps", "every_n_epochs", "save_top_k"),
-    *_rows(INTERVALS, PL_CKPT, "save_last"),
-    *_rows(INTERVALS, COMMON, "save_interval", "checkpoint_interval", "ckpt_interval"),
-    *_rows(INTERVALS, COMMON, "eval_every", "log_every", "save_every"),
-    *_rows(INTERVALS, COMMON, "eval_freq", "log_freq", "save_freq"),
-    *_rows(OUTPUTS, NANOGPT, "out_dir", "wandb_log", "wandb_project", "wandb_run_name"),
-    *_rows(OUTPUTS, HF, "output_dir", "overwrite_output_dir", "logging_dir", "run_name"),
-    *_rows(OUTPUTS, HF, "report_to", "push_to_hub", "hub_model_id", "hub_strategy"),
-    *_rows(OUTPUTS, PL, "default_root_dir"),
-    *_rows(OUTPUTS, PL_CKPT, "dirpath"),
-    *_rows(OUTPUTS, COMMON, "log_dir", "logdir", "checkpoint_dir", "ckpt_dir", "save_dir"),
-    *_rows(OUTPUTS, COMMON, "results_dir"),
+KEYS: tuple[RunControlKey, ...] = tuple(
+    RunControlKey(name, family, origin) for family, origin, names in _TABLE for name in names
 )
 """Every run-control key. Not here, on purpose: keys that change what data is trained on
 (``ignore_data_skip``, which replays or skips the batches seen before a resume; ``seed``,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -151,6 +152,7 @@ def test_each_run_control_key_is_one_row_with_its_reason(row: RunControlKey) -> 
     in_section = run_control_key(("trainer", row.name))
     assert (in_section is row) == (row.origin == SECTIONS["trainer"])
     assert run_control_key(("trainer/" + row.name,)) is in_section
+    assert run_control_key(("trainer/" + row.name, "more")) is None
     for parent in ("scheduler", "warmup", "lr_schedule", "data", "optim"):
         assert run_control_key((parent, row.name)) is None, "never by the last name"
 
@@ -188,6 +190,13 @@ def test_a_schedule_or_data_key_blocks_where_run_control_goes_ahead(
     assert judge(None, harmless, preset("strict")).verdict.value == "ok"
 
 
+def build_report(findings: list) -> Any:
+    from resumeguard.policy import preset
+    from resumeguard.verdict.judge import judge
+
+    return judge(None, findings, preset("strict"))
+
+
 def test_a_transformers_run_length_with_a_decaying_schedule_is_a_warning_naming_it() -> None:
     """Transformers derives its scheduler from max_steps / num_train_epochs: with a decaying
     schedule a longer run stretches it (warn, named); with a constant one it is run control."""
@@ -205,6 +214,9 @@ def test_a_transformers_run_length_with_a_decaying_schedule_is_a_warning_naming_
         constant = {key: 200, "lr_scheduler_type": "constant"}
         [judged] = judge(None, mark_run_control([change], constant), preset("strict")).findings
         assert judged.severity.value == "info"
+    # An interval key of the same framework does not set the schedule's length.
+    found = mark_run_control([explain("config.save_steps", 1, 2)], {"lr_scheduler_type": "cosine"})
+    assert build_report(found).findings[0].severity.value == "info"
     # nanoGPT's max_iters is not a Transformers key: the scheduler type does not apply to it.
     found = mark_run_control([explain("config.max_iters", 1, 2)], {"lr_scheduler_type": "linear"})
     assert judge(None, found, preset("strict")).findings[0].severity.value == "info"
@@ -306,6 +318,9 @@ def test_python_change_kinds() -> None:
         (b"# -*- coding: utf-8 -*-\n", b"# -*- coding: latin-1 -*-\n", Change.CODE),
         (b"#!/bin/python\n# coding: utf-8\n", b"#!/bin/python\n# coding: cp1252\n", Change.CODE),
         (b"# coding: utf-8\n", b"# vim: set fileencoding=latin-1 :\n", Change.CODE),
+        # The same codec spelled otherwise: the declaration still changed.
+        (b"# -*- coding: utf-8 -*-\n", b"# vim: set fileencoding=utf-8 :\n", Change.CODE),
+        (b"#!/bin/python\n# coding: utf-8\n", b"#!/bin/python\n# coding: utf8\n", Change.CODE),
         # Their look-alikes are comments: a first-line comment, "#!" further down, a line 3
         # that mentions a coding (Python reads declarations on lines 1-2 only).
         (b"# train the model\n", b"# train the model, faster\n", Change.LAYOUT),
