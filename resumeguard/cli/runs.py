@@ -386,7 +386,7 @@ def restore(
                 f"{checkpoint.digest[:19]}..."
             )
         else:
-            restored = _put_record_beside(store, ref, name, checkpoint, target)
+            restored = "" if dest else _put_record_beside(store, ref, name, checkpoint, target)
             sys.stdout.write(f"{target} already holds {what}: {restored or 'nothing written'}\n")
             return 0
     with tempfile.TemporaryDirectory(prefix="resumeguard-") as tmp:
@@ -415,7 +415,8 @@ def restore(
             f"damaged, and was REPLACED by the run's verified copy; the damaged file is kept as "
             f"{kept}\n"
         )
-    _put_record_beside(store, ref, name, checkpoint, target)
+    if dest is None:  # --dest writes its one new file and nothing else
+        _put_record_beside(store, ref, name, checkpoint, target)
     sys.stdout.write(f"restored {what} to {target}\n")
     return 0
 
@@ -489,7 +490,9 @@ def _replace_damaged(source: Path, target: Path, verify: Callable[[Path], None])
     from resumeguard.runrecord import now
 
     stamp = now().replace(":", "").replace("-", "").replace("+0000", "Z")
-    kept = target.with_name(f"{target.name}.corrupt-{stamp}")
+    from resumeguard.checkpoint.findings import CORRUPT
+
+    kept = target.with_name(f"{target.name}{CORRUPT}{stamp}")
     try:
         os.link(target, kept)
     except FileExistsError:
