@@ -70,7 +70,8 @@ def checkpoint_findings(
         save: CheckpointRecord | None = checkpoint
         while save is not None:
             found = _directory_findings(name, save, digests)
-            read = not save.files or digests == "full"  # every file of this save was read
+            # Every file of this save was read: a directory's, when all are here and read whole.
+            read = not save.files or (digests == "full" and not _unreachable_files(name, save))
             for shard in save.shards or (save,):
                 label = name if shard.rank is None else f"{name}[rank {shard.rank}]"
                 copy = _copy_finding(store, ref, shard, label, digests) if shard.file else None
