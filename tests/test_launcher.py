@@ -67,7 +67,9 @@ def test_nano_fresh_then_an_unchanged_resume_goes_ahead(project: Path) -> None:
     assert (project / "out" / ".ckpt.pt.resumeguard.json").is_file(), "torch.save was recorded"
     record = json.loads((project / "out" / ".ckpt.pt.resumeguard.json").read_text())
     assert record["run"]["id"] == "nano1" and record["checkpoint"]["size"] > 0
-    code, out, report = guarded(project, *python("nano.py", "--init_from=resume"))
+    # From a job script's shell, as a Slurm batch script runs it.
+    job = f"cd {project} && {sys.executable} nano.py --init_from=resume"
+    code, out, report = guarded(project, "bash", "-c", job)
     assert code == 0, out
     assert "iter 4" in out and "iter 1\n" not in out, "resumed at iteration 3"
     assert "matches its recorded digest" in out and "resume of run nano/nano1 verified" in out
