@@ -110,7 +110,7 @@ def test_block_ends_every_rank_and_an_allowed_resume_trains_on(tmp_path: Path) -
     assert code != 0, out
     assert "code.files.hidden.txt" in out
     assert not list(repo.glob("trained-*-blocked")), "no rank trained"
-    assert seconds < 45, f"both ranks ended in {seconds:.0f} s"
+    assert seconds < 90, f"both ranks ended in {seconds:.0f} s"  # far below any timeout
 
     write(repo, {"hidden.txt": "8\n"})
     commit_all(repo, "back")
@@ -131,7 +131,7 @@ def test_any_failure_of_rank_0_while_deciding_reaches_every_rank(tmp_path: Path)
     assert "TypeError" in out, "rank 0 shows its own error"
     assert "rank 0 failed while deciding" in out, "rank 1 says why it stops"
     assert not list(repo.glob("trained-*")), "no rank ran the body"
-    assert seconds < 45, f"both ranks ended in {seconds:.0f} s"
+    assert seconds < 90, f"both ranks ended in {seconds:.0f} s"  # far below any timeout
 
 
 def launch(
@@ -201,7 +201,7 @@ def test_ddp_recipe_under_torchrun_every_rank_calls_init(tmp_path: Path) -> None
     assert code != 0, out
     assert "rank 1 did not reach restore_checkpoint within 3 s" in out
     assert not (repo / "trained-0-skipped").exists()
-    assert seconds < 40, f"every rank ended in {seconds:.0f} s"
+    assert seconds < 90, f"every rank ended in {seconds:.0f} s"  # a hang would be minutes
 
     write(repo, {"hidden.txt": "16\n"})
     commit_all(repo, "wider")
@@ -242,7 +242,7 @@ def test_ddp_recipe_under_mp_spawn_rank_0_calls_init(tmp_path: Path) -> None:
     assert code != 0, out
     assert "rank 1 did not reach restore_checkpoint within 3 s" in out
     assert "exit code 3" in out, "RankFailed: the resume cannot be decided"
-    assert seconds < 40, f"every rank ended in {seconds:.0f} s"
+    assert seconds < 90, f"every rank ended in {seconds:.0f} s"  # a hang would be minutes
 
     write(repo, {"hidden.txt": "16\n"})
     commit_all(repo, "wider")

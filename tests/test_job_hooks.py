@@ -288,7 +288,7 @@ def test_bad_settings_stop_before_anything_runs(
     assert (result.code, result.srun, result.scontrol) == (2, [], [])
 
 
-def _wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
+def _wait_for(predicate: Any, what: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
