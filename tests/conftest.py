@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from wandb_server import WandbServer
@@ -42,7 +46,34 @@ def _fresh_wandb_settings() -> Iterator[None]:
     if wandb is not None:
         if wandb.run is not None:
             wandb.run.finish()
-        wandb.teardown()
+        _bounded_teardown(wandb)
+
+
+def _bounded_teardown(wandb: Any, wait: float = 30.0) -> None:
+    """``wandb.teardown()``, which waits for its wandb-core service to exit: after a test whose
+    server answered with broken connections, that service can linger until its 10-minute idle
+    timeout. Past ``wait`` seconds it is killed, so one test never stalls the suite."""
+    done = threading.Thread(target=wandb.teardown, daemon=True)
+    done.start()
+    done.join(wait)
+    if done.is_alive():
+        for pid in _children_named("wandb-core"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        done.join(wait)
+
+
+def _children_named(name: str) -> list[int]:
+    """This process's children whose command is ``name`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            comm = text[text.index("(") + 1 : text.rindex(")")]
+            ppid = int(text[text.rindex(")") + 2 :].split()[1])
+            if comm == name and ppid == os.getpid():
+                found.append(int(stat.parent.name))
+    return found
 
 
 @pytest.fixture(scope="session")

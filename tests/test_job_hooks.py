@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import commit_all, git, make_repo, write
+from helpers import git, make_repo, write
 
 ROOT = Path(__file__).resolve().parent.parent
 SBATCH = ROOT / "examples" / "slurm" / "train.sbatch"
@@ -179,7 +179,9 @@ def code_changed(cluster: Cluster) -> Iterator[None]:
     """Someone widens the model and commits it while the job waits in the queue."""
     train = cluster.repo / "train.py"
     write(cluster.repo, {"train.py": train.read_text().replace("HIDDEN = 16", "HIDDEN = 32")})
-    commit_all(cluster.repo, "wider hidden layer")
+    # Their own change only: the job's files (the record beside its checkpoint) stay untracked,
+    # so the revert below does not take them away.
+    git(cluster.repo, "commit", "-qam", "wider hidden layer")
     try:
         yield
     finally:
