@@ -144,7 +144,7 @@ def test_the_run_output_folders_its_config_names() -> None:
 
     config = {
         "out_dir": "out",
-        "output_dir": "/work/r/results",  # absolute, inside the repository
+        "output_dir": "/srv/r/results",  # absolute, inside the repository
         "default_root_dir": "/elsewhere/logs",  # outside: not the repository's
         "logging_dir": "../up",
         "save_dir": ".",  # the whole repository is never an output folder
@@ -153,6 +153,6 @@ def test_the_run_output_folders_its_config_names() -> None:
         "run_name": "exp",  # names no folder
         "lr_dir": "x",  # not a run-control key
     }
-    assert output_dirs(config, "/work/r") == ["out", "results"]
+    assert output_dirs(config, "/srv/r") == ["out", "results"]
     assert output_dirs(config, None) == ["out"]
     assert output_dirs({"out_dir": "a", "ckpt_dir": "a"}, "/r") == ["a"]
