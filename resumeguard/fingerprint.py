@@ -150,7 +150,7 @@ def user_config(config: Mapping[str, Any]) -> dict[str, Any]:
     BadInput for a NaN or an infinity (refused before anything is created)."""
     out: dict[str, Any] = {}
     for key, value in config.items():
-        if key == "resumeguard" or key.startswith("_") or is_secret_key(key):
+        if key == "resumeguard" or key.startswith("_") or is_secret_key(key, value):
             continue
         if isinstance(value, Mapping) and set(value) <= {"value", "desc"} and "value" in value:
             value = value["value"]  # wandb's config.yaml wraps every value

@@ -53,12 +53,14 @@ _PLACEHOLDER = re.compile(r"\$\{[A-Za-z0-9_]+\}")
 _SSH_SCHEMES = ("ssh", "git+ssh")
 
 
-def is_secret_key(name: object) -> bool:
-    """True for a config key whose value is a credential (see :data:`SECRET_KEYS`)."""
+def is_secret_key(name: object, value: object = "") -> bool:
+    """True for a config key whose value is a credential (see :data:`SECRET_KEYS`). A name that
+    is a secret's only by its ``_token`` ending counts only for a text value: ``max_token: 512``
+    is a setting, compared like any other (when unsure, it is a change)."""
     key = str(name).lower()
     if key in SECRET_KEYS or key in _extra_keys():
         return True
-    return key.endswith(SECRET_SUFFIXES) and key not in SPECIAL_TOKENS
+    return key.endswith(SECRET_SUFFIXES) and key not in SPECIAL_TOKENS and isinstance(value, str)
 
 
 def _extra_keys() -> frozenset[str]:
@@ -106,7 +108,7 @@ def redact_tree(value: Any) -> Any:
 def without_secret_keys(value: Any) -> Any:
     """A JSON value without the keys that name a credential, at any depth."""
     if isinstance(value, Mapping):
-        return {k: without_secret_keys(v) for k, v in value.items() if not is_secret_key(k)}
+        return {k: without_secret_keys(v) for k, v in value.items() if not is_secret_key(k, v)}
     if isinstance(value, list):
         return [without_secret_keys(v) for v in value]
     return value

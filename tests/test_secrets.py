@@ -137,7 +137,18 @@ def test_comparison_leaves_every_user_info_out() -> None:
     ],
 )
 def test_secret_config_key_names(key: str, secret: bool) -> None:
-    assert is_secret_key(key) is secret
+    assert is_secret_key(key, "a-credential") is secret
+
+
+def test_a_token_ending_setting_that_is_a_number_is_compared(project: Path) -> None:
+    """``max_token: 512`` is a setting, not a credential: changing it blocks, while a rotated
+    ``hub_token`` (text) goes ahead."""
+    assert is_secret_key("hub_token", "hf_abc") and not is_secret_key("max_token", 512)
+    assert is_secret_key("api_key", 123), "a name that is a secret's whole is one whatever it holds"
+    run_id = record_a_run(project, extra={"max_token": 512})
+    start(run_id, project, config={**CONFIG, "max_token": 512, "hub_token": "new"}).finish()
+    with pytest.raises(resumeguard.ResumeBlocked, match=r"config\.max_token"):
+        start(run_id, project, config={**CONFIG, "max_token": 1024}, resume="must")
 
 
 def test_more_secret_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,10 +175,10 @@ def test_installed_direct_url_metadata_is_not_recorded(
 # --- a real run ----------------------------------------------------------------------------------
 
 
-def record_a_run(repo: Path) -> str:
+def record_a_run(repo: Path, extra: dict | None = None) -> str:
     run_id = f"sec{uuid.uuid4().hex[:8]}"
     model, opt = model_and_opt()
-    run = start(run_id, repo, config=CONFIG, optimizer=opt, model=model)
+    run = start(run_id, repo, config={**CONFIG, **(extra or {})}, optimizer=opt, model=model)
     run.log({"loss": 1.0}, step=0)
     resumeguard.save_checkpoint(
         run, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 0}, "ck.pt"
