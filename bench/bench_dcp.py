@@ -1,15 +1,15 @@
-"""Benchmark: a sharded checkpoint (torch.distributed.checkpoint) on 2 ranks, resumeguard.dcp
+"""Benchmark: a sharded checkpoint (torch.distributed.checkpoint) on 2 ranks, resumeguard.api.dcp
 against DCP's own ``save``/``load`` with its filesystem writer and reader, side by side.
 
 Each rank holds its half of about ``--gib`` GiB of float32 tensors (as FSDP shards do) and,
 interleaved in one run (the order swapping every repeat):
 
-- save: ``dcp.save`` with ``FileSystemWriter`` (fsyncs every file) vs ``resumeguard.dcp.save``
+- save: ``dcp.save`` with ``FileSystemWriter`` (fsyncs every file) vs ``resumeguard.api.dcp.save``
   (the same writer, every file digested as written, then rank 0 records the listing in a W&B
   offline run and beside the directory);
 - load, warm (the files still in the page cache, straight after the save) and cold (dropped from
   it first, as after a restart): ``dcp.load`` with ``FileSystemReader`` vs
-  ``resumeguard.dcp.load`` (every file there at its size and ``.metadata`` as recorded, the
+  ``resumeguard.api.dcp.load`` (every file there at its size and ``.metadata`` as recorded, the
   state dict's shapes and dtypes, then each file read in full and digested before DCP reads it).
 
 A time is the slowest rank's, from a barrier to a barrier; the figure is the median. The
@@ -45,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_checkpoint import drop_cache, fresh_memory
 
 try:
-    import resumeguard.dcp
+    import resumeguard.api.dcp
 except ImportError:  # run from a checkout without installing it
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import resumeguard.dcp
+    import resumeguard.api.dcp
 
 GIB = 1 << 30
 WIDTH = 2048
@@ -116,7 +116,7 @@ def worker(rank: int, args: argparse.Namespace, port: int, work: Path) -> None:
         else None
     )
     times: dict[str, list[float]] = collections.defaultdict(list)
-    syncs = {"dcp.save": 0, "resumeguard.dcp.save": 0}
+    syncs = {"dcp.save": 0, "resumeguard.api.dcp.save": 0}
     for i in range(args.repeat):
         plain, ours = work / f"plain-{i}", work / f"ours-{i}"
 
@@ -124,19 +124,21 @@ def worker(rank: int, args: argparse.Namespace, port: int, work: Path) -> None:
             dcp_save(state, checkpoint_id=plain, storage_writer=FileSystemWriter(plain))
 
         def save_ours(ours: Path = ours, step: int = i) -> None:
-            resumeguard.dcp.save(run, state, ours, step=step)
+            resumeguard.api.dcp.save(run, state, ours, step=step)
 
         def load_plain(plain: Path = plain) -> None:
             dcp_load(state, checkpoint_id=plain, storage_reader=FileSystemReader(plain))
 
         def load_ours(ours: Path = ours) -> None:
-            resumeguard.dcp.load(run, state, ours)
+            resumeguard.api.dcp.load(run, state, ours)
 
         pairs = [("dcp", save_plain, load_plain, plain), ("ours", save_ours, load_ours, ours)]
         for name, save, _, _ in pairs if i % 2 == 0 else pairs[::-1]:
             with Syncs() as counted:
                 times[f"save {name}"].append(slowest(save))
-            syncs["dcp.save" if name == "dcp" else "resumeguard.dcp.save"] = summed(counted.count)
+            syncs["dcp.save" if name == "dcp" else "resumeguard.api.dcp.save"] = summed(
+                counted.count
+            )
         for name, _, load, _ in pairs if i % 2 == 0 else pairs[::-1]:
             times[f"load warm {name}"].append(slowest(load))
         for name, _, load, where in pairs if i % 2 == 0 else pairs[::-1]:
@@ -157,12 +159,12 @@ def worker(rank: int, args: argparse.Namespace, port: int, work: Path) -> None:
             base = statistics.median(times[f"{what} dcp"])
             mine = statistics.median(times[f"{what} ours"])
             print(
-                f"{what:<10} dcp {base:7.3f} s   resumeguard.dcp {mine:7.3f} s   "
+                f"{what:<10} dcp {base:7.3f} s   resumeguard.api.dcp {mine:7.3f} s   "
                 f"ratio {mine / base:.2f}"
             )
         print(
             f"fsyncs per save (all ranks): dcp.save {syncs['dcp.save']}, "
-            f"resumeguard.dcp.save {syncs['resumeguard.dcp.save']}"
+            f"resumeguard.api.dcp.save {syncs['resumeguard.api.dcp.save']}"
         )
     if run is not None:
         run.finish()

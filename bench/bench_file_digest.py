@@ -26,10 +26,10 @@ from pathlib import Path
 import blake3
 
 try:
-    from resumeguard.hashing import digest_file
+    from resumeguard.io.hashing import digest_file
 except ImportError:  # run from a checkout without installing it
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from resumeguard.hashing import digest_file
+    from resumeguard.io.hashing import digest_file
 
 MIB = 1 << 20
 

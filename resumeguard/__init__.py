@@ -24,39 +24,38 @@ from resumeguard.errors import (
 from resumeguard.redact import install_log_filter
 
 if TYPE_CHECKING:
-    from resumeguard.checkpoint import (
-        CheckpointOrigin,
-        Storage,
+    from resumeguard.api import (
         check_fit,
-        checkpoint_origin,
+        guard,
+        init,
         load_checkpoint,
         restore_checkpoint,
         save_checkpoint,
     )
-    from resumeguard.distributed import RankFailed
-    from resumeguard.entry import guard, init
-    from resumeguard.findings import Finding, Severity, Verdict
-    from resumeguard.fingerprint import Fingerprint
-    from resumeguard.report import Report
+    from resumeguard.checkpoint import CheckpointOrigin, Storage, checkpoint_origin
+    from resumeguard.decide.distributed import RankFailed
+    from resumeguard.records.fingerprint import Fingerprint
+    from resumeguard.verdict.findings import Finding, Severity, Verdict
+    from resumeguard.verdict.report import Report
 
 install_log_filter(logging.getLogger("resumeguard"))  # no log line carries a credential
 
 _LAZY = {
-    "init": "resumeguard.entry",
-    "guard": "resumeguard.entry",
-    "save_checkpoint": "resumeguard.checkpoint",
-    "restore_checkpoint": "resumeguard.checkpoint",
-    "load_checkpoint": "resumeguard.checkpoint",
-    "check_fit": "resumeguard.checkpoint",
+    "init": "resumeguard.api",
+    "guard": "resumeguard.api",
+    "save_checkpoint": "resumeguard.api",
+    "restore_checkpoint": "resumeguard.api",
+    "load_checkpoint": "resumeguard.api",
+    "check_fit": "resumeguard.api",
     "checkpoint_origin": "resumeguard.checkpoint",
     "CheckpointOrigin": "resumeguard.checkpoint",
     "Storage": "resumeguard.checkpoint",
-    "Fingerprint": "resumeguard.fingerprint",
-    "Finding": "resumeguard.findings",
-    "Severity": "resumeguard.findings",
-    "Verdict": "resumeguard.findings",
-    "Report": "resumeguard.report",
-    "RankFailed": "resumeguard.distributed",
+    "Fingerprint": "resumeguard.records.fingerprint",
+    "Finding": "resumeguard.verdict.findings",
+    "Severity": "resumeguard.verdict.findings",
+    "Verdict": "resumeguard.verdict.findings",
+    "Report": "resumeguard.verdict.report",
+    "RankFailed": "resumeguard.decide.distributed",
 }
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from resumeguard.redact import redact_text
 
 if TYPE_CHECKING:
-    from resumeguard.report import Report
+    from resumeguard.verdict.report import Report
 
 ISSUES_URL = "https://github.com/resumeguard/resumeguard/issues"
 
@@ -45,14 +45,12 @@ class ResumeBlocked(ResumeGuardError):
     exit_code = 1
 
     def __init__(self, report: Report) -> None:
-        from resumeguard.report import render_text
-
         self.report = report
         headline = (
             f"resume of run {report.run or '?'} blocked: {len(report.blocking)} finding(s) at "
             "block severity; this is no longer the same experiment"
         )
-        super().__init__(render_text(report, headline=headline))
+        super().__init__(report.text(headline=headline))
 
 
 class CheckpointError(ResumeGuardError):
@@ -64,9 +62,7 @@ class CheckpointError(ResumeGuardError):
     def __init__(self, message: str, report: Report | None = None) -> None:
         self.report = report
         if report is not None and report.findings:
-            from resumeguard.report import render_text
-
-            message = render_text(report, headline=message)
+            message = report.text(headline=message)
         super().__init__(message)
 
 

@@ -123,7 +123,7 @@ def rewrite_record(
 ) -> dict[str, Any]:
     """Rewrite offline run ``run_id``'s record with ``edit`` (in place), as the resumeguard
     that wrote it would have: the run config names the rewritten record."""
-    from resumeguard.hashing import digest_json
+    from resumeguard.io.hashing import digest_json
     from resumeguard.stores.interface import RunRef
     from resumeguard.stores.layout import CONFIG_KEY
     from resumeguard.stores.offline import OfflineStore

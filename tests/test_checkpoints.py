@@ -18,8 +18,8 @@ import torch
 from helpers import cli, offline_project
 
 import resumeguard
-from resumeguard.atomic import TMP_SUFFIX, clone_or_copy
 from resumeguard.checkpoint.beside import beside
+from resumeguard.io.atomic import TMP_SUFFIX, clone_or_copy
 from resumeguard.stores.layout import LOCAL_COPIES
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from helpers import cli, cli_json, commit_all, git, make_repo, write
 
-from resumeguard.check import compare_fingerprints
-from resumeguard.fingerprint import take
+from resumeguard.records.fingerprint import take
+from resumeguard.verdict.check import compare_fingerprints
 
 FILES = {
     "src/train.py": "LR = 1e-3\n",

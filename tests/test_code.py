@@ -20,7 +20,7 @@ from resumeguard.collect.code import (
     open_history,
     strip_credentials,
 )
-from resumeguard.record import Unavailable
+from resumeguard.collect.record import Unavailable
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,12 @@ from resumeguard.collect.code import CodeRecord
 from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.env import EnvRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord, ParamRecord
-from resumeguard.compare import compare
-from resumeguard.findings import Severity
-from resumeguard.fingerprint import Fingerprint, from_json
-from resumeguard.policy import Rule, preset
-from resumeguard.record import Unavailable
+from resumeguard.collect.record import Unavailable
+from resumeguard.records.fingerprint import Fingerprint, from_json
+from resumeguard.verdict.compare import compare
+from resumeguard.verdict.findings import Severity
 from resumeguard.verdict.judge import judge
+from resumeguard.verdict.policy import Rule, preset
 
 SHA = "a" * 40
 

@@ -20,10 +20,10 @@ from helpers import model_and_opt, offline_project, start
 import resumeguard
 from resumeguard.checkpoint.beside import read_beside
 from resumeguard.collect.components import Components, components_of
-from resumeguard.findings import Severity
-from resumeguard.policy import Rule, preset
 from resumeguard.stores.interface import RunRef
 from resumeguard.stores.offline import OfflineStore
+from resumeguard.verdict.findings import Severity
+from resumeguard.verdict.policy import Rule, preset
 
 
 def warmup(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:

@@ -1,4 +1,4 @@
-"""resumeguard.dcp: torch.distributed.checkpoint's save and load with every file digested as
+"""resumeguard.api.dcp: torch.distributed.checkpoint's save and load with every file digested as
 written and verified before it is read (one process here; test_distributed runs 2 ranks)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch.distributed.checkpoint as dcp
 from helpers import cli_json, model_and_opt, offline_project, start
 
 import resumeguard
-import resumeguard.dcp
-from resumeguard.runrecord import CheckpointRecord, DirFile
+import resumeguard.api.dcp
+from resumeguard.records.run import CheckpointRecord, DirFile
 
 
 def saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, torch.nn.Module]:
@@ -24,7 +24,7 @@ def saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, torch.n
     repo = offline_project(tmp_path, monkeypatch, {"train.py": "x = 1\n", ".gitignore": "ck/\n"})
     run = start("dcp1", repo)
     model, _ = model_and_opt()
-    resumeguard.dcp.save(run, {"model": model.state_dict()}, "ck", step=7)
+    resumeguard.api.dcp.save(run, {"model": model.state_dict()}, "ck", step=7)
     return run, model
 
 
@@ -45,10 +45,10 @@ def test_the_record_lists_every_file_and_the_load_matches(
         assert f["size"] == (Path("ck") / f["name"]).stat().st_size and f["rank"] == 0
     assert entry["step"] == 7 and entry["size"] == sum(f["size"] for f in entry["files"])
     state = fresh_state()
-    resumeguard.dcp.load(run, state, "ck")
+    resumeguard.api.dcp.load(run, state, "ck")
     assert torch.equal(state["model"]["0.weight"], model.state_dict()["0.weight"])
 
-    resumeguard.dcp.save(run, {"model": model.state_dict()}, "ck", step=8)
+    resumeguard.api.dcp.save(run, {"model": model.state_dict()}, "ck", step=8)
     entry = json.loads(Path(run.dir, "resumeguard.json").read_text())["checkpoints"]["ck"]
     assert entry["previous"]["files"] == [] and entry["previous"]["step"] == 7, "one digest"
     run.finish()
@@ -81,7 +81,7 @@ def test_a_damaged_file_is_refused_by_name_and_nothing_loads(
     state = fresh_state()
     before = state["model"]["0.weight"].clone()
     with pytest.raises(resumeguard.CheckpointError, match=re.escape(said)):
-        resumeguard.dcp.load(run, state, "ck")
+        resumeguard.api.dcp.load(run, state, "ck")
     assert torch.equal(state["model"]["0.weight"], before), "nothing was loaded"
     run.finish()
 
@@ -97,13 +97,13 @@ def test_a_metadata_pickle_of_unknown_origin_is_never_read(
     run, _ = saved(tmp_path, monkeypatch)
     Path("ck/.metadata").write_bytes(pickle.dumps(_Planted()))
     with pytest.raises(resumeguard.CheckpointError, match=r"\.metadata"):
-        resumeguard.dcp.load(run, fresh_state(), "ck")
+        resumeguard.api.dcp.load(run, fresh_state(), "ck")
     assert not Path("planted").exists(), "the planted pickle was not unpickled"
 
     plain = Path("plain")
     dcp.save({"model": fresh_state()["model"]}, checkpoint_id=plain)
     with pytest.raises(resumeguard.CheckpointError, match="has no resumeguard record"):
-        resumeguard.dcp.load(run, fresh_state(), plain)
+        resumeguard.api.dcp.load(run, fresh_state(), plain)
     run.finish()
 
 
@@ -124,11 +124,11 @@ def test_a_state_dict_that_does_not_fit_is_refused_before_loading(
     target = state()
     before = target["model"]["0.weight"].clone()
     with pytest.raises(resumeguard.CheckpointError, match="does not fit") as info:
-        resumeguard.dcp.load(run, target, "ck")
+        resumeguard.api.dcp.load(run, target, "ck")
     assert info.value.report is not None
     assert path in [j.finding.path for j in info.value.report.findings]
     assert torch.equal(target["model"]["0.weight"], before)
-    resumeguard.dcp.load(run, fresh_state(), "ck")  # the harmless look-alike: it fits
+    resumeguard.api.dcp.load(run, fresh_state(), "ck")  # the harmless look-alike: it fits
     run.finish()
 
 
@@ -150,11 +150,11 @@ def test_an_async_save_is_recorded_once_its_files_are_written(
     repo = offline_project(tmp_path, monkeypatch, {"train.py": "x = 1\n", ".gitignore": "ck/\n"})
     run = start("dcp2", repo)
     model, _ = model_and_opt()
-    future = resumeguard.dcp.async_save(run, {"model": model.state_dict()}, "ck", step=3)
+    future = resumeguard.api.dcp.async_save(run, {"model": model.state_dict()}, "ck", step=3)
     entry = future.result(timeout=60)
     assert entry is not None and [f.name for f in entry.files] == [".metadata", "__0_0.distcp"]
     state = fresh_state()
-    resumeguard.dcp.load(run, state, "ck")
+    resumeguard.api.dcp.load(run, state, "ck")
     assert torch.equal(state["model"]["0.weight"], model.state_dict()["0.weight"])
     run.finish()
 

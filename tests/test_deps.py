@@ -107,8 +107,8 @@ def test_one_distribution_in_two_files_is_two_entries(tmp_path: Path) -> None:
 def test_changing_either_line_is_a_finding(
     tmp_path: Path, before: str, after: str, changed: list[str]
 ) -> None:
-    from resumeguard.compare import compare
-    from resumeguard.fingerprint import take
+    from resumeguard.records.fingerprint import take
+    from resumeguard.verdict.compare import compare
 
     (tmp_path / "requirements.txt").write_text(before)
     recorded = take(repo=None, requirements=[tmp_path / "requirements.txt"])

@@ -261,7 +261,7 @@ def test_ddp_recipe_under_mp_spawn_rank_0_calls_init(tmp_path: Path) -> None:
 def test_a_sharded_checkpoint_of_2_ranks_loads_verified_and_a_flipped_byte_stops_both(
     tmp_path: Path,
 ) -> None:
-    """resumeguard.dcp under torchrun with FSDP2 (fully_shard): each rank digests the files it
+    """resumeguard.api.dcp under torchrun with FSDP2 (fully_shard): each rank digests the files it
     writes, rank 0 records the listing; a byte flipped in the shard rank 1 wrote is refused on
     every rank, by name; 1 process loads it resharded only where the policy lets the world
     size change (strict blocks: the global batch changes)."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from resumeguard.findings import Finding, Severity
-from resumeguard.policy import Rule, preset
 from resumeguard.verdict.downgrades import DOWNGRADES, Downgrade
+from resumeguard.verdict.findings import Finding, Severity
+from resumeguard.verdict.policy import Rule, preset
 
 EXPECTED = {
     "context": (Severity.INFO, False),

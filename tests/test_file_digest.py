@@ -9,7 +9,7 @@ from pathlib import Path
 
 import blake3
 
-from resumeguard.hashing import CHUNK, digest_file
+from resumeguard.io.hashing import CHUNK, digest_file
 
 
 def test_the_digest_is_blake3_of_the_file(tmp_path: Path) -> None:

@@ -13,14 +13,14 @@ import torch
 from helpers import cli, cli_json, make_repo, offline_project, write
 
 import resumeguard
-from resumeguard import finding_paths
 from resumeguard.collect.env import EnvRecord
-from resumeguard.compare import compare
 from resumeguard.errors import BadInput
-from resumeguard.findings import Severity
-from resumeguard.fingerprint import Fingerprint, dumps, take
-from resumeguard.hints import explain
-from resumeguard.policy import PRESETS, load_policy, preset
+from resumeguard.records.fingerprint import Fingerprint, dumps, take
+from resumeguard.verdict import paths as finding_paths
+from resumeguard.verdict.compare import compare
+from resumeguard.verdict.findings import Severity
+from resumeguard.verdict.hints import explain
+from resumeguard.verdict.policy import PRESETS, load_policy, preset
 
 
 def test_presets_hold_no_dead_rules() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 import pytest
 import torch
 
-from resumeguard.fit import FitProblem, check_fit, hyper_overrides
+from resumeguard.verdict.fit import FitProblem, check_fit, hyper_overrides
 
 Params = Iterable[torch.nn.Parameter]
 

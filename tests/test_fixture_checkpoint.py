@@ -9,8 +9,8 @@ from helpers import cli_json
 
 from resumeguard.checkpoint import find_optimizer_state, load_weights
 from resumeguard.collect.optimizer import collect_optimizer
-from resumeguard.fit import check_fit
-from resumeguard.hashing import digest_file
+from resumeguard.io.hashing import digest_file
+from resumeguard.verdict.fit import check_fit
 
 CHECKPOINT = Path(__file__).resolve().parent.parent / "fixtures" / "checkpoints" / "linear-adamw.pt"
 

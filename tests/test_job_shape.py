@@ -15,8 +15,8 @@ import pytest
 from helpers import SCRIPTS, cli, cli_json, make_repo
 from test_distributed import torchrun
 
+from resumeguard.decide.jobshape import job_shape
 from resumeguard.errors import BadInput
-from resumeguard.jobshape import job_shape
 
 FILES = {"hidden.txt": "8\n", ".gitignore": "trained-*\n*.pt\n"}
 

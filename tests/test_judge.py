@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from resumeguard.findings import Finding, Judged, Severity, Verdict
-from resumeguard.policy import Rule, preset
-from resumeguard.runcontrol import _differing_keys, mark_run_control
+from resumeguard.verdict.findings import Finding, Judged, Severity, Verdict
 from resumeguard.verdict.judge import judge, report_of, verdict_of
+from resumeguard.verdict.policy import Rule, preset
+from resumeguard.verdict.runcontrol import _differing_keys, mark_run_control
 
 
 def judged(path: str, severity: Severity, unknown: str = "") -> Judged:
@@ -104,7 +104,7 @@ def test_the_keys_that_differ_are_found_by_their_whole_path(
 
 
 def test_a_harmless_finding_says_which_families_and_a_length_names_the_block_rule() -> None:
-    from resumeguard.hints import explain
+    from resumeguard.verdict.hints import explain
 
     [length] = mark_run_control([explain("config.max_iters", 1, 2)])
     assert length.downgrade == "run-control"
@@ -140,7 +140,7 @@ def test_a_harmless_finding_says_which_families_and_a_length_names_the_block_rul
 
 
 def test_the_run_output_folders_its_config_names() -> None:
-    from resumeguard.runcontrol import output_dirs
+    from resumeguard.verdict.runcontrol import output_dirs
 
     config = {
         "out_dir": "out",

@@ -20,8 +20,8 @@ from helpers import as_recorded_by_schema_1, cli, git, make_repo, write  # noqa:
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
 import resumeguard  # noqa: E402
-from resumeguard.hashing import digest_file  # noqa: E402
 from resumeguard.integrations.lightning import ResumeGuardCallback  # noqa: E402
+from resumeguard.io.hashing import digest_file  # noqa: E402
 from resumeguard.stores.layout import RECORD_FILE  # noqa: E402
 
 FILES = {

@@ -11,7 +11,7 @@ import torch
 from helpers import cli, model_and_opt, offline_project, start, write
 
 import resumeguard
-from resumeguard.hashing import digest_file
+from resumeguard.io.hashing import digest_file
 
 FILES = {"train.py": "HIDDEN = 8\n", ".gitignore": "*.pt\n", "requirements.txt": "torch>=2.1\n"}
 
@@ -176,7 +176,7 @@ def test_restore_leaves_another_file_at_the_recorded_path_alone(capsys, project:
 def test_a_fresh_run_is_told_once_that_no_copy_is_kept_naming_the_users_file(
     project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from resumeguard.atomic import TMP_SUFFIX
+    from resumeguard.io.atomic import TMP_SUFFIX
 
     run = start("once1", project)
     model, _ = model_and_opt()
@@ -197,7 +197,7 @@ def test_the_info_line_is_printed_once_when_the_script_configures_logging_later(
 
     script = (
         "import logging\n"
-        "from resumeguard.verified import say\n"
+        "from resumeguard.decide.verified import say\n"
         "say('resumeguard: first')\n"
         "logging.basicConfig(format='%(message)s')\n"
         "say('resumeguard: second')\n"

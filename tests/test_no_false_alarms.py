@@ -12,7 +12,8 @@ import torch
 from helpers import cli, cli_json, commit_all, git, make_repo, offline_project, write
 
 import resumeguard
-from resumeguard.runcontrol import (
+from resumeguard.collect.sourcechange import Change, python_change
+from resumeguard.verdict.runcontrol import (
     INTERVALS,
     KEYS,
     LENGTH,
@@ -24,7 +25,6 @@ from resumeguard.runcontrol import (
     run_control_family,
     run_control_key,
 )
-from resumeguard.sourcechange import Change, python_change
 
 TRAIN = '''\
 """Train a tiny model."""
@@ -81,7 +81,7 @@ def test_extending_the_run_goes_ahead(project: Path) -> None:
 
 
 def test_run_control_keys_are_info_and_the_lr_still_blocks(project: Path) -> None:
-    from resumeguard.pipeline import ResumeIntent, decide
+    from resumeguard.decide.pipeline import ResumeIntent, decide
 
     record_run("rc2", project, config=NANOGPT)
     longer = {**NANOGPT, "max_iters": 10000, "init_from": "resume", "out_dir": "out-2"}
@@ -98,7 +98,7 @@ def test_run_control_keys_are_info_and_the_lr_still_blocks(project: Path) -> Non
 
 
 def test_nested_run_control_keys_are_info_and_nested_computation_blocks(project: Path) -> None:
-    from resumeguard.pipeline import ResumeIntent, decide
+    from resumeguard.decide.pipeline import ResumeIntent, decide
 
     cfg = {"trainer": {"max_epochs": 3, "log_every_n_steps": 10}, "optim": {"lr": 1e-3}}
     record_run("rc4", project, config=cfg)
@@ -113,7 +113,7 @@ def test_nested_run_control_keys_are_info_and_nested_computation_blocks(project:
 
 
 def test_a_rule_overrides_the_run_control_list(project: Path) -> None:
-    from resumeguard.pipeline import ResumeIntent, decide
+    from resumeguard.decide.pipeline import ResumeIntent, decide
 
     (project / "pyproject.toml").write_text('[tool.resumeguard]\nblock = ["config.max_iters"]\n')
     commit_all(project, "policy")
@@ -178,10 +178,10 @@ def test_a_schedule_or_data_key_blocks_where_run_control_goes_ahead(
     recorded: dict, current: dict
 ) -> None:
     """The harmful change blocks; the run-control look-alike beside it goes ahead."""
-    from resumeguard.hints import explain
-    from resumeguard.policy import preset
-    from resumeguard.runcontrol import mark_run_control
+    from resumeguard.verdict.hints import explain
     from resumeguard.verdict.judge import judge
+    from resumeguard.verdict.policy import preset
+    from resumeguard.verdict.runcontrol import mark_run_control
 
     key = next(iter(recorded))
     found = mark_run_control([explain(f"config.{key}", recorded[key], current[key])], current)
@@ -191,8 +191,8 @@ def test_a_schedule_or_data_key_blocks_where_run_control_goes_ahead(
 
 
 def build_report(findings: list) -> Any:
-    from resumeguard.policy import preset
     from resumeguard.verdict.judge import judge
+    from resumeguard.verdict.policy import preset
 
     return judge(None, findings, preset("strict"))
 
@@ -200,10 +200,10 @@ def build_report(findings: list) -> Any:
 def test_a_transformers_run_length_with_a_decaying_schedule_is_a_warning_naming_it() -> None:
     """Transformers derives its scheduler from max_steps / num_train_epochs: with a decaying
     schedule a longer run stretches it (warn, named); with a constant one it is run control."""
-    from resumeguard.hints import explain
-    from resumeguard.policy import preset
-    from resumeguard.runcontrol import mark_run_control
+    from resumeguard.verdict.hints import explain
     from resumeguard.verdict.judge import judge
+    from resumeguard.verdict.policy import preset
+    from resumeguard.verdict.runcontrol import mark_run_control
 
     for key in ("max_steps", "num_train_epochs"):
         change = explain(f"config.{key}", 100, 200)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from helpers import cli_json
 
-from resumeguard import fingerprint
-from resumeguard.findings import Verdict
-from resumeguard.hints import explain, not_recorded
 from resumeguard.integrations.training import BatchSize, batch_rules
-from resumeguard.policy import preset
+from resumeguard.records import fingerprint
+from resumeguard.verdict.findings import Verdict
+from resumeguard.verdict.hints import explain, not_recorded
 from resumeguard.verdict.judge import judge
+from resumeguard.verdict.policy import preset
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fingerprints"
 OLD, NEW = FIXTURES / "schema-1.json", FIXTURES / "schema-2.json"

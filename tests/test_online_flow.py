@@ -23,9 +23,9 @@ from helpers import (
 from wandb_server import ENTITY, WandbServer
 
 import resumeguard
-from resumeguard.findings import Severity
-from resumeguard.policy import Rule, preset
 from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
+from resumeguard.verdict.findings import Severity
+from resumeguard.verdict.policy import Rule, preset
 
 FILES = {"train.py": "HIDDEN = 8\n", "requirements.txt": "torch>=2.1\n", ".gitignore": "*.pt\n"}
 

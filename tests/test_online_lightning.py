@@ -16,7 +16,7 @@ from test_lightning import FILES, Tiny, ckpt_of, fit
 from wandb_server import ENTITY, WandbServer
 
 import resumeguard
-from resumeguard.hashing import digest_file
+from resumeguard.io.hashing import digest_file
 from resumeguard.stores.layout import RECORD_FILE
 
 

@@ -11,7 +11,6 @@ import sys
 import pytest
 import torch
 
-from resumeguard import hashing
 from resumeguard.collect.optimizer import (
     ModelRecord,
     OptimizerRecord,
@@ -21,7 +20,8 @@ from resumeguard.collect.optimizer import (
     json_safe,
 )
 from resumeguard.errors import BadInput
-from resumeguard.hashing import digest_tensors
+from resumeguard.io import hashing
+from resumeguard.io.hashing import digest_tensors
 
 
 def _model() -> torch.nn.Module:
@@ -131,7 +131,8 @@ def test_digest_resolves_lazy_conj_and_sparse() -> None:
 
 def test_modules_import_without_torch() -> None:
     code = (
-        "import sys, resumeguard.hashing, resumeguard.collect.optimizer, resumeguard.fit;"
+        "import sys, resumeguard.io.hashing, resumeguard.collect.optimizer;"
+        "import resumeguard.verdict.fit;"
         "assert 'torch' not in sys.modules, 'torch imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -14,8 +14,8 @@ from helpers import cli_json, offline_project
 
 import resumeguard
 from resumeguard.errors import CheckpointError
-from resumeguard.fingerprint import dumps, take
-from resumeguard.fit import check_fit
+from resumeguard.records.fingerprint import dumps, take
+from resumeguard.verdict.fit import check_fit
 
 
 class Net(torch.nn.Module):

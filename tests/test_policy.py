@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from resumeguard.errors import BadInput
-from resumeguard.findings import Finding, Severity
-from resumeguard.policy import Rule, load_policy, preset
+from resumeguard.verdict.findings import Finding, Severity
+from resumeguard.verdict.policy import Rule, load_policy, preset
 
 
 def finding(path: str, *, context: bool = False) -> Finding:

@@ -29,11 +29,11 @@ from helpers import (
 from wandb_server import ENTITY, Fault, WandbServer
 
 import resumeguard
-from resumeguard.findings import Severity
-from resumeguard.policy import Rule, preset
 from resumeguard.stores.interface import RunRef
 from resumeguard.stores.layout import CONFIG_KEY, LOCAL_COPIES, RECORD_FILE, STATE_FILE
 from resumeguard.stores.offline import OfflineStore
+from resumeguard.verdict.findings import Severity
+from resumeguard.verdict.policy import Rule, preset
 
 FILES = {"train.py": "HIDDEN = 8\n", ".gitignore": "*.pt\n"}
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,8 +308,8 @@ def test_a_bad_step_counter_is_bad_input_and_writes_nothing(project: Path, count
 def test_a_checkpoint_recorded_before_step_counters_counts_w_and_bs_step() -> None:
     """Records made before the counter was kept load as W&B's step and are compared as then;
     an empty counter is no record's."""
-    from resumeguard.pipeline import step_finding
-    from resumeguard.runrecord import CheckpointRecord
+    from resumeguard.decide.pipeline import step_finding
+    from resumeguard.records.run import CheckpointRecord
 
     old = CheckpointRecord.from_json({"file": "", "digest": "blake3:0", "size": 1, "step": 2})
     assert old.step_counter == "_step"
@@ -427,8 +427,8 @@ def test_a_torn_last_record_is_read_up_to_it(capsys, project: Path) -> None:
 def test_a_silent_restart_over_an_unreadable_log_is_unverifiable(project: Path) -> None:
     """The callbacks' restart check: with the log damaged, whether anything was logged before
     cannot be told, so a start at step 0 is unverifiable; a start past 0 is a resume."""
+    from resumeguard.decide.pipeline import ResumeIntent, decide
     from resumeguard.integrations.training import restart
-    from resumeguard.pipeline import ResumeIntent, decide
 
     start("dmg2", project).finish()  # nothing logged, nothing saved
     check = decide(ResumeIntent("dmg2", "must"), repo=project, include_step=False, claim=False)
@@ -481,7 +481,7 @@ def test_a_clean_exit_without_finish_marks_the_run_finished(project: Path) -> No
 
 
 def test_no_heartbeat_lands_after_the_final_state(project: Path) -> None:
-    from resumeguard import runfiles
+    from resumeguard.decide import runfiles
 
     run = start("beat1", project)
     runfiles.stop_heartbeat(run, state="finished")

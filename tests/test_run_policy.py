@@ -11,9 +11,9 @@ import pytest
 from helpers import cli_json, commit_all, offline_project, write
 
 import resumeguard
-from resumeguard.policy import Rule, Severity, preset
-from resumeguard.runpolicy import POLICY_ENV
 from resumeguard.stores.layout import RECORD_FILE
+from resumeguard.verdict.policy import Rule, Severity, preset
+from resumeguard.verdict.runpolicy import POLICY_ENV
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FILES = {
@@ -136,8 +136,8 @@ def test_a_tighter_repository_policy_is_reported_too(
 
 
 def test_records_without_a_kept_policy_are_judged_by_the_repository(tmp_path: Path) -> None:
-    from resumeguard.runpolicy import for_resume
-    from resumeguard.runrecord import record_from_json
+    from resumeguard.records.run import record_from_json
+    from resumeguard.verdict.runpolicy import for_resume
 
     old = json.loads((FIXTURES / "fingerprints" / "schema-1.json").read_text())
     assert record_from_json(old).policy is None  # old records stay readable
@@ -150,7 +150,7 @@ def test_records_without_a_kept_policy_are_judged_by_the_repository(tmp_path: Pa
 def test_a_bare_preset_object_keeps_the_recorded_rules(tmp_path: Path) -> None:
     """A ``Policy`` without rules of its own swaps the preset like a preset name: the recorded
     rules stay, and a changed repository policy is still a finding."""
-    from resumeguard.runpolicy import for_resume
+    from resumeguard.verdict.runpolicy import for_resume
 
     (tmp_path / "pyproject.toml").write_text(LOOSENED)
     docs = [["ignore", "code.files.docs/**", "pyproject.toml"]]
@@ -165,7 +165,7 @@ def test_the_repositorys_preset_never_judges_a_recorded_run(tmp_path: Path) -> N
     """A repository that now says ``preset = "lenient"`` changes nothing of what judges the
     resume: its change is ``policy.rules``, blocked by the recorded strict preset; the same
     preset given explicitly does judge."""
-    from resumeguard.runpolicy import for_resume
+    from resumeguard.verdict.runpolicy import for_resume
 
     (tmp_path / "pyproject.toml").write_text('[tool.resumeguard]\npreset = "lenient"\n')
     kept = {"preset": "strict", "rules": [], "repository": {"preset": "strict", "rules": []}}

@@ -13,7 +13,7 @@ import pytest
 from helpers import cli_json, model_and_opt, offline_project, start
 
 import resumeguard
-from resumeguard.runrecord import HISTORY
+from resumeguard.records.run import HISTORY
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_each_name_keeps_its_recent_saves_newest_first_and_bounded(project: Path
     run = start("h1", project)
     for step in range(1, HISTORY + 4):
         record = save(run, step)
-    history = resumeguard.runfiles.current_record(run).checkpoints["checkpoint.pt"].history
+    history = resumeguard.decide.runfiles.current_record(run).checkpoints["checkpoint.pt"].history
     run.finish()
     assert record.step == HISTORY + 3
     assert [h.step for h in history] == list(range(HISTORY + 2, 2, -1))

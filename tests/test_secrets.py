@@ -15,7 +15,7 @@ from helpers import cli, cli_json, git, model_and_opt, offline_project, start, w
 
 import resumeguard
 from resumeguard.collect.deps import collect_deps
-from resumeguard.hashing import digest_json
+from resumeguard.io.hashing import digest_json
 from resumeguard.redact import comparable_url, is_secret_key, redact_text, redact_url
 from resumeguard.stores.interface import RunRef
 from resumeguard.stores.layout import CONFIG_KEY

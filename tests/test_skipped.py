@@ -13,8 +13,8 @@ from helpers import cli_json, commit_all, git, make_repo, offline_project, write
 
 import resumeguard
 from resumeguard.collect.code import CodeRecord, collect_code
-from resumeguard.compare import compare
-from resumeguard.fingerprint import dumps, take
+from resumeguard.records.fingerprint import dumps, take
+from resumeguard.verdict.compare import compare
 
 BIG = 2 << 20  # over the 1 MiB limit of the code digest
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pytest
 
 from resumeguard.errors import BadInput, CheckpointError, Unverifiable
-from resumeguard.hashing import digest_json
+from resumeguard.io.hashing import digest_json
 from resumeguard.stores import OfflineStore, RunRef, layout, write_config_sidecar
 
 USER_CONFIG = {"lr": 0.1, "layers": [64, 64], "optim": {"name": "adamw"}}

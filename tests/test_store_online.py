@@ -18,7 +18,7 @@ import pytest
 from wandb_server import ENTITY, Fault, WandbServer
 
 from resumeguard.errors import BadInput, CheckpointError, RunNotFound, StoreError
-from resumeguard.hashing import digest_json
+from resumeguard.io.hashing import digest_json
 from resumeguard.stores import OfflineStore, OnlineStore, RunRef, open_store
 
 RECORD = {

@@ -10,8 +10,8 @@ import wandb
 from helpers import cli, commit_all, model_and_opt, offline_project, start, write
 
 import resumeguard
-import resumeguard.dcp
-from resumeguard.switch import _say_once
+import resumeguard.api.dcp
+from resumeguard.options import _say_once
 
 
 def test_off_switch_passes_every_call_through(
@@ -42,10 +42,10 @@ def test_off_switch_passes_every_call_through(
     assert resumeguard.save_checkpoint(resumed, {"step": 2}, "plain.pt") is None
     assert torch.load("plain.pt", weights_only=True) == {"step": 2}
     assert not list(repo.glob(".plain.pt*")), "no record beside it"
-    assert resumeguard.dcp.save(resumed, {"model": model.state_dict()}, "sharded") is None
+    assert resumeguard.api.dcp.save(resumed, {"model": model.state_dict()}, "sharded") is None
     assert not list(repo.glob(".sharded*")), "DCP's own save: nothing recorded"
     loaded = {"model": other.state_dict()}
-    resumeguard.dcp.load(resumed, loaded, "sharded")  # DCP's own load: no record needed
+    resumeguard.api.dcp.load(resumed, loaded, "sharded")  # DCP's own load: no record needed
     resumed.finish()
 
     @resumeguard.guard(run_id="off1", resume="must", repo=repo)

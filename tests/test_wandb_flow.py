@@ -21,10 +21,10 @@ from helpers import (
 )
 
 import resumeguard
-from resumeguard.findings import Severity
-from resumeguard.hashing import digest_file
-from resumeguard.policy import Rule, preset
+from resumeguard.io.hashing import digest_file
 from resumeguard.stores.layout import CONFIG_KEY, LOCAL_COPIES, RECORD_FILE
+from resumeguard.verdict.findings import Severity
+from resumeguard.verdict.policy import Rule, preset
 
 FILES = {
     "train.py": "HIDDEN = 8\n",

@@ -102,7 +102,7 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except resumeguard.ResumeBlocked as blocked:
-        from resumeguard.report import render
+        from resumeguard.verdict.report import render
 
         render(blocked.report, file=sys.stderr)
         sys.exit(blocked.exit_code)

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from resumeguard import atomic
 from resumeguard.errors import BadInput
-from resumeguard.runrecord import CheckpointRecord
+from resumeguard.io import atomic
+from resumeguard.records.run import CheckpointRecord
 from resumeguard.stores.interface import RunRef
 
 SUFFIX = ".resumeguard.json"

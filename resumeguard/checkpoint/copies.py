@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from resumeguard.atomic import Staged, clone_or_copy
 from resumeguard.checkpoint.storage import Storage
-from resumeguard.hashing import digest_file
-from resumeguard.runrecord import CHECKPOINT_DIR, CheckpointRecord, RunRecord, run_copy_name
-from resumeguard.stores.layout import LOCAL_COPIES
+from resumeguard.io.atomic import Staged, clone_or_copy
+from resumeguard.io.hashing import digest_file
+from resumeguard.records.run import CHECKPOINT_DIR, CheckpointRecord, RunRecord, run_copy_name
+from resumeguard.stores.layout import LOCAL_COPIES, save_run_file
 
 log = logging.getLogger("resumeguard")
 _told: set[str] = set()
@@ -67,9 +67,7 @@ def keep_copy(
                 return checkpoint
             staged.commit()
     if storage.upload:
-        from resumeguard import runfiles
-
-        runfiles.save_run_file(run, dest)
+        save_run_file(run, dest)
     return dataclasses.replace(checkpoint, file=rel, local=not storage.upload)
 
 
@@ -89,9 +87,7 @@ def copy_and_digest(
                 staged.commit(to=root / rel)
                 remove_copy(root, incoming.relative_to(root).as_posix())  # its empty folders
                 if storage.upload:
-                    from resumeguard import runfiles
-
-                    runfiles.save_run_file(run, root / rel)
+                    save_run_file(run, root / rel)
                 return dataclasses.replace(
                     checkpoint, digest=digest, size=size, file=rel, local=not storage.upload
                 )

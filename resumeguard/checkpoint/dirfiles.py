@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from resumeguard.hashing import digest_file, digest_json
-from resumeguard.runrecord import CheckpointRecord, DirFile
+from resumeguard.io.hashing import digest_file, digest_json
+from resumeguard.records.run import CheckpointRecord, DirFile
 
 METADATA = ".metadata"
 """The name of DCP's metadata file in a checkpoint directory."""

@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TypeVar, cast
 
-from resumeguard.atomic import Staged, no_space_is_disk_full
 from resumeguard.errors import CheckpointError
-from resumeguard.hashing import HashingWriter, digest_fd
-from resumeguard.runrecord import CheckpointRecord
+from resumeguard.io.atomic import Staged, no_space_is_disk_full
+from resumeguard.io.hashing import HashingWriter, digest_fd
+from resumeguard.records.run import CheckpointRecord
 
 T = TypeVar("T")
 
@@ -170,7 +170,7 @@ def load_weights(f: BinaryIO, *, name: str, map_location: Any = "cpu") -> Any:
 def load_verified(path: Path, *, name: str, map_location: Any = "cpu") -> Any:
     """Load ``path`` weights-only after checking its archive's directory (bounded work on a
     hostile file); the digest is the caller's: see :func:`read_verified`."""
-    from resumeguard.archive import check_archive
+    from resumeguard.io.archive import check_archive
 
     check_archive(path, name=name)
     with open(path, "rb") as f:

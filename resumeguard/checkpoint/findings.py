@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from resumeguard.atomic import TMP_SUFFIX
 from resumeguard.checkpoint.beside import SUFFIX as BESIDE_SUFFIX
-from resumeguard.findings import Severity
-from resumeguard.policy import Rule
+from resumeguard.io.atomic import TMP_SUFFIX
+from resumeguard.verdict.findings import Severity
+from resumeguard.verdict.policy import Rule
 
 OWN_FILES_RULE = "resumeguard's own files beside checkpoints (records, temp files)"
 CORRUPT = ".corrupt-"

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Literal
 
 from resumeguard.checkpoint.beside import read_beside
-from resumeguard.disks import this_host
 from resumeguard.errors import BadInput, CheckpointError
-from resumeguard.findings import Finding
-from resumeguard.hashing import digest_file
-from resumeguard.hints import explain
-from resumeguard.runrecord import CheckpointRecord, RunRecord, older_save
+from resumeguard.io.disks import this_host
+from resumeguard.io.hashing import digest_file
+from resumeguard.records.run import CheckpointRecord, RunRecord, older_save
 from resumeguard.stores.interface import RunRef, RunStore
+from resumeguard.verdict.findings import Finding
+from resumeguard.verdict.hints import explain
 
 Digests = Literal["full", "stat"]
 """How recorded checkpoint files are checked: every byte digested, or a stat of each."""
@@ -135,7 +135,7 @@ def _unreachable_files(name: str, checkpoint: CheckpointRecord) -> list[str]:
     return [
         f"sharded checkpoint {name}: {len(unreachable)} of {len(checkpoint.files)} files not "
         f"reachable from here ({shown}{more}): another node's disk, or gone; "
-        "resumeguard.dcp.load verifies them on the ranks that read them"
+        "resumeguard.api.dcp.load verifies them on the ranks that read them"
     ]
 
 

@@ -3,7 +3,7 @@ reader, with their file system swapped for one that digests every file as it is 
 one that verifies every file against the record before DCP reads a byte of it.
 
 DCP writes one or more files per rank plus ``.metadata`` (a pickle, written by the
-coordinator). The record lists them all (:class:`~resumeguard.runrecord.DirFile`): a
+coordinator). The record lists them all (:class:`~resumeguard.records.run.DirFile`): a
 ``.metadata`` that is not the recorded one is never unpickled, and a data file is read in full
 and digested before DCP deserialises any slice of it.
 """
@@ -22,8 +22,8 @@ from torch.distributed.checkpoint.filesystem import FileSystem
 
 from resumeguard.checkpoint.dirfiles import METADATA, file_problem
 from resumeguard.errors import CheckpointError
-from resumeguard.hashing import CHUNK, finish, new_hasher, start_writeback
-from resumeguard.runrecord import DirFile
+from resumeguard.io.hashing import CHUNK, finish, new_hasher, start_writeback
+from resumeguard.records.run import DirFile
 
 
 class _DigestingStream(io.RawIOBase):
@@ -146,7 +146,7 @@ def verified_metadata(root: Path, files: Sequence[DirFile], label: str) -> Any:
     if expected is None:
         raise CheckpointError(f"checkpoint {label}: its record lists no {METADATA}; not read")
     data = (root / METADATA).read_bytes() if (root / METADATA).is_file() else None
-    from resumeguard.hashing import digest_bytes
+    from resumeguard.io.hashing import digest_bytes
 
     if data is None or len(data) != expected.size or digest_bytes(data) != expected.digest:
         problem = file_problem(root / METADATA, expected) or f"{METADATA} changed"
@@ -163,7 +163,7 @@ def fit_problems(metadata: Any, state_dict: Mapping[str, Any], label: str) -> li
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
     from torch.distributed.checkpoint.stateful import Stateful
 
-    from resumeguard.fit import FitProblem
+    from resumeguard.verdict.fit import FitProblem
 
     plain = {k: v.state_dict() if isinstance(v, Stateful) else v for k, v in state_dict.items()}
     flat, _ = flatten_state_dict(plain)

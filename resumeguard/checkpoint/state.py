@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from resumeguard.runrecord import WANDB_STEP
-
-COMPILE_PREFIX = "_orig_mod."
-"""What ``torch.compile``'s wrapper adds to every state-dict key of the module it wraps."""
+from resumeguard.collect.components import uncompiled_name
+from resumeguard.records.run import WANDB_STEP
 
 
 def find_optimizer_state(state: Any) -> Mapping[str, Any] | None:
@@ -51,11 +49,6 @@ def step_of(state: Any, step: int | None, run: Any, counter: str) -> tuple[int |
                 return value, counter
     run_step = getattr(run, "step", None)
     return (run_step if isinstance(run_step, int) else None), WANDB_STEP
-
-
-def uncompiled_name(name: str) -> str:
-    """``name`` without the ``_orig_mod.`` parts a compiled module (or submodule) adds."""
-    return name.replace("." + COMPILE_PREFIX, ".").removeprefix(COMPILE_PREFIX)
 
 
 def keys_for(saved: Mapping[str, Any], model: Any) -> dict[str, Any]:

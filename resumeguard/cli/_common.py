@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from resumeguard.report import Report, render
+from resumeguard.verdict.report import Report, render
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 RepoOpt = Annotated[

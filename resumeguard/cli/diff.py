@@ -18,8 +18,8 @@ def diff(
     as_json: JsonOpt = False,
 ) -> int:
     """Compare RECORDED with CURRENT and report what diverged (exit 1 when blocked)."""
-    from resumeguard import fingerprint as fpmod
-    from resumeguard.check import compare_fingerprints
+    from resumeguard.records import fingerprint as fpmod
+    from resumeguard.verdict.check import compare_fingerprints
 
     report = compare_fingerprints(
         fpmod.load(recorded), fpmod.load(current), run=str(recorded), policy=policy, repo=repo

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 from resumeguard.cli._common import JsonOpt, RepoOpt, RequirementsOpt
 
 if TYPE_CHECKING:
-    from resumeguard.fingerprint import Fingerprint
+    from resumeguard.records.fingerprint import Fingerprint
 
 
 def fingerprint(
     repo: RepoOpt = Path("."), requirements: RequirementsOpt = None, as_json: JsonOpt = False
 ) -> int:
     """Print the fingerprint of the current environment (code, dependencies, devices)."""
-    from resumeguard import fingerprint as fpmod
+    from resumeguard.records import fingerprint as fpmod
 
     fp = fpmod.take(repo=repo, requirements=requirements or ())
     if as_json:
@@ -32,7 +32,7 @@ def _render(fp: Fingerprint) -> None:
 
     from resumeguard.collect.code import CodeRecord
     from resumeguard.collect.deps import DepsRecord
-    from resumeguard.record import Unavailable
+    from resumeguard.collect.record import Unavailable
 
     table = Table(title="resumeguard fingerprint", show_header=False, title_justify="left")
     table.add_column(style="bold")

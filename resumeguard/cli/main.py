@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from resumeguard.errors import ISSUES_URL, ResumeGuardError
+from resumeguard.options import disabled
 from resumeguard.redact import redact_text
-from resumeguard.switch import disabled
 
 if TYPE_CHECKING:
     import typer

@@ -30,7 +30,8 @@ from resumeguard.cli._common import (
 def _store_and_ref(
     run_id: str, project: str | None, entity: str | None, offline: bool, wandb_dir: Path | None
 ) -> tuple[Any, Any]:
-    from resumeguard.stores.interface import RunRef, open_store
+    from resumeguard.stores.choice import open_store
+    from resumeguard.stores.interface import RunRef
 
     ref = RunRef.parse(run_id, project=project, entity=entity)
     store = open_store(
@@ -44,7 +45,7 @@ def _recorded(
 ) -> tuple[Any, Any, Any, Any]:
     """Store, ref, stored run and its parsed record; Unverifiable when nothing is recorded."""
     from resumeguard.errors import Unverifiable
-    from resumeguard.runrecord import verified_record
+    from resumeguard.records.run import verified_record
 
     store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
     stored = store.fetch(ref)
@@ -124,12 +125,12 @@ def check(
     says so."""
     import dataclasses
 
+    from resumeguard.decide.jobshape import job_shape
+    from resumeguard.decide.pipeline import ResumeIntent, decide, unchecked_from_outside
+    from resumeguard.decide.verified import log_verified
     from resumeguard.errors import BadInput, Unverifiable
-    from resumeguard.jobshape import job_shape
-    from resumeguard.pipeline import ResumeIntent, decide, unchecked_from_outside
-    from resumeguard.report import unverified
     from resumeguard.stores.interface import RunRef
-    from resumeguard.verified import log_verified
+    from resumeguard.verdict.report import unverified
 
     intent = ResumeIntent(run_id=run_id, mode="allow" if allow_new else "must")
     if checkpoint is None and run_id is None:
@@ -173,8 +174,8 @@ def check(
 def _checkpoint_intent(path: Path, run_id: str | None) -> Any:
     """The run ``check --checkpoint PATH`` checks: the one the record beside the file names
     (BadInput with --run-id too, Unverifiable for a file of unknown origin)."""
+    from resumeguard.decide.pipeline import checkpoint_intent, unknown_origin
     from resumeguard.errors import BadInput, Unverifiable
-    from resumeguard.pipeline import checkpoint_intent, unknown_origin
 
     if run_id is not None:
         raise BadInput("give --run-id or --checkpoint, not both (the checkpoint names its run)")
@@ -203,8 +204,8 @@ def record(
 ) -> int:
     """Record this environment's fingerprint for an existing run that has none (adopt it)."""
     from resumeguard.errors import BadInput
-    from resumeguard.fingerprint import take
-    from resumeguard.runrecord import new_record
+    from resumeguard.records.fingerprint import take
+    from resumeguard.records.run import new_record
 
     store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
     stored = store.fetch(ref)
@@ -219,7 +220,7 @@ def record(
             "shows it (pass --force to replace it with this environment's)"
         )
     fp = take(repo=repo, requirements=requirements or (), config=stored.config)
-    from resumeguard import runpolicy
+    from resumeguard.verdict import runpolicy
 
     rec = new_record(fp, runpolicy.to_keep(runpolicy.at_start(None, repo), repo))
     store.write_record(ref, rec.to_json(), rec.compact())
@@ -302,7 +303,7 @@ def _kept_policy(kept: dict[str, Any] | None) -> str:
     if kept is None:
         return "none kept (recorded before policies were kept: the repository's judges)"
     from resumeguard.errors import BadInput
-    from resumeguard.policy import Policy
+    from resumeguard.verdict.policy import Policy
 
     try:
         return Policy.from_kept(kept).describe()
@@ -344,9 +345,10 @@ def restore(
     file) is replaced, said loudly, and kept beside it; anything else there is never touched."""
     import tempfile
 
-    from resumeguard.checkpoint import lookup, verify_file
+    from resumeguard.api import lookup
+    from resumeguard.checkpoint import verify_file
     from resumeguard.errors import BadInput, CheckpointError
-    from resumeguard.hashing import digest_file
+    from resumeguard.io.hashing import digest_file
 
     store, ref, _, rec = _recorded(run_id, project, entity, offline, wandb_dir)
     checkpoint = lookup(rec, name, run_label=str(ref))
@@ -487,7 +489,7 @@ def _damaged_copy(found: Path, verified: Path) -> bool:
 def _replace_damaged(source: Path, target: Path, verify: Callable[[Path], None]) -> Path:
     """Keep the damaged ``target`` as ``<target>.corrupt-<time>`` (a hard link, else a copy),
     then put a verified copy of ``source`` in its place atomically; returns the kept path."""
-    from resumeguard.runrecord import now
+    from resumeguard.records.run import now
 
     stamp = now().replace(":", "").replace("-", "").replace("+0000", "Z")
     from resumeguard.checkpoint.findings import CORRUPT
@@ -526,7 +528,7 @@ def _verified_partial(source: Path, target: Path, verify: Callable[[Path], None]
     so a planted link is never followed), removed after the block unless it was renamed."""
     import tempfile
 
-    from resumeguard import atomic
+    from resumeguard.io import atomic
 
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     partial = Path(name)
@@ -544,7 +546,7 @@ def digest(
 ) -> int:
     """Print the digest resumeguard records for a checkpoint file."""
     from resumeguard.errors import BadInput
-    from resumeguard.hashing import digest_file
+    from resumeguard.io.hashing import digest_file
 
     if not file.is_file():
         raise BadInput(f"no such file: {file}")
@@ -560,7 +562,7 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo folder afterwards.")] = False,
 ) -> int:
     """A guided end-to-end run in a temporary folder, offline, no account needed."""
-    from resumeguard.demo import run_demo
+    from resumeguard.cli.demo import run_demo
 
     return run_demo(keep=keep)
 

@@ -1,4 +1,10 @@
-"""Collectors: one module per fingerprint source, each returning a frozen record or Unavailable."""
+"""Collectors: one module per fingerprint source (code, deps, env, optimizer, the components of
+a checkpoint's state), each returning a frozen :class:`~resumeguard.collect.record.Record` or an
+:class:`~resumeguard.collect.record.Unavailable` saying why not; and how files are classified
+(kind of file, kind of source change) when they are collected.
+
+May import: :mod:`resumeguard.io` and the base modules (errors, redact, options).
+"""
 
 from __future__ import annotations
 

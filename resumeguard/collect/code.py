@@ -21,13 +21,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from resumeguard import hashing
 from resumeguard.collect.filekinds import is_log
+from resumeguard.collect.record import Record, Unavailable
 from resumeguard.collect.skipped import stamps
+from resumeguard.collect.sourcechange import PY_SUFFIXES
 from resumeguard.errors import Unverifiable
-from resumeguard.record import Record, Unavailable
+from resumeguard.io import hashing
 from resumeguard.redact import redact_url
-from resumeguard.sourcechange import PY_SUFFIXES
 
 if TYPE_CHECKING:
     from git import Commit, Repo

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from resumeguard.record import Record
+from resumeguard.collect.record import Record
 
 _MAX_DEPTH = 4
 """How deep into nested dicts and lists components are looked for (``state["train"]["sched"]``)."""
@@ -180,3 +180,12 @@ def _rng_kind(path: str, value: Any) -> str | None:
         if first == 3 and isinstance(seq, (list, tuple)) and len(seq) == 625:
             return "python"  # random.getstate()
     return None
+
+
+COMPILE_PREFIX = "_orig_mod."
+"""What ``torch.compile``'s wrapper adds to every state-dict key of the module it wraps."""
+
+
+def uncompiled_name(name: str) -> str:
+    """``name`` without the ``_orig_mod.`` parts a compiled module (or submodule) adds."""
+    return name.replace("." + COMPILE_PREFIX, ".").removeprefix(COMPILE_PREFIX)

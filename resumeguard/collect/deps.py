@@ -17,9 +17,9 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from resumeguard.collect.record import Record
 from resumeguard.errors import BadInput
-from resumeguard.hashing import digest_bytes
-from resumeguard.record import Record
+from resumeguard.io.hashing import digest_bytes
 from resumeguard.redact import comparable_text, redact_text
 
 DEFAULT_GLOB = "requirements*.txt"

@@ -8,9 +8,10 @@ import importlib.util
 import os
 import platform
 import sys
+from typing import Any
 
-from resumeguard.distributed import rank_and_world
-from resumeguard.record import Record
+from resumeguard.collect.record import Record
+from resumeguard.errors import BadInput
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,3 +108,23 @@ def visible_gpus(gpus: list[tuple[str, str]], visible: str | None) -> list[tuple
 
 def _torch_installed() -> bool:
     return "torch" in sys.modules or importlib.util.find_spec("torch") is not None
+
+
+def process_group() -> Any:
+    """torch.distributed when torch is loaded and a process group is initialised, else None."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    dist = torch.distributed
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size (process group first, then torchrun's env)."""
+    dist = process_group()
+    if dist is not None:
+        return int(dist.get_rank()), int(dist.get_world_size())
+    try:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError as e:
+        raise BadInput(f"RANK/WORLD_SIZE must be integers: {e}") from None

@@ -8,9 +8,9 @@ import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from resumeguard.collect.record import Record
 from resumeguard.errors import BadInput
-from resumeguard.hashing import digest_json, digest_tensors
-from resumeguard.record import Record
+from resumeguard.io.hashing import digest_json, digest_tensors
 
 if TYPE_CHECKING:
     import torch

@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from resumeguard import hashing
+from resumeguard.io import hashing
 
 FULL_DIGEST_BYTES = 64 << 20
 """Files up to this size are digested whole (blake3 reads them in tens of milliseconds): an

@@ -6,6 +6,9 @@ Each integration only decides *when* to act, from its framework's hooks (see
 :class:`FrameworkGuard` here decides *what*: check a resume against the run's record, make sure
 the W&B run the framework started carries a record, and record and verify the framework's own
 checkpoint files. Nothing here imports a framework; torch and wandb load only when used.
+
+May import: :mod:`resumeguard.api` and every stage below it; imported by the launcher and
+the CLI.
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from resumeguard.api.entry import exit_now, exit_with
 from resumeguard.collect.components import Components
-from resumeguard.entry import exit_now, exit_with
-from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError
-from resumeguard.pipeline import (
+from resumeguard.decide.pipeline import (
     ResumeCheck,
     ResumeIntent,
     check_checkpoint_run,
@@ -29,12 +31,13 @@ from resumeguard.pipeline import (
     decide,
     ensure_recorded,
     raise_if_blocked,
-    settle,
     unknown_origin,
 )
-from resumeguard.policy import Policy, Rule
-from resumeguard.runrecord import CheckpointRecord, RunRecord, now
-from resumeguard.switch import under_launcher
+from resumeguard.decide.runfiles import settle
+from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError
+from resumeguard.options import under_launcher
+from resumeguard.records.run import CheckpointRecord, RunRecord, now
+from resumeguard.verdict.policy import Policy, Rule
 
 __all__ = ["FrameworkGuard", "ResumeCheck", "checkpoint_name", "run_label"]
 
@@ -89,7 +92,7 @@ class FrameworkGuard:
         with data from before this process is a resume, whatever the mode); ``facts`` are what
         the framework knows of the run's configuration, ``rules`` its preset-level rules (added to
         :attr:`policy` once it is resolved: the repository's preset never judges a resume)."""
-        from resumeguard import runfiles
+        from resumeguard.decide import runfiles
 
         if run is not None:
             if runfiles.current_record(run) is not None:
@@ -162,7 +165,7 @@ class FrameworkGuard:
 
     def known_record(self, run: Any) -> RunRecord | None:
         """The record checkpoints are verified against: the live run's, else the checked one."""
-        from resumeguard import runfiles
+        from resumeguard.decide import runfiles
 
         record = runfiles.current_record(run) if run is not None else None
         if record is None and self.checked is not None:
@@ -182,10 +185,10 @@ class FrameworkGuard:
         the file (keeping the run's copy of those bytes as ``storage`` says), then publish it.
         ``counter`` is the metric the framework logs its step as: never W&B's own step;
         ``held`` says per name what its state holds, where the framework's state was seen."""
-        from resumeguard import runfiles
         from resumeguard.checkpoint.beside import origin_of_run, write_beside
         from resumeguard.checkpoint.copies import copy_and_digest
         from resumeguard.checkpoint.storage import Storage, resolve
+        from resumeguard.decide import runfiles
 
         storage = resolve(self.storage) if self.keep_copies else Storage(copies="digest")
         record = self.adopt(run)
@@ -212,7 +215,7 @@ class FrameworkGuard:
     def forget(self, run: Any, names: Sequence[str]) -> None:
         """Drop checkpoints the framework deleted (top-k, rotation) and the run's copies of
         them, so the run directory holds no more than the framework keeps."""
-        from resumeguard import runfiles
+        from resumeguard.decide import runfiles
 
         record = runfiles.current_record(run)
         if record is None:
@@ -234,8 +237,8 @@ class FrameworkGuard:
     def expect_complete(self, label: str, held: Components, step: int | None) -> None:
         """At the first optimizer step after the framework restored checkpoint ``label``, report
         what it holds and was not put back (``state.*``), under the check's policy."""
-        from resumeguard import runpolicy
-        from resumeguard.checkpoint.complete import Expectation, expect_at_first_step, judging_with
+        from resumeguard.api.complete import Expectation, expect_at_first_step, judging_with
+        from resumeguard.verdict import runpolicy
 
         checked = self.checked
         policy = (
@@ -250,7 +253,7 @@ class FrameworkGuard:
         """Raise CheckpointError unless ``path`` holds the bytes recorded for it. A file the
         record does not know is refused on a checked resume and only warned about otherwise."""
         from resumeguard.checkpoint import verify_file
-        from resumeguard.hashing import digest_file
+        from resumeguard.io.hashing import digest_file
 
         if record is None:
             self._unverified(path, run_label, "the run has no record")

@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from resumeguard.decide.pipeline import resolve_intent
+from resumeguard.decide.runfiles import settle
 from resumeguard.errors import CheckpointError, ResumeGuardError
 from resumeguard.integrations import (
     FrameworkGuard,
@@ -36,10 +38,9 @@ from resumeguard.integrations import (
     find_group,
     run_label,
 )
-from resumeguard.pipeline import resolve_intent, settle
-from resumeguard.policy import Policy
-from resumeguard.runrecord import WANDB_STEP
-from resumeguard.switch import disabled
+from resumeguard.options import disabled
+from resumeguard.records.run import WANDB_STEP
+from resumeguard.verdict.policy import Policy
 
 log = logging.getLogger("resumeguard")
 
@@ -122,8 +123,8 @@ class AccelerateGuard:
                 self.guard.adopt(self.run, facts=self.config)
             checked = self.guard.checked
             if checked is not None:
+                from resumeguard.decide.verified import say
                 from resumeguard.integrations.training import verified_line
-                from resumeguard.verified import say
 
                 say(verified_line(checked, None, None))
         return result
@@ -142,7 +143,7 @@ class AccelerateGuard:
         return location
 
     def _record(self, folder: Path) -> None:
-        from resumeguard.checkpoint.complete import file_components
+        from resumeguard.api.complete import file_components
 
         run = self.run or _wandb_run()
         if run is None:
@@ -181,7 +182,7 @@ class AccelerateGuard:
         self._decide(lambda: self._verify(folder, models), tag="accelerate-load")
 
     def _verify(self, folder: Path, models: list[Any]) -> None:
-        from resumeguard.pipeline import step_check
+        from resumeguard.decide.pipeline import step_check
 
         run = self.run or _wandb_run()
         files = files_below(folder)
@@ -204,7 +205,7 @@ class AccelerateGuard:
             step_check(run, record, checkpoint, checkpoint_name(folder), self.guard.policy)
         _check_weights(folder, [self.accelerator.unwrap_model(m) for m in models])
         if group:
-            from resumeguard.verified import say
+            from resumeguard.decide.verified import say
 
             say(
                 f"resumeguard: checkpoint {checkpoint_name(folder)} ({len(group)} files) matches "
@@ -214,7 +215,7 @@ class AccelerateGuard:
                 settle(run, "resumed", check=self.guard.checked)
 
     def _decide(self, decide: Callable[[], None], *, tag: str) -> None:
-        from resumeguard.distributed import agree
+        from resumeguard.decide.distributed import agree
 
         try:
             agree(decide, tag=tag)
@@ -225,8 +226,8 @@ class AccelerateGuard:
 def _check_weights(folder: Path, models: list[Any]) -> None:
     """CheckpointError when a ``model*.safetensors`` of ``folder`` does not fit its model:
     names, shapes and dtypes from the file's header, before a tensor is read."""
-    from resumeguard.checkpoint.restore import misfit_report
-    from resumeguard.fit import check_model_fit
+    from resumeguard.api.restore import misfit_report
+    from resumeguard.verdict.fit import check_model_fit
 
     for i, model in enumerate(models):
         path = folder / ("model.safetensors" if i == 0 else f"model_{i}.safetensors")

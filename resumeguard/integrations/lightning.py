@@ -45,7 +45,7 @@ Where it hooks in, and why (lightning 2.6, paths below ``lightning/pytorch``):
   and verified, before any weight is copied. ``on_train_start`` comes after
   ``restore_training_state`` (trainer.py:1070) and before the first step: a resumed run whose
   ``global_step`` is still 0 is a silent restart.
-- Rank zero holds the W&B run and decides; :func:`resumeguard.distributed.agree` hands its
+- Rank zero holds the W&B run and decides; :func:`resumeguard.decide.distributed.agree` hands its
   error to every rank (DDP's process group exists by ``setup``), so all ranks stop together.
 - Not covered: strategies that write checkpoints without ``CheckpointIO`` (DeepSpeed, FSDP
   sharded directories), ``AsyncCheckpointIO`` (the file is not written yet when the save
@@ -65,6 +65,8 @@ from pathlib import Path
 from typing import Any
 
 from resumeguard.checkpoint.storage import Storage
+from resumeguard.decide.pipeline import resolve_intent
+from resumeguard.decide.runfiles import settle
 from resumeguard.errors import ResumeGuardError
 from resumeguard.integrations import (
     FrameworkGuard,
@@ -84,9 +86,8 @@ from resumeguard.integrations.training import (
     verified_line,
     with_batch,
 )
-from resumeguard.pipeline import resolve_intent, settle
-from resumeguard.policy import Policy
-from resumeguard.switch import disabled
+from resumeguard.options import disabled
+from resumeguard.verdict.policy import Policy
 
 try:
     import lightning.pytorch as pl
@@ -261,7 +262,7 @@ class ResumeGuardCallback(Callback):
         """Lightning restores the LR schedulers and the precision plugin's scaler itself: at the
         first step after the restore, assert that it did (rank zero reports)."""
         from resumeguard.collect.components import components_of
-        from resumeguard.distributed import rank_and_world
+        from resumeguard.collect.env import rank_and_world
 
         if rank_and_world()[0] != 0 or not isinstance(checkpoint, Mapping):
             return
@@ -273,7 +274,7 @@ class ResumeGuardCallback(Callback):
         )
 
     def _agree(self, decide: Callable[[], None], *, tag: str) -> None:
-        from resumeguard.distributed import agree
+        from resumeguard.decide.distributed import agree
 
         try:
             agree(decide, tag=tag)

@@ -13,12 +13,12 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from resumeguard.findings import Finding, Severity
-from resumeguard.hints import explain
-from resumeguard.pipeline import ResumeCheck, raise_for, unknown_step
-from resumeguard.policy import Rule
+from resumeguard.decide.pipeline import ResumeCheck, raise_for, unknown_step
+from resumeguard.decide.verified import say as say  # the one INFO line of each front door
+from resumeguard.verdict.findings import Finding, Severity
+from resumeguard.verdict.hints import explain
 from resumeguard.verdict.judge import judge as verdict
-from resumeguard.verified import say as say  # the one INFO line of each front door
+from resumeguard.verdict.policy import Rule
 
 if TYPE_CHECKING:
     import torch
@@ -146,9 +146,9 @@ def judge(check: ResumeCheck, findings: Sequence[Finding]) -> None:
 
 
 def verified_line(check: ResumeCheck, checkpoint: str | None, batch: BatchSize | None) -> str:
-    """The line of :func:`resumeguard.verified.verified_line` for a framework resume: the
+    """The line of :func:`resumeguard.decide.verified.verified_line` for a framework resume: the
     checkpoint the framework loaded, and the effective batch size."""
-    from resumeguard.verified import verified_line as line
+    from resumeguard.decide.verified import verified_line as line
 
     extra = [f"effective batch size {batch.effective}"] if batch is not None else []
     return line(check, checkpoint=checkpoint, extra=extra)

@@ -43,8 +43,8 @@ Where it hooks in, and why (transformers 5.x, ``transformers/trainer.py``):
   and rotated old ones away (trainer.py:2285-2286, 3363-3430): every file in it is recorded,
   and the records of rotated checkpoints are dropped.
 - Rank 0, where ``WandbCallback`` keeps the run, checks and verifies;
-  :func:`resumeguard.distributed.agree` hands its error to every rank (accelerate has set up the
-  process group when ``TrainingArguments`` picked the device), so all ranks stop together.
+  :func:`resumeguard.decide.distributed.agree` hands its error to every rank (accelerate has set
+  up the process group when ``TrainingArguments`` picked the device), so all ranks stop together.
   Only rank 0 writes checkpoints (``args.should_save``), so only it records them.
 - Not covered: hyperparameter-search trials (their own output dirs) and W&B runs started with a
   plain ``wandb.init`` (use ``resumeguard.init`` for those).
@@ -59,8 +59,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from resumeguard.checkpoint.complete import directory_components, file_components
+from resumeguard.api.complete import directory_components, file_components
 from resumeguard.checkpoint.storage import Storage
+from resumeguard.decide.pipeline import resolve_intent
+from resumeguard.decide.runfiles import settle
 from resumeguard.errors import CheckpointError, ResumeGuardError
 from resumeguard.integrations import (
     FrameworkGuard,
@@ -80,9 +82,8 @@ from resumeguard.integrations.training import (
     verified_line,
     with_batch,
 )
-from resumeguard.pipeline import resolve_intent, settle
-from resumeguard.policy import Policy
-from resumeguard.switch import disabled
+from resumeguard.options import disabled
+from resumeguard.verdict.policy import Policy
 
 try:
     from transformers import TrainerCallback
@@ -308,7 +309,7 @@ class ResumeGuardTrainerCallback(TrainerCallback):
     def _decide(self, decide: Callable[[], None], *, tag: str) -> None:
         """Run ``decide`` on rank 0, where WandbCallback keeps the run, and stop every rank
         when it refuses (accelerate has set up the process group before the Trainer's events)."""
-        from resumeguard.distributed import agree
+        from resumeguard.decide.distributed import agree
 
         try:
             agree(decide, tag=tag)

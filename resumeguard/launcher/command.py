@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from resumeguard.switch import REPORT_ENV
+from resumeguard.options import REPORT_ENV
 
 BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap"
 """The folder put first on PYTHONPATH: it holds only the ``sitecustomize`` that loads the hooks."""
@@ -90,7 +90,7 @@ def run(
     from resumeguard.errors import BadInput
 
     if policy is not None or os.environ.get("RESUMEGUARD_POLICY"):
-        from resumeguard import runpolicy
+        from resumeguard.verdict import runpolicy
 
         runpolicy.validate(policy)
     if storage is not None:
@@ -110,7 +110,7 @@ def run(
     code = block_exit_code if verdict == "block" else VERDICT_CODES.get(verdict, status)
     if report is not None:
         outcome.update({"verdict": verdict, "exit_code": code, "command_exit_code": status})
-        from resumeguard import atomic
+        from resumeguard.io import atomic
 
         try:
             atomic.write_json(report, outcome)

@@ -11,7 +11,7 @@
 - A Lightning or Transformers ``Trainer`` gets resumeguard's callback; its checkpoints and W&B
   run are then the callback's to guard.
 
-A blocked resume ends the process (:func:`resumeguard.entry.exit_now`): the script cannot
+A blocked resume ends the process (:func:`resumeguard.api.entry.exit_now`): the script cannot
 catch it and start fresh.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from resumeguard.errors import BadInput, ResumeGuardError
-from resumeguard.switch import REPORT_ENV, disabled
+from resumeguard.options import REPORT_ENV, disabled
 
 log = logging.getLogger("resumeguard")
 
@@ -60,8 +60,8 @@ def install() -> None:
 
 
 def end(error: ResumeGuardError) -> NoReturn:
-    """End this process with ``error``'s report (see :func:`resumeguard.entry.exit_now`)."""
-    from resumeguard.entry import exit_now
+    """End this process with ``error``'s report (see :func:`resumeguard.api.entry.exit_now`)."""
+    from resumeguard.api.entry import exit_now
 
     exit_now(error)
 
@@ -80,7 +80,7 @@ def say_once(key: str, line: str) -> None:
     """Log ``line`` at INFO the first time ``key`` comes up in this process."""
     if key not in _said:
         _said.add(key)
-        from resumeguard.verified import say
+        from resumeguard.decide.verified import say
 
         say(line)
 
@@ -115,7 +115,7 @@ def _went_ahead(checked: dict[str, str]) -> None:
     target = os.environ.get(REPORT_ENV)
     if not target or Path(target).exists():
         return
-    from resumeguard import atomic
+    from resumeguard.io import atomic
 
     with contextlib.suppress(OSError):
         atomic.write_json(Path(target), {"verdict": "went-ahead", **checked})
@@ -152,7 +152,7 @@ def _save(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) ->
             "with a model or optimizer state dict, saved to a path); saved as is, not guarded",
         )
         return wrapped(*args, **kwargs)
-    from resumeguard.checkpoint import save_checkpoint
+    from resumeguard.api import save_checkpoint
 
     with ours():
         try:
@@ -194,7 +194,7 @@ def _load(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) ->
 
     with ours():
         try:
-            from resumeguard.checkpoint.restore import load_for_script
+            from resumeguard.api.restore import load_for_script
 
             state = load_for_script(run if name[1] else None, name[0], read)
             if isinstance(state, _After):
@@ -220,7 +220,7 @@ def _recorded_name(run: Any, path: Path) -> tuple[str, bool] | None:
 
     resolved = str(path.resolve())
     if run is not None:
-        from resumeguard import runfiles
+        from resumeguard.decide import runfiles
 
         record = runfiles.current_record(run)
         for name, checkpoint in (record.checkpoints if record is not None else {}).items():
@@ -254,9 +254,9 @@ def _fit_check(target: Any, state: Mapping[str, Any], name: str) -> None:
     """The fit of a verified checkpoint's state dict with what it is loaded into."""
     import torch
 
-    from resumeguard.checkpoint.restore import misfit_report
+    from resumeguard.api.restore import misfit_report
     from resumeguard.errors import CheckpointError
-    from resumeguard.fit import check_fit, check_model_fit
+    from resumeguard.verdict.fit import check_fit, check_model_fit
 
     with ours():
         if isinstance(target, torch.optim.Optimizer):

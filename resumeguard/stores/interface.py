@@ -148,24 +148,6 @@ class RunStore(abc.ABC):
         ``config["resumeguard"]``, leaving every other config key as it is."""
 
 
-def open_store(
-    *, offline: bool | None = None, wandb_dir: str | None = None, timeout: float | None = None
-) -> RunStore:
-    """The offline store when asked, when ``WANDB_MODE`` says so, or when no API key is
-    configured; the online store otherwise. Makes no network call."""
-    if timeout is not None:
-        timeout = check_timeout(timeout, "--timeout")
-    if offline is None:
-        offline = not _online_configured()
-    if offline:
-        from resumeguard.stores.offline import OfflineStore
-
-        return OfflineStore(wandb_dir)
-    from resumeguard.stores.online import OnlineStore
-
-    return OnlineStore(timeout=timeout if timeout is not None else default_timeout())
-
-
 def default_timeout() -> float:
     """Seconds one W&B API request may take: ``RESUMEGUARD_TIMEOUT``, else 10."""
     raw = os.environ.get("RESUMEGUARD_TIMEOUT", "10")
@@ -189,22 +171,7 @@ def check_timeout(value: float, what: str) -> float:
     return value
 
 
-def _online_configured() -> bool:
-    """True when W&B would talk to a server: not an offline mode, and credentials exist."""
-    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
-    if env_mode in OFFLINE_MODES:
-        return False  # decided without importing wandb (0.3 s)
-    settings = _wandb_settings()
-    if settings is None:
-        return False
-    # The environment beats settings files (`wandb offline` writes mode=offline there), as in
-    # wandb; the env is read here because wandb caches its settings once per process.
-    if not env_mode and str(getattr(settings, "mode", "")) in OFFLINE_MODES:
-        return False
-    return credentials_configured(settings)
-
-
-def _wandb_settings() -> Any:
+def wandb_settings() -> Any:
     """wandb's settings from the environment and settings files (no network), None if broken."""
     try:
         from wandb.sdk import wandb_setup
@@ -222,7 +189,7 @@ def credentials_configured(settings: Any = None) -> bool:
     """
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    settings = settings if settings is not None else _wandb_settings()
+    settings = settings if settings is not None else wandb_settings()
     if settings is None:
         return False
     if getattr(settings, "api_key", None) or getattr(settings, "identity_token_file", None):
@@ -241,13 +208,3 @@ def credentials_configured(settings: Any = None) -> bool:
         return read_netrc_auth(host=base_url) is not None
     except Exception:
         return True
-
-
-def store_for_run(run: Any) -> tuple[RunStore, RunRef]:
-    """The store a live ``wandb.Run`` is read back from (its offline root included), and its ref."""
-    offline = bool(getattr(run, "offline", False))
-    settings = getattr(run, "settings", None)
-    root = getattr(settings, "root_dir", None) if offline else None
-    store = open_store(offline=True if offline else None, wandb_dir=str(root) if root else None)
-    ref = RunRef(str(run.id), getattr(run, "project", None), getattr(run, "entity", None))
-    return store, ref

@@ -38,8 +38,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from resumeguard.collect.record import Record
 from resumeguard.errors import BadInput
-from resumeguard.record import Record
 
 RECORD_FILE = "resumeguard.json"
 """The full record, a run file."""
@@ -151,8 +151,8 @@ def unwrap_config(raw: Mapping[str, Any]) -> dict[str, Any]:
 def read_json_object(path: Path, *, label: str | None = None) -> dict[str, Any] | None:
     """The JSON object in ``path``; None when there is no such file. BadInput (one line naming
     ``label`` or the path) when a file is there but is not a JSON object read within bounds
-    (see :mod:`resumeguard.bounded`: no FIFOs or devices, size, nesting and numbers capped)."""
-    from resumeguard import bounded
+    (see :mod:`resumeguard.io.bounded`: no FIFOs or devices, size, nesting and numbers capped)."""
+    from resumeguard.io import bounded
 
     try:
         data = bounded.read_json(path)
@@ -243,3 +243,8 @@ def parse_time(value: object) -> dt.datetime | None:
         return parsed.astimezone(dt.timezone.utc)
     except (ValueError, OverflowError):  # not a time, or one UTC cannot hold (year 1, +01:00)
         return None
+
+
+def save_run_file(run: Any, path: Path) -> None:
+    """Hand a file that lies inside the live run's files directory to W&B for upload."""
+    run.save(str(path), base_path=run.dir, policy="now")

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from resumeguard import atomic
 from resumeguard.errors import BadInput, CheckpointError, RunNotFound
+from resumeguard.io import atomic
 from resumeguard.stores import layout, txlog
 from resumeguard.stores.interface import RunRef, RunState, RunStore, StoredRun
 
@@ -209,7 +209,7 @@ def _record_config(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def _read_config_yaml(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    from resumeguard import bounded
+    from resumeguard.io import bounded
 
     try:
         raw = bounded.read_yaml(path)  # old wandb versions, online-mode directories

@@ -39,7 +39,6 @@ from urllib.parse import urlsplit
 
 import tenacity
 
-from resumeguard import atomic
 from resumeguard.errors import (
     BadInput,
     CheckpointError,
@@ -47,6 +46,7 @@ from resumeguard.errors import (
     RunNotFound,
     StoreError,
 )
+from resumeguard.io import atomic
 from resumeguard.stores import layout
 from resumeguard.stores.interface import (
     RunRef,

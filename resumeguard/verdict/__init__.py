@@ -1,9 +1,8 @@
-"""The verdict core: which changes are harmless and why, and the one judge.
+"""The verdict: recorded vs current in; findings, their severities under a policy, and the report
+out. The comparison (``compare``, ``fit``, ``codechange``), finding paths and hints, the policy and
+the policy kept with a run, every rule that calls a change harmless (``downgrades``,
+``runcontrol``), the one judge, and the report. Pure: reads no store and no checkpoint file.
 
-- :mod:`~resumeguard.verdict.downgrades`: every rule that calls a change harmless, as data with
-  its reason (read by :meth:`resumeguard.policy.Policy.judge`);
-- :mod:`~resumeguard.verdict.judge`: findings and a policy in, the report and its verdict out.
-
-It imports :mod:`resumeguard.findings` and :mod:`resumeguard.report` only (the policy as a type):
-no collector, store or front door, and none of those modules imports it back except to judge.
+May import: :mod:`resumeguard.records`, :mod:`resumeguard.collect`, :mod:`resumeguard.io` and the
+base modules (not :mod:`resumeguard.stores`, by design, though it lies below).
 """

@@ -1,6 +1,7 @@
 """Every rule that calls a finding harmless, with its reason: one registry the judge reads.
 
-A finding that is downgraded names its entry (:attr:`~resumeguard.findings.Finding.downgrade`);
+A finding that is downgraded names its entry
+(:attr:`~resumeguard.verdict.findings.Finding.downgrade`);
 with no user rule naming the finding, the entry's severity judges it instead of the preset's.
 A user rule beats every entry except ``not-recorded`` (nothing recorded differs, so no rule can
 make it a change). README's table "What is never a change" lists these entries.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from resumeguard.findings import Severity
+from resumeguard.verdict.findings import Severity
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ and the checks made later in a run (a silent restart, a checkpoint that does not
 of a restored checkpoint) call :func:`judge`. What the policy cannot overrule is decided here:
 the worst severity is the verdict, and a finding whose current side could not be read makes it
 unverified unless something blocks. Which changes are harmless is the registry's
-(:mod:`resumeguard.verdict.downgrades`), read by :meth:`resumeguard.policy.Policy.judge`.
+(:mod:`resumeguard.verdict.downgrades`), read by :meth:`resumeguard.verdict.policy.Policy.judge`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from resumeguard.findings import Finding, Judged, Severity, Verdict
-from resumeguard.report import Report
+from resumeguard.verdict.findings import Finding, Judged, Severity, Verdict
+from resumeguard.verdict.report import Report
 
 if TYPE_CHECKING:
-    from resumeguard.policy import Policy
+    from resumeguard.verdict.policy import Policy
 
 
 def judge(run: str | None, findings: Iterable[Finding], policy: Policy) -> Report:

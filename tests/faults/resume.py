@@ -11,7 +11,7 @@ import sys
 import time
 
 import resumeguard
-from resumeguard.entry import exit_with
+from resumeguard.api.entry import exit_with
 
 start_at, hold = float(sys.argv[1]), float(sys.argv[2])
 time.sleep(max(0.0, start_at - time.time()))

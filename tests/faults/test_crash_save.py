@@ -18,15 +18,15 @@ import torch
 from helpers import cli_json, offline_project
 
 import resumeguard
-from resumeguard.atomic import TMP_SUFFIX
 from resumeguard.checkpoint.files import CRASH_ENV, CRASH_POINTS
+from resumeguard.io.atomic import TMP_SUFFIX
 
 CHILD = """
 import os, sys, torch, resumeguard
 run_id, name, storage, crash = sys.argv[1:5]
 if sys.argv[5:] == ["aside"]:  # every replaced checkpoint is set aside, as large ones are
-    import resumeguard.atomic
-    resumeguard.atomic.SET_ASIDE_BYTES = 0
+    import resumeguard.io.atomic
+    resumeguard.io.atomic.SET_ASIDE_BYTES = 0
 run = None if run_id == "-" else resumeguard.init(project="p", id=run_id, resume="allow", repo=".")
 torch.manual_seed(0)
 model = torch.nn.Linear(64, 64)
@@ -134,9 +134,9 @@ def test_a_replaced_checkpoint_set_aside_is_gone_once_the_save_returns(
 ) -> None:
     import threading
 
-    import resumeguard.atomic
+    import resumeguard.io.atomic
 
-    monkeypatch.setattr(resumeguard.atomic, "SET_ASIDE_BYTES", 0)
+    monkeypatch.setattr(resumeguard.io.atomic, "SET_ASIDE_BYTES", 0)
     run = resumeguard.init(project="p", id="aside-done", repo=project)
     for step in (1, 2):
         resumeguard.save_checkpoint(run, big_state(step, 1), "ckpt.pt")

@@ -146,7 +146,7 @@ def _replace_with_directory(case: Case) -> None:
 
 def _swap_copy_and_record(case: Case) -> None:
     """Another file as the run's copy, with the record's digest and size edited to match."""
-    from resumeguard.hashing import digest_file
+    from resumeguard.io.hashing import digest_file
 
     case.copy.write_bytes(b"not the checkpoint that was saved")
     digest, size = digest_file(case.copy)

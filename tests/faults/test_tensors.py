@@ -15,7 +15,7 @@ FIXTURE = ROOT / "fixtures" / "checkpoints" / "linear-adamw.pt"
 
 
 def test_expanded_tensor_digests_its_storage() -> None:
-    from resumeguard.hashing import digest_tensors
+    from resumeguard.io.hashing import digest_tensors
 
     start = time.monotonic()
     zeros = digest_tensors([("m", torch.zeros(1).expand(10**12))])

@@ -1,5 +1,5 @@
 """A torchrun job that saves and loads a sharded checkpoint (torch.distributed.checkpoint) of
-an FSDP2 (fully_shard) model and its optimizer through resumeguard.dcp (gloo, CPU).
+an FSDP2 (fully_shard) model and its optimizer through resumeguard.api.dcp (gloo, CPU).
 
 PHASE "save" starts run WANDB_RUN_ID and saves to ckpt-dcp; PHASE "load" resumes it and loads
 the checkpoint into a fresh model, writing loaded-<rank> with the weights' sum."""
@@ -13,8 +13,8 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.distributed.fsdp import fully_shard
 
 import resumeguard
-import resumeguard.dcp
-from resumeguard.entry import exit_with
+import resumeguard.api.dcp
+from resumeguard.api.entry import exit_with
 
 REPO = Path(os.environ["REPO"])
 
@@ -44,10 +44,10 @@ def main() -> None:
     model_sd, optim_sd = get_state_dict(model, opt)
     state = {"model": model_sd, "optim": optim_sd}
     if os.environ["PHASE"] == "save":
-        resumeguard.dcp.save(run, state, "ckpt-dcp", step=1)
+        resumeguard.api.dcp.save(run, state, "ckpt-dcp", step=1)
         Path(f"saved-{rank}").write_text(weights(model))
     else:
-        resumeguard.dcp.load(run, state, "ckpt-dcp")
+        resumeguard.api.dcp.load(run, state, "ckpt-dcp")
         set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
         Path(f"loaded-{rank}").write_text(weights(model))
     if run is not None:

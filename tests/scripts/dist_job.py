@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import resumeguard
-from resumeguard.entry import exit_with
+from resumeguard.api.entry import exit_with
 
 REPO = Path(os.environ["REPO"])
 

@@ -13,17 +13,17 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from resumeguard.codechange import History, mark_harmless_code
 from resumeguard.collect.code import DELETED, CodeRecord
 from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
-from resumeguard.findings import Finding
-from resumeguard.fingerprint import Fingerprint
-from resumeguard.fit import one_class_finding
-from resumeguard.hints import explain, not_recorded
-from resumeguard.record import Record, Unavailable
+from resumeguard.collect.record import Record, Unavailable
+from resumeguard.records.fingerprint import Fingerprint
 from resumeguard.redact import comparable_text, comparable_url, without_secret_keys
-from resumeguard.runcontrol import mark_run_control, output_dirs
+from resumeguard.verdict.codechange import History, mark_harmless_code
+from resumeguard.verdict.findings import Finding
+from resumeguard.verdict.fit import one_class_finding
+from resumeguard.verdict.hints import explain, not_recorded
+from resumeguard.verdict.runcontrol import mark_run_control, output_dirs
 
 _ABSENT = object()
 

@@ -22,8 +22,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from resumeguard.findings import Finding
 from resumeguard.verdict.downgrades import RUN_CONTROL, SCHEDULE_LENGTH
+from resumeguard.verdict.findings import Finding
 
 LENGTH = "how long the run lasts"
 RESUME = "where the run resumes from"

@@ -9,8 +9,8 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
-from resumeguard.findings import Finding, Judged, Severity, Verdict
 from resumeguard.redact import redact_text
+from resumeguard.verdict.findings import Finding, Judged, Severity, Verdict
 
 JSON_SCHEMA = 1
 
@@ -89,6 +89,10 @@ class Report:
             unchecked=tuple(data.get("unchecked", ())),
             policy=str(data.get("policy", "")),
         )
+
+    def text(self, *, headline: str | None = None) -> str:
+        """The human report (a table of what diverged), under ``headline``."""
+        return render_text(self, headline=headline)
 
     def dumps(self) -> str:
         """The ``--json`` text."""

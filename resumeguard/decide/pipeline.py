@@ -26,17 +26,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from resumeguard import claims, runfiles, runpolicy
-from resumeguard.check import compare_fingerprints
 from resumeguard.checkpoint.reach import Digests, checkpoint_findings
+from resumeguard.decide import claims, runfiles
+from resumeguard.decide.jobshape import JobShape, as_the_job
 from resumeguard.errors import BadInput, ResumeBlocked, RunNotFound, Unverifiable
-from resumeguard.findings import Finding, Severity, Verdict
-from resumeguard.fingerprint import Fingerprint, take, user_config
-from resumeguard.hints import explain
-from resumeguard.jobshape import JobShape, as_the_job
-from resumeguard.policy import Policy, Rule
-from resumeguard.report import Report
-from resumeguard.runrecord import (
+from resumeguard.records.fingerprint import Fingerprint, take, user_config
+from resumeguard.records.run import (
     WANDB_STEP,
     CheckpointRecord,
     RunRecord,
@@ -44,10 +39,16 @@ from resumeguard.runrecord import (
     resume_entry,
     verified_record,
 )
-from resumeguard.stores import interface
-from resumeguard.stores.interface import RunRef, StoredRun, store_for_run
+from resumeguard.stores.choice import open_store, store_for_run
+from resumeguard.stores.interface import RunRef, StoredRun
 from resumeguard.stores.layout import CONFIG_KEY, LIVE_SECONDS, RECORD_FILE, parse_time
+from resumeguard.verdict import runpolicy
+from resumeguard.verdict.check import compare_fingerprints
+from resumeguard.verdict.findings import Finding, Severity, Verdict
+from resumeguard.verdict.hints import explain
 from resumeguard.verdict.judge import judge, verdict_of
+from resumeguard.verdict.policy import Policy, Rule
+from resumeguard.verdict.report import Report
 
 log = logging.getLogger("resumeguard")
 
@@ -265,7 +266,8 @@ def decide(
     beats them; they never bring the repository's own preset in).
 
     With ``claim``, a resume that is not blocked holds the run's claim (see
-    :mod:`resumeguard.claims`) until its run finishes; without, the claim is only looked at."""
+    :mod:`resumeguard.decide.claims`) until its run finishes; without, the claim is only
+    looked at."""
     runpolicy.validate(policy)
 
     def collect(config_now: Mapping[str, Any] | None) -> Fingerprint:
@@ -285,7 +287,7 @@ def decide(
     )
     offline = offline if offline is not None else intent.offline
     wandb_dir = wandb_dir or intent.wandb_dir
-    store = interface.open_store(
+    store = open_store(
         offline=offline, wandb_dir=str(wandb_dir) if wandb_dir else None, timeout=timeout
     )
     try:
@@ -719,19 +721,3 @@ def last_logged_step(run: Any) -> tuple[int | None, str]:
     except RunNotFound:
         return None, ""  # nothing of the run reached the store yet: nothing logged
     return stored.last_step, stored.step_unknown
-
-
-def settle(run: Any, outcome: str, reason: str = "", *, check: ResumeCheck | None = None) -> None:
-    """Mark the pending resume in the run's audit trail as ``outcome`` ("resumed" once it went
-    ahead, "refused" when a later check refused it). A resume of the run that went ahead after
-    ``check`` adds the facts its record could not hold (a record from an older resumeguard),
-    so that later resumes compare them."""
-    record = runfiles.current_record(run)
-    if record is None or not record.resumes or record.resumes[-1].outcome != "pending":
-        return
-    record = record.with_outcome(outcome, reason)
-    if outcome == "resumed" and check is not None and check.run_id == str(run.id):
-        record = dataclasses.replace(
-            record, fingerprint=record.fingerprint.with_facts(check.current)
-        )
-    runfiles.publish(run, record)

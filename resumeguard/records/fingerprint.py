@@ -30,15 +30,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from resumeguard import bounded
 from resumeguard._version import __version__
 from resumeguard.collect.code import CodeRecord
 from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.env import EnvRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
+from resumeguard.collect.record import Record, Unavailable
 from resumeguard.errors import BadInput
-from resumeguard.hashing import digest_json
-from resumeguard.record import Record, Unavailable
+from resumeguard.io import bounded
+from resumeguard.io.hashing import digest_json
 from resumeguard.redact import is_secret_key, without_secret_keys
 
 SCHEMA = 3

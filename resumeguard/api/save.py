@@ -17,15 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from resumeguard.atomic import remove_later
 from resumeguard.checkpoint.beside import origin_of_run, read_beside, write_beside
 from resumeguard.checkpoint.copies import keep_copy, retire, rotated_away, sweep
 from resumeguard.checkpoint.files import Written, crash_point, write_staged
 from resumeguard.checkpoint.state import find_optimizer_state, step_of
 from resumeguard.checkpoint.storage import Storage, resolve
+from resumeguard.collect.record import Unavailable
 from resumeguard.errors import BadInput, CheckpointError, ResumeGuardError
-from resumeguard.record import Unavailable
-from resumeguard.runrecord import WANDB_STEP, CheckpointRecord, now
+from resumeguard.io.atomic import remove_later
+from resumeguard.records.run import WANDB_STEP, CheckpointRecord, now
 
 
 def live_run(run: Any) -> Any:
@@ -65,9 +65,9 @@ def save_checkpoint(
     other rank, as torch.save (a script may save on rank 0 only; other ranks that call it
     write nothing and get None). A name with ``{rank}`` is collective: every rank calls it
     and writes its own shard (``run`` may be None off rank 0), and rank 0 records them all."""
-    from resumeguard.configured import watch_optimizers
-    from resumeguard.distributed import rank_and_world
-    from resumeguard.switch import disabled
+    from resumeguard.collect.configured import watch_optimizers
+    from resumeguard.collect.env import rank_and_world
+    from resumeguard.options import disabled
 
     if disabled():
         import torch
@@ -137,14 +137,14 @@ class _Together:
     world: int
 
     def gather(self, value: Any, tag: str, part: float) -> list[Any]:
-        from resumeguard.distributed import all_ranks
+        from resumeguard.decide.distributed import all_ranks
 
         if self.world <= 1:
             return [value]
         return all_ranks(value, tag=tag, call=SAVE_CALL, part=part)
 
     def agree(self, decide: Callable[[], Any], tag: str, part: float) -> Any:
-        from resumeguard.distributed import agree
+        from resumeguard.decide.distributed import agree
 
         if self.world <= 1:
             return decide()
@@ -180,7 +180,7 @@ def _write(
                 source, model=model if optimizer is not None else None, state_digest=False
             )
             if optimizer is None:
-                from resumeguard.configured import configured_for
+                from resumeguard.collect.configured import configured_for
 
                 # The state dict holds the schedule's values; the optimizer it came from,
                 # what was set.
@@ -218,8 +218,8 @@ def _begin(
         main = dataclasses.replace(main, shards=tuple(kept))
     crash_point("copied")
     if run is not None:
-        from resumeguard import runfiles
-        from resumeguard.pipeline import ensure_recorded
+        from resumeguard.decide import runfiles
+        from resumeguard.decide.pipeline import ensure_recorded
 
         with runfiles.recording(run):  # another thread's save must not publish in between
             record = ensure_recorded(run)
@@ -268,8 +268,9 @@ def _finish(run: Any, template: str, main: CheckpointRecord, storage: Storage) -
         crash_point("published")
         crash_point("retired")
         return
-    from resumeguard import runfiles
-    from resumeguard.pipeline import ensure_recorded, settle
+    from resumeguard.decide import runfiles
+    from resumeguard.decide.pipeline import ensure_recorded
+    from resumeguard.decide.runfiles import settle
 
     with runfiles.recording(run):  # another thread's save must not publish in between
         record = ensure_recorded(run)

@@ -18,9 +18,9 @@ from typing import Protocol
 
 from resumeguard.collect.code import CodeRecord, read_head
 from resumeguard.collect.filekinds import new_file_reason, run_output_reason
-from resumeguard.findings import Finding
-from resumeguard.sourcechange import PY_SUFFIXES, Change, python_change
+from resumeguard.collect.sourcechange import PY_SUFFIXES, Change, python_change
 from resumeguard.verdict.downgrades import COMMENT_ONLY, GIT_IGNORE, LEFT_OUT, RUN_OUTPUT
+from resumeguard.verdict.findings import Finding
 
 _COMMITTED = "committed@"
 

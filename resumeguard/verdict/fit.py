@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from resumeguard.collect.components import uncompiled_name
 from resumeguard.collect.optimizer import (
     IGNORED_GROUP_KEYS,
     IMPL_FLAGS,
@@ -28,12 +29,12 @@ from resumeguard.collect.optimizer import (
     state_dict_parts,
     state_specs,
 )
-from resumeguard.finding_paths import require
+from resumeguard.verdict.paths import require
 
 if TYPE_CHECKING:
     import torch
 
-    from resumeguard.findings import Finding
+    from resumeguard.verdict.findings import Finding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -559,11 +560,12 @@ def check_model_fit(saved: Mapping[str, Any], model: torch.nn.Module) -> list[Fi
 def _check_model(saved: Mapping[str, Any], model: torch.nn.Module) -> list[FitProblem]:
     import torch
 
-    from resumeguard.checkpoint.state import uncompiled_name as plain
-
+    plain = uncompiled_name
     params = {plain(n): p for n, p in model.named_parameters()}
     current = {
-        plain(str(k)): v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
+        uncompiled_name(str(k)): v
+        for k, v in model.state_dict().items()
+        if isinstance(v, torch.Tensor)
     }
     saved_shapes = {
         plain(str(k)): tuple(v.shape) for k, v in saved.items() if isinstance(v, torch.Tensor)
@@ -625,8 +627,6 @@ def _prefix_hint(saved: set[str], current: set[str]) -> str | None:
 
 def _plain(name: Any) -> Any:
     """A parameter name without torch.compile's ``_orig_mod.`` parts."""
-    from resumeguard.checkpoint.state import uncompiled_name
-
     return uncompiled_name(name) if isinstance(name, str) else name
 
 

@@ -15,8 +15,8 @@ import os
 from collections.abc import Mapping
 
 from resumeguard.collect.env import EnvRecord
+from resumeguard.collect.record import Unavailable
 from resumeguard.errors import BadInput
-from resumeguard.record import Unavailable
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import os
 import socket
 import sys
@@ -14,13 +15,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from resumeguard import atomic
 from resumeguard.errors import BadInput
-from resumeguard.policy import Policy
-from resumeguard.runrecord import RunRecord, now
+from resumeguard.io import atomic
+from resumeguard.records.run import RunRecord, now
 from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE
+from resumeguard.verdict.policy import Policy
+
+if TYPE_CHECKING:
+    from resumeguard.decide.pipeline import ResumeCheck
 
 HEARTBEAT_SECONDS = 30.0
 """How often a guarded run refreshes its heartbeat (a live copy is one with a fresh heartbeat)."""
@@ -90,11 +94,6 @@ def publish(run: Any, record: RunRecord, *, policy: Policy | None = None) -> Non
         _records[_key(run)] = record
         if policy is not None:
             _policies[_key(run)] = policy
-
-
-def save_run_file(run: Any, path: Path) -> None:
-    """Hand a file that lies inside the run's files directory to W&B for upload."""
-    run.save(str(path), base_path=run.dir, policy="now")
 
 
 def write_state(run: Any, *, state: str = "running") -> None:
@@ -201,15 +200,13 @@ def _at_exit(run: Any) -> None:
 def _went_ahead(run: Any) -> None:
     """A run that ends cleanly went ahead: a resume still pending in its audit trail is
     resumed (never a reason to fail the finish)."""
-    from resumeguard.pipeline import settle
-
     with contextlib.suppress(Exception):
         settle(run, "resumed")
 
 
 def stop_heartbeat(run: Any, *, state: str) -> None:
     """Stop the heartbeat and write the final state (the first final state written stays)."""
-    from resumeguard import claims
+    from resumeguard.decide import claims
 
     with _lock:
         stop = _heartbeats.pop(_key(run), None)
@@ -218,3 +215,19 @@ def stop_heartbeat(run: Any, *, state: str) -> None:
     with contextlib.suppress(OSError):  # the files directory is already gone: nothing to mark
         write_state(run, state=state)
     claims.release(str(run.id))  # the next resume of this run may go ahead
+
+
+def settle(run: Any, outcome: str, reason: str = "", *, check: ResumeCheck | None = None) -> None:
+    """Mark the pending resume in the run's audit trail as ``outcome`` ("resumed" once it went
+    ahead, "refused" when a later check refused it). A resume of the run that went ahead after
+    ``check`` adds the facts its record could not hold (a record from an older resumeguard),
+    so that later resumes compare them."""
+    record = current_record(run)
+    if record is None or not record.resumes or record.resumes[-1].outcome != "pending":
+        return
+    record = record.with_outcome(outcome, reason)
+    if outcome == "resumed" and check is not None and check.run_id == str(run.id):
+        record = dataclasses.replace(
+            record, fingerprint=record.fingerprint.with_facts(check.current)
+        )
+    publish(run, record)

@@ -1,4 +1,4 @@
-"""Sharded checkpoints: ``resumeguard.dcp.save`` and ``resumeguard.dcp.load`` take
+"""Sharded checkpoints: ``resumeguard.api.dcp.save`` and ``resumeguard.api.dcp.load`` take
 ``torch.distributed.checkpoint``'s own arguments and call its ``save``/``load`` with its
 filesystem writer/reader, whose files are digested as they are written and verified before
 they are read (see :mod:`resumeguard.checkpoint.sharded`). Both are collective, as DCP's own.
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from resumeguard.checkpoint.state import step_of
+from resumeguard.collect.record import Unavailable
 from resumeguard.errors import BadInput, CheckpointError, ResumeBlocked
-from resumeguard.record import Unavailable
-from resumeguard.runrecord import WANDB_STEP, CheckpointRecord, now
+from resumeguard.records.run import WANDB_STEP, CheckpointRecord, now
 
-SAVE_CALL = "resumeguard.dcp.save"
-LOAD_CALL = "resumeguard.dcp.load"
+SAVE_CALL = "resumeguard.api.dcp.save"
+LOAD_CALL = "resumeguard.api.dcp.load"
 
 __all__ = ["async_save", "load", "save"]
 
@@ -145,7 +145,8 @@ def _recorded(
     seconds: float,
 ) -> CheckpointRecord:
     """Every rank: what it wrote to rank 0, which records the listing; its record."""
-    from resumeguard.distributed import agree, all_ranks, rank_and_world
+    from resumeguard.collect.env import rank_and_world
+    from resumeguard.decide.distributed import agree, all_ranks
 
     rank = rank_and_world()[0]
     # Every rank writes its share alike: the slowest may take a few times this one's time.
@@ -180,8 +181,9 @@ def _record(
         files=tuple(files),
     )
     if run is not None:
-        from resumeguard import runfiles
-        from resumeguard.pipeline import ensure_recorded, settle
+        from resumeguard.decide import runfiles
+        from resumeguard.decide.pipeline import ensure_recorded
+        from resumeguard.decide.runfiles import settle
 
         with runfiles.recording(run):
             record = ensure_recorded(run)
@@ -214,14 +216,15 @@ def load(
     each file's bytes verified before DCP reads any of it."""
     from torch.distributed.checkpoint import state_dict_loader as dcp
 
+    from resumeguard.api.restore import misfit_report
     from resumeguard.checkpoint.dirfiles import file_problem
-    from resumeguard.checkpoint.restore import misfit_report
     from resumeguard.checkpoint.sharded import (
         VerifyingFileSystem,
         fit_problems,
         verified_metadata,
     )
-    from resumeguard.distributed import agree, all_ranks, rank_and_world
+    from resumeguard.collect.env import rank_and_world
+    from resumeguard.decide.distributed import agree, all_ranks
 
     if _off():
         dcp.load(
@@ -286,7 +289,7 @@ def load(
         _settle(run, "refused", ours)
         raise CheckpointError(ours) from None
     if rank == 0:
-        from resumeguard.verified import say
+        from resumeguard.decide.verified import say
 
         say(
             f"resumeguard: checkpoint {name} (step {entry.step}, {len(entry.files)} files, "
@@ -298,9 +301,9 @@ def load(
 def _lookup(run: Any, root: Path, policy: Any) -> dict[str, Any]:
     """Rank 0: the directory's record, from the run, else from beside it (the run it names
     must let this process resume from it)."""
+    from resumeguard.api.restore import lookup
     from resumeguard.checkpoint.beside import read_beside
-    from resumeguard.checkpoint.restore import lookup
-    from resumeguard.pipeline import check_checkpoint_run, ensure_recorded, step_check
+    from resumeguard.decide.pipeline import check_checkpoint_run, ensure_recorded, step_check
 
     name = root.as_posix()
     record = ensure_recorded(run) if run is not None else None
@@ -314,7 +317,7 @@ def _lookup(run: Any, root: Path, policy: Any) -> dict[str, Any]:
             raise CheckpointError(
                 f"checkpoint {name} has no resumeguard record (.{root.name}.resumeguard.json "
                 "beside it), so it cannot be verified and is not read; save it with "
-                "resumeguard.dcp.save, or pass the run it was saved in"
+                "resumeguard.api.dcp.save, or pass the run it was saved in"
             )
         entry = origin.checkpoint
     if not entry.files:
@@ -340,7 +343,7 @@ def _filesystem(given: Any, argument: str, kind: str, root: Path) -> Any:
     if isinstance(given, cls) and type(given.fs) is FileSystem:
         return given
     raise BadInput(
-        f"{argument}={type(given).__name__}: resumeguard.dcp digests and verifies the files of "
+        f"{argument}={type(given).__name__}: resumeguard.api.dcp digests and verifies the files of "
         f"DCP's {kind} on a local or shared filesystem; pass one (or none)"
     )
 
@@ -369,19 +372,19 @@ def by_rank(said: list[tuple[int, str]]) -> str:
 
 
 def _off() -> bool:
-    from resumeguard.switch import disabled
+    from resumeguard.options import disabled
 
     return disabled()
 
 
 def _live(run: Any) -> Any:
-    from resumeguard.checkpoint.save import live_run
+    from resumeguard.api.save import live_run
 
     return live_run(run)
 
 
 def _settle(run: Any, outcome: str, reason: str = "") -> None:
     if run is not None:
-        from resumeguard.pipeline import settle
+        from resumeguard.decide.runfiles import settle
 
         settle(run, outcome, reason)

@@ -24,8 +24,8 @@ from typing import Any
 
 from resumeguard.collect.components import Components, at, components_of
 from resumeguard.errors import ResumeGuardError
-from resumeguard.findings import Finding, Severity
-from resumeguard.policy import Policy
+from resumeguard.verdict.findings import Finding, Severity
+from resumeguard.verdict.policy import Policy
 
 log = logging.getLogger("resumeguard")
 
@@ -115,16 +115,16 @@ def judging_with(label: str, policy: Policy) -> Callable[[list[Finding]], None]:
     warnings logged and the info findings said."""
 
     def judge(findings: list[Finding]) -> None:
-        from resumeguard.pipeline import raise_for
+        from resumeguard.decide.pipeline import raise_for
+        from resumeguard.decide.verified import say
         from resumeguard.verdict.judge import judge as verdict
-        from resumeguard.verified import say
 
         report = verdict(label, findings, policy)
         try:
             raise_for(report)
         except ResumeGuardError as e:
-            from resumeguard.entry import exit_now
-            from resumeguard.switch import under_launcher
+            from resumeguard.api.entry import exit_now
+            from resumeguard.options import under_launcher
 
             if under_launcher():
                 exit_now(e)  # under `resumeguard run`, whatever the script would catch
@@ -183,7 +183,7 @@ def _in_file(name: str, found: dict[str, Any]) -> dict[str, Any]:
 
 def missing_at_first_step(expectation: Expectation, optimizer: Any) -> list[Finding]:
     """The ``state.*`` findings for the first step of ``optimizer`` after the restore."""
-    from resumeguard.hints import explain
+    from resumeguard.verdict.hints import explain
 
     e, held = expectation, expectation.held
     findings: list[Finding] = []

@@ -58,7 +58,7 @@ if __name__ == "__main__":
     try:
         main()
     except resumeguard.ResumeBlocked as blocked:
-        from resumeguard.report import render
+        from resumeguard.verdict.report import render
 
         render(blocked.report, file=sys.stderr)
         sys.exit(1)

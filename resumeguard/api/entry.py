@@ -14,11 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from resumeguard.configured import watch_optimizers
-from resumeguard.distributed import agree, rank_and_world
-from resumeguard.errors import BadInput, ResumeBlocked, ResumeGuardError
-from resumeguard.findings import Verdict
-from resumeguard.pipeline import (
+from resumeguard.collect.configured import watch_optimizers
+from resumeguard.collect.env import rank_and_world
+from resumeguard.decide.distributed import agree
+from resumeguard.decide.pipeline import (
     ResumeCheck,
     attach,
     decide,
@@ -29,11 +28,13 @@ from resumeguard.pipeline import (
     rewound,
     warn_about,
 )
-from resumeguard.policy import Policy
-from resumeguard.report import Report
+from resumeguard.decide.verified import log_verified
+from resumeguard.errors import BadInput, ResumeBlocked, ResumeGuardError
+from resumeguard.options import REPORT_ENV, disabled
 from resumeguard.stores.layout import CONFIG_KEY
-from resumeguard.switch import REPORT_ENV, disabled
-from resumeguard.verified import log_verified
+from resumeguard.verdict.findings import Verdict
+from resumeguard.verdict.policy import Policy
+from resumeguard.verdict.report import Report
 
 __all__ = ["exit_with", "guard", "init", "recording_new_runs"]
 
@@ -130,7 +131,7 @@ def _rewound(
 
 
 def _store_is_offline(offline: bool | None) -> bool:
-    from resumeguard.stores.interface import open_store
+    from resumeguard.stores.choice import open_store
 
     return offline is None and open_store().name == "offline"
 
@@ -140,7 +141,7 @@ def exit_with(error: ResumeGuardError) -> NoReturn:
     rank got it) and exit with its status: for entrypoints that must not go on."""
     if isinstance(error, ResumeBlocked):
         if rank_and_world()[0] == 0:
-            from resumeguard.report import render
+            from resumeguard.verdict.report import render
 
             render(error.report, file=sys.stderr)
     else:
@@ -166,8 +167,8 @@ def _write_verdict(error: ResumeGuardError) -> None:
     target = os.environ.get(REPORT_ENV)
     if not target:
         return
-    from resumeguard import atomic
-    from resumeguard.report import unverified
+    from resumeguard.io import atomic
+    from resumeguard.verdict.report import unverified
 
     report = getattr(error, "report", None)
     body = report.to_json() if report is not None else unverified(None, str(error)).to_json()
@@ -282,7 +283,7 @@ def recording_new_runs(
     requirements: Sequence[str | Path],
 ) -> Iterator[None]:
     """While active, every run started through ``wandb.init`` is checked and carries a record
-    (see :func:`resumeguard.pipeline.ensure_recorded`)."""
+    (see :func:`resumeguard.decide.pipeline.ensure_recorded`)."""
     import wandb
 
     original = wandb.init

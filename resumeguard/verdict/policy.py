@@ -22,10 +22,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from resumeguard import finding_paths
 from resumeguard.errors import BadInput
-from resumeguard.findings import Finding, Judged, Severity
+from resumeguard.verdict import paths as finding_paths
 from resumeguard.verdict.downgrades import Downgrade, downgrade
+from resumeguard.verdict.findings import Finding, Judged, Severity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -259,7 +259,7 @@ def file_preset(spec: str) -> str | None:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    from resumeguard import bounded
+    from resumeguard.io import bounded
 
     try:
         return tomllib.loads(bounded.read_text(path))

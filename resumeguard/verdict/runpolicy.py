@@ -20,9 +20,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from resumeguard.findings import Finding
-from resumeguard.hints import explain
-from resumeguard.policy import PYPROJECT, Policy, file_preset, is_file_spec, load_policy, preset
+from resumeguard.verdict.findings import Finding
+from resumeguard.verdict.hints import explain
+from resumeguard.verdict.policy import (
+    PYPROJECT,
+    Policy,
+    file_preset,
+    is_file_spec,
+    load_policy,
+    preset,
+)
 
 POLICY_ENV = "RESUMEGUARD_POLICY"
 """A preset name or policy file for every check of the process, when none is passed."""

@@ -10,17 +10,17 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from resumeguard import bounded
 from resumeguard.collect.code import CodeRecord
 from resumeguard.collect.components import Components
 from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord
-from resumeguard.disks import Disk
+from resumeguard.collect.record import Record, Unavailable
 from resumeguard.errors import BadInput, Unverifiable
-from resumeguard.fingerprint import NOT_GIVEN, SCHEMA, Fingerprint, check_schema
-from resumeguard.fingerprint import from_json as fingerprint_from_json
-from resumeguard.hashing import digest_json
-from resumeguard.record import Record, Unavailable
+from resumeguard.io import bounded
+from resumeguard.io.disks import Disk
+from resumeguard.io.hashing import digest_json
+from resumeguard.records.fingerprint import NOT_GIVEN, SCHEMA, Fingerprint, check_schema
+from resumeguard.records.fingerprint import from_json as fingerprint_from_json
 from resumeguard.stores.interface import StoredRun
 from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE
 
@@ -177,7 +177,7 @@ class CheckpointRecord(Record):
     def placed(self, path: str | os.PathLike[str]) -> CheckpointRecord:
         """This record with where ``path`` (the file just written, or its temp file beside it)
         lies: this host, its disk kind and its modification time."""
-        from resumeguard.disks import disk_of, this_host
+        from resumeguard.io.disks import disk_of, this_host
 
         try:
             mtime: int | None = os.stat(path).st_mtime_ns
@@ -247,8 +247,8 @@ class RunRecord(Record):
     schema: int = SCHEMA
     """Schema version."""
     policy: dict[str, Any] | None = None
-    """The policy in force when the run was recorded (see :mod:`resumeguard.runpolicy`); None
-    in records from before policies were kept."""
+    """The policy in force when the run was recorded (see
+    :mod:`resumeguard.verdict.runpolicy`); None in records from before policies were kept."""
 
     def with_checkpoint(self, name: str, checkpoint: CheckpointRecord) -> RunRecord:
         """This record with ``name`` (re)recorded; a new save of it keeps the one it replaces

@@ -14,18 +14,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from resumeguard.archive import check_archive
-from resumeguard.checkpoint.beside import read_beside
-from resumeguard.checkpoint.complete import (
+from resumeguard.api.complete import (
     Expectation,
     expect_at_first_step,
     judging_with,
     many,
     restore_components,
 )
+from resumeguard.api.save import live_run
+from resumeguard.checkpoint.beside import read_beside
 from resumeguard.checkpoint.copies import find_copy
 from resumeguard.checkpoint.files import load_weights, read_verified
-from resumeguard.checkpoint.save import live_run
 from resumeguard.checkpoint.state import (
     find_model_state,
     find_optimizer_state,
@@ -33,13 +32,14 @@ from resumeguard.checkpoint.state import (
     step_of,
 )
 from resumeguard.errors import CheckpointError, ResumeBlocked
-from resumeguard.findings import Finding, Severity
-from resumeguard.runrecord import WANDB_STEP, CheckpointRecord, RunRecord
-from resumeguard.switch import disabled
+from resumeguard.io.archive import check_archive
+from resumeguard.options import disabled
+from resumeguard.records.run import WANDB_STEP, CheckpointRecord, RunRecord
+from resumeguard.verdict.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from resumeguard.fit import FitProblem
-    from resumeguard.report import Report
+    from resumeguard.verdict.fit import FitProblem
+    from resumeguard.verdict.report import Report
 
 log = logging.getLogger("resumeguard")
 
@@ -82,7 +82,7 @@ def restore_checkpoint(
     ``run`` may be None (or a disabled run): the record beside the file is then the record.
     Under torch.distributed every rank calls it (``run`` may be None off rank 0); each rank
     verifies and fit-checks its own shard, and unless every rank passes, none loads."""
-    from resumeguard.configured import watch_optimizers
+    from resumeguard.collect.configured import watch_optimizers
 
     parts = {"scheduler": scheduler, "scaler": scaler, "dataloader": dataloader}
     if disabled():
@@ -97,7 +97,7 @@ def restore_checkpoint(
     expectation = _expect_complete(run, name, state, policy, **parts)
     restored = restore_components(state, expectation, **parts, rng=rng)
     if restored:
-        from resumeguard.verified import say
+        from resumeguard.decide.verified import say
 
         say(f"resumeguard: restored {', '.join(restored)} from checkpoint {Path(name).as_posix()}")
     _settle(live_run(run), "resumed")
@@ -149,7 +149,7 @@ def _expect_complete(
 ) -> Expectation:
     """Check at the first optimizer step that the resume put back what the run needs; the
     findings are judged by the run's policy and logged (or raise, where a rule blocks)."""
-    from resumeguard.pipeline import ensure_recorded, restore_policy
+    from resumeguard.decide.pipeline import ensure_recorded, restore_policy
 
     run = live_run(run)
     label = Path(name).as_posix()
@@ -175,8 +175,8 @@ def check_fit(
     """Raise CheckpointError when ``state`` (a loaded checkpoint) does not fit ``model`` and
     ``optimizer``; warn about the hyperparameters loading it would override. Names of a
     ``torch.compile``d model (``_orig_mod.``) fit the plain model and the other way round."""
-    from resumeguard.fit import check_fit as optimizer_fit
-    from resumeguard.fit import check_model_fit, hyper_overrides
+    from resumeguard.verdict.fit import check_fit as optimizer_fit
+    from resumeguard.verdict.fit import check_model_fit, hyper_overrides
 
     model_state = find_model_state(state)
     problems = []
@@ -208,7 +208,7 @@ def check_fit(
 
 def misfit_report(name: str, problems: Sequence[FitProblem]) -> Report:
     """The ways a checkpoint does not fit, as a blocking report (rendered like the CLI's)."""
-    from resumeguard.findings import Judged
+    from resumeguard.verdict.findings import Judged
     from resumeguard.verdict.judge import report_of
 
     # Not the policy's to judge: load_state_dict would fail, or load the wrong state.
@@ -272,7 +272,8 @@ def _verified(
 ) -> Any:
     """Every rank: its verified, fit-checked state of ``name`` (read by ``read``, else loaded
     weights only); none returns unless all pass, or, ``alone``, this process's own."""
-    from resumeguard.distributed import agree, all_ranks, rank_and_world
+    from resumeguard.collect.env import rank_and_world
+    from resumeguard.decide.distributed import agree, all_ranks
 
     run = live_run(run)
     label = Path(name).as_posix()
@@ -281,7 +282,7 @@ def _verified(
     compared: list[str] = []  # the run whose record this process was compared with
 
     def recorded() -> dict[str, Any] | None:
-        from resumeguard.pipeline import check_checkpoint_run, ensure_recorded, step_check
+        from resumeguard.decide.pipeline import check_checkpoint_run, ensure_recorded, step_check
 
         record = ensure_recorded(run) if run is not None else None
         other = None
@@ -329,8 +330,8 @@ def _verified(
         load = read or functools.partial(load_weights, name=label, map_location=map_location)
         state, chosen = _first_verified(run, entry, label, rank, world, load)
         if run is not None and chosen.digest in {h.digest for h in entry.history}:
-            from resumeguard import runfiles
-            from resumeguard.pipeline import step_check
+            from resumeguard.decide import runfiles
+            from resumeguard.decide.pipeline import step_check
 
             known = runfiles.current_record(run)
             if known is not None:  # the run logged past that save: run.step, by policy
@@ -345,7 +346,7 @@ def _verified(
                 configured=getattr(chosen.optimizer, "defaults", None),
             )
         if rank == 0:
-            from resumeguard.verified import say
+            from resumeguard.decide.verified import say
 
             say(loaded_line(label, chosen, run, compared[0] if compared else None))
     except CheckpointError as e:
@@ -368,7 +369,7 @@ def _plain_load(name: str | os.PathLike[str], map_location: Any) -> Any:
     """``torch.load`` of this rank's file, as a script without resumeguard would."""
     import torch
 
-    from resumeguard.distributed import rank_and_world
+    from resumeguard.collect.env import rank_and_world
 
     path = Path(name).as_posix().replace("{rank}", str(rank_and_world()[0]))
     return torch.load(path, map_location=map_location, weights_only=True)
@@ -402,7 +403,7 @@ def _say_new_run(label: str, theirs: str, ours: str) -> None:
 def _copy_of_a_save(record: RunRecord, label: str) -> CheckpointRecord | None:
     """A file the run did not save under this name that holds bytes one of its saves wrote
     (a ``shutil.copyfile`` of it: ``model_best.pth.tar``): that save, read from the file."""
-    from resumeguard.hashing import digest_file
+    from resumeguard.io.hashing import digest_file
 
     path = Path(label)
     if "{rank}" in label or not path.is_file():
@@ -440,7 +441,7 @@ def loaded_line(label: str, chosen: CheckpointRecord, run: Any, other: str | Non
 def _settle(run: Any, outcome: str, reason: str = "") -> None:
     """The pending resume in the run's audit trail went ahead, or was refused here."""
     if run is not None:
-        from resumeguard.pipeline import settle
+        from resumeguard.decide.runfiles import settle
 
         settle(run, outcome, reason)
 
@@ -500,8 +501,8 @@ def _earlier_save(
     """The state of the file ``entry`` was saved to when it holds an earlier save of the name
     (its digest is in the history): a genuine save of the run, said as such, never "changed
     or corrupted". None when it holds no recorded save."""
-    from resumeguard.hashing import digest_file
-    from resumeguard.runrecord import older_save
+    from resumeguard.io.hashing import digest_file
+    from resumeguard.records.run import older_save
 
     path = Path(entry.source)
     if not entry.history or not path.is_file():
@@ -527,7 +528,7 @@ def _locations(run: Any, shard: CheckpointRecord, *, rank: int, download: Path) 
         if local is not None:
             found.append(local)
         elif not shard.local:
-            from resumeguard.stores.interface import store_for_run
+            from resumeguard.stores.choice import store_for_run
 
             store, ref = store_for_run(run)
             with contextlib.suppress(CheckpointError):  # gone from the run: try the source

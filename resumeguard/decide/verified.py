@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from resumeguard.findings import Severity, Verdict
+from resumeguard.verdict.findings import Severity, Verdict
 
 if TYPE_CHECKING:
-    from resumeguard.pipeline import ResumeCheck
+    from resumeguard.decide.pipeline import ResumeCheck
 
 log = logging.getLogger("resumeguard")
 
@@ -109,7 +109,7 @@ def _noted(by_section: dict[str, list[Severity]], section: str) -> str:
 
 def _latest(check: ResumeCheck) -> str:
     """The checkpoint a resume most likely loads: the newest recorded one."""
-    from resumeguard.pipeline import newest_checkpoint
+    from resumeguard.decide.pipeline import newest_checkpoint
 
     newest = newest_checkpoint(check.stored) if check.stored is not None else None
     if newest is None:

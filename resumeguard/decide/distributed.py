@@ -17,10 +17,10 @@ import functools
 import json
 import os
 import re
-import sys
 from collections.abc import Callable
 from typing import Any
 
+from resumeguard.collect.env import process_group, rank_and_world
 from resumeguard.errors import BadInput, ResumeGuardError
 
 TIMEOUT_ENV = "RESUMEGUARD_COLLECTIVE_TIMEOUT"
@@ -36,26 +36,6 @@ class RankFailed(ResumeGuardError):
     for every rank: the resume cannot be decided, and no rank is left waiting."""
 
     exit_code = 3
-
-
-def _dist() -> Any:
-    """torch.distributed when torch is loaded and a process group is initialised, else None."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return None
-    dist = torch.distributed
-    return dist if dist.is_available() and dist.is_initialized() else None
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the world size (process group first, then torchrun's env)."""
-    dist = _dist()
-    if dist is not None:
-        return int(dist.get_rank()), int(dist.get_world_size())
-    try:
-        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    except ValueError as e:
-        raise BadInput(f"RANK/WORLD_SIZE must be integers: {e}") from None
 
 
 def collective_timeout(part_seconds: float) -> float:
@@ -167,7 +147,7 @@ def _failure_line(error: BaseException) -> str:
 def _channel(rank: int, world: int) -> Any:
     """torch's store collectives over the process group's store, else the torchrun agent's;
     None without either."""
-    dist = _dist()
+    dist = process_group()
     if dist is not None:
         store = dist.distributed_c10d._get_default_store()
     else:
@@ -219,7 +199,7 @@ def _error_to_json(error: ResumeGuardError) -> dict[str, Any]:
 
 def _error_from_json(data: dict[str, Any]) -> ResumeGuardError:
     from resumeguard import errors
-    from resumeguard.report import Report
+    from resumeguard.verdict.report import Report
 
     if data.get("type") == "ResumeBlocked" and "report" in data:
         blocked = errors.ResumeBlocked(Report.from_json(data["report"]))

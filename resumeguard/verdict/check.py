@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from resumeguard import runpolicy
-from resumeguard.compare import compare
-from resumeguard.findings import Finding
-from resumeguard.fingerprint import Fingerprint
-from resumeguard.policy import Policy
-from resumeguard.report import Report
+from resumeguard.records.fingerprint import Fingerprint
+from resumeguard.verdict import runpolicy
+from resumeguard.verdict.compare import compare
+from resumeguard.verdict.findings import Finding
 from resumeguard.verdict.judge import judge
+from resumeguard.verdict.policy import Policy
+from resumeguard.verdict.report import Report
 
 
 def compare_fingerprints(

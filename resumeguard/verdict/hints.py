@@ -6,8 +6,8 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any
 
-from resumeguard.finding_paths import require
-from resumeguard.findings import Finding
+from resumeguard.verdict.findings import Finding
+from resumeguard.verdict.paths import require
 
 Text = Callable[[str, Any, Any], str]
 
