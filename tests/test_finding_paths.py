@@ -1,6 +1,6 @@
 """The finding-path registry: every path emitted is registered, every rule must be able to match
 one (exit 2 with the nearest valid path otherwise), presets hold no dead rules, and each family
-of paths is reported at the severity README promises."""
+of paths is reported at the severity docs/finding-paths.md promises."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_the_pyproject_rules_are_checked_the_same_way(tmp_path: Path) -> None:
         load_policy(None, repo=tmp_path)
 
 
-# --- Every family at the severity README promises ---------------------------------------------
+# --- Every family at the severity the docs promise -------------------------------------------
 
 
 def _net(hidden: int) -> torch.nn.Module:

@@ -334,7 +334,7 @@ def test_step_regression_warns_under_strict_and_blocks_by_rule(
     [finding] = info.value.report.blocking
     assert finding.path == "run.step" and "late.pt" in finding.hint
     resumed.finish()
-    # strict, as README promises, warns about the gap and restores.
+    # strict, as docs/policy.md promises, warns about the gap and restores.
     resumed = start("ckpt1", project, resume="must")
     with caplog.at_level("WARNING", logger="resumeguard"):
         state = resumeguard.restore_checkpoint(resumed, "checkpoint.pt")

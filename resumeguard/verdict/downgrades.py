@@ -4,7 +4,7 @@ A finding that is downgraded names its entry
 (:attr:`~resumeguard.verdict.findings.Finding.downgrade`);
 with no user rule naming the finding, the entry's severity judges it instead of the preset's.
 A user rule beats every entry except ``not-recorded`` (nothing recorded differs, so no rule can
-make it a change). README's table "What is never a change" lists these entries.
+make it a change). The table in docs/not-a-divergence.md lists these entries.
 """
 
 from __future__ import annotations

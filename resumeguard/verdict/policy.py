@@ -1,6 +1,6 @@
 """Policy: finding paths -> severities, from a preset plus the user's glob rules.
 
-How rules combine (documented in README, tested in tests/test_policy.py):
+How rules combine (documented in docs/policy.md, tested in tests/test_policy.py):
 1. A user rule (pyproject.toml ``[tool.resumeguard]`` or a ``--policy`` file) beats the preset.
 2. Among the rules of one level, the most specific pattern wins: the one with the most literal
    (non-wildcard) characters; an exact path is the most specific of all.

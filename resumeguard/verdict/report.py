@@ -49,7 +49,7 @@ class Report:
         return [j for j in self.findings if j.severity is Severity.WARN]
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` object README documents (schema, run, verdict, findings)."""
+        """The ``--json`` object docs/commands.md documents (schema, run, verdict, findings)."""
         data: dict[str, Any] = {
             "schema": JSON_SCHEMA,
             "run": self.run,
