@@ -29,12 +29,22 @@ def _app() -> typer.Typer:
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
-    for command in (fingerprint, diff):
-        app.command()(command)
-    for extra in _extra_commands():
-        app.command()(extra)
+    for command in (fingerprint, diff, *_extra_commands()):
+        app.command(help=_paragraphs(command.__doc__ or ""))(command)
     _launcher(app)
     return app
+
+
+def _paragraphs(doc: str) -> str:
+    """A docstring as help text: each paragraph on one line, so the terminal's width wraps it
+    (typer keeps the docstring's own line breaks after the first paragraph)."""
+    paragraphs: list[list[str]] = [[]]
+    for line in doc.splitlines():
+        if line.strip():
+            paragraphs[-1].extend(line.split())
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    return "\n\n".join(" ".join(words) for words in paragraphs if words)
 
 
 def _extra_commands() -> list[Any]:
