@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 
 import pytest
 
 from resumeguard.cli.main import main
 
 COMMANDS = ["fingerprint", "diff", "check", "record", "show", "restore", "digest", "demo", "run"]
-WIDTHS = [80, 200]
+WIDTHS = [80, 100, 200]
 
 
 def render(
@@ -68,6 +69,8 @@ def test_help_wraps_to_the_terminal(
     assert "--help" in text, text
     assert max(len(line) for line in text.splitlines()) <= width
     assert hard_breaks(text) == [], text
+    split = [line for line in text.splitlines() if re.search(r"\w-$", line.rstrip(" │"))]
+    assert split == [], "a word (an option name) split at its hyphen"
 
 
 @pytest.mark.parametrize("width", WIDTHS)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,29 @@ HELP = (
 )
 
 
+class _Wrap(argparse.HelpFormatter):
+    """argparse's help, wrapped at spaces only: an option name (``--block-exit-code``) is never
+    split at one of its hyphens."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(
+            " ".join(text.split()),
+            width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+        )
+
+
 def parser() -> argparse.ArgumentParser:
     """``run``'s options (argparse: the command starts before a training job, so it imports
     no CLI framework)."""
-    p = argparse.ArgumentParser(prog="resumeguard run", usage=USAGE, description=HELP)
+    p = argparse.ArgumentParser(
+        prog="resumeguard run", usage=USAGE, description=HELP, formatter_class=_Wrap
+    )
     p.add_argument("--policy", help="preset (strict, lenient) or policy TOML file")
     p.add_argument("--storage", help="what to keep of each checkpoint: auto, digest, latest, all")
     p.add_argument("--offline", action="store_true", help="run W&B offline (WANDB_MODE=offline)")
