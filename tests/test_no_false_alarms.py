@@ -13,6 +13,7 @@ from helpers import cli, cli_json, commit_all, git, make_repo, offline_project, 
 
 import resumeguard
 from resumeguard.collect.sourcechange import Change, python_change
+from resumeguard.options import Options
 from resumeguard.verdict.runcontrol import (
     INTERVALS,
     KEYS,
@@ -85,7 +86,7 @@ def test_run_control_keys_are_info_and_the_lr_still_blocks(project: Path) -> Non
 
     record_run("rc2", project, config=NANOGPT)
     longer = {**NANOGPT, "max_iters": 10000, "init_from": "resume", "out_dir": "out-2"}
-    report = decide(ResumeIntent("rc2", "must"), repo=project, config=longer).report
+    report = decide(ResumeIntent("rc2", "must"), Options(repo=project), config=longer).report
     assert report.verdict.value == "ok"
     judged = {j.finding.path: j for j in report.findings}
     assert set(judged) == {"config.max_iters", "config.init_from", "config.out_dir"}
@@ -103,12 +104,16 @@ def test_nested_run_control_keys_are_info_and_nested_computation_blocks(project:
     cfg = {"trainer": {"max_epochs": 3, "log_every_n_steps": 10}, "optim": {"lr": 1e-3}}
     record_run("rc4", project, config=cfg)
     longer = {**cfg, "trainer": {"max_epochs": 6, "log_every_n_steps": 50}}
-    report = decide(ResumeIntent("rc4", "must"), repo=project, config=longer, claim=False).report
+    report = decide(
+        ResumeIntent("rc4", "must"), Options(repo=project), config=longer, claim=False
+    ).report
     assert [(j.finding.path, j.severity.value) for j in report.findings] == [
         ("config.trainer", "info")
     ]
     mixed = {**longer, "trainer": {**longer["trainer"], "gradient_clip_val": 1.0}}
-    report = decide(ResumeIntent("rc4", "must"), repo=project, config=mixed, claim=False).report
+    report = decide(
+        ResumeIntent("rc4", "must"), Options(repo=project), config=mixed, claim=False
+    ).report
     assert [f.path for f in report.blocking] == ["config.trainer"]
 
 
@@ -119,7 +124,7 @@ def test_a_rule_overrides_the_run_control_list(project: Path) -> None:
     commit_all(project, "policy")
     record_run("rc3", project, config=NANOGPT)
     longer = {**NANOGPT, "max_iters": 10000}
-    report = decide(ResumeIntent("rc3", "must"), repo=project, config=longer).report
+    report = decide(ResumeIntent("rc3", "must"), Options(repo=project), config=longer).report
     assert [f.path for f in report.blocking] == ["config.max_iters"]
 
 

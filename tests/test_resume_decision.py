@@ -29,6 +29,7 @@ from helpers import (
 from wandb_server import ENTITY, Fault, WandbServer
 
 import resumeguard
+from resumeguard.options import Options
 from resumeguard.stores.interface import RunRef
 from resumeguard.stores.layout import CONFIG_KEY, LOCAL_COPIES, RECORD_FILE, STATE_FILE
 from resumeguard.stores.offline import OfflineStore
@@ -431,13 +432,17 @@ def test_a_silent_restart_over_an_unreadable_log_is_unverifiable(project: Path) 
     from resumeguard.integrations.training import restart
 
     start("dmg2", project).finish()  # nothing logged, nothing saved
-    check = decide(ResumeIntent("dmg2", "must"), repo=project, include_step=False, claim=False)
+    check = decide(
+        ResumeIntent("dmg2", "must"), Options(repo=project), include_step=False, claim=False
+    )
     restart(check, 0)  # the log is intact and holds no step: starting at 0 is the resume
     log = transaction_log("dmg2")
     data = bytearray(log.read_bytes())
     data[20] ^= 0xFF
     log.write_bytes(bytes(data))
-    check = decide(ResumeIntent("dmg2", "must"), repo=project, include_step=False, claim=False)
+    check = decide(
+        ResumeIntent("dmg2", "must"), Options(repo=project), include_step=False, claim=False
+    )
     assert check.report.verdict.value == "ok" and check.step_unknown
     with pytest.raises(resumeguard.Unverifiable, match="damaged"):
         restart(check, 0)

@@ -20,6 +20,7 @@ from typing import Any, cast
 from resumeguard.checkpoint.state import step_of
 from resumeguard.collect.record import Unavailable
 from resumeguard.errors import BadInput, CheckpointError, ResumeBlocked
+from resumeguard.options import Options
 from resumeguard.records.run import WANDB_STEP, CheckpointRecord, now
 
 SAVE_CALL = "resumeguard.api.dcp.save"
@@ -311,7 +312,7 @@ def _lookup(run: Any, root: Path, policy: Any) -> dict[str, Any]:
         entry = lookup(record, name, run_label=str(getattr(run, "id", run)))
         step_check(run, record, entry, name, policy)
     else:
-        check_checkpoint_run(root, policy=policy)
+        check_checkpoint_run(root, Options(policy=policy))
         origin = read_beside(root)
         if origin is None:
             raise CheckpointError(

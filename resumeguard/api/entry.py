@@ -30,7 +30,7 @@ from resumeguard.decide.pipeline import (
 )
 from resumeguard.decide.verified import log_verified
 from resumeguard.errors import BadInput, ResumeBlocked, ResumeGuardError
-from resumeguard.options import REPORT_ENV, disabled
+from resumeguard.options import REPORT_ENV, Options, disabled
 from resumeguard.stores.layout import CONFIG_KEY
 from resumeguard.verdict.findings import Verdict
 from resumeguard.verdict.policy import Policy
@@ -77,23 +77,20 @@ def init(
         wandb_kwargs.get("id"), wandb_kwargs.get("resume"), wandb_dir=wandb_kwargs.get("dir")
     )
     offline = _offline(wandb_kwargs)
+    options = Options(
+        policy=policy,
+        repo=repo,
+        requirements=tuple(requirements),
+        project=wandb_kwargs.get("project"),
+        entity=wandb_kwargs.get("entity"),
+        offline=offline,
+        wandb_dir=wandb_kwargs.get("dir"),
+    )
     kept: list[tuple[ResumeCheck, dict[str, Any]]] = []
 
     def on_rank_0() -> dict[str, Any]:
         # Collected before wandb.init, also for a new run: bad input leaves no half-made run.
-        check = decide(
-            intent,
-            project=wandb_kwargs.get("project"),
-            entity=wandb_kwargs.get("entity"),
-            offline=offline,
-            wandb_dir=wandb_kwargs.get("dir"),
-            repo=repo,
-            requirements=requirements,
-            policy=policy,
-            config=config,
-            optimizer=optimizer,
-            model=model,
-        )
+        check = decide(intent, options, config=config, optimizer=optimizer, model=model)
         kwargs = dict(wandb_kwargs)
         if rewind and check.report.verdict is Verdict.BLOCK:
             check, kwargs = _rewound(check, kwargs, offline)
@@ -215,6 +212,16 @@ def guard(
     Unverifiable (nothing recorded, store unreachable, resume "must" of a run that is not
     there): one line on stderr and exit status 3 (or Unverifiable)."""
 
+    options = Options(
+        policy=policy,
+        repo=repo,
+        requirements=tuple(requirements),
+        project=project,
+        entity=entity,
+        offline=offline,
+        wandb_dir=wandb_dir,
+    )
+
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -226,18 +233,7 @@ def guard(
                 kept: list[ResumeCheck] = []
 
                 def on_rank_0() -> dict[str, Any]:
-                    kept.append(
-                        decide(
-                            intent,
-                            project=project,
-                            entity=entity,
-                            offline=offline,
-                            wandb_dir=wandb_dir,
-                            repo=repo,
-                            requirements=requirements,
-                            policy=policy,
-                        )
-                    )
+                    kept.append(decide(intent, options))
                     return kept[-1].report.to_json()
 
                 try:
@@ -256,7 +252,7 @@ def guard(
                     return body(*args, **kwargs)  # rank 0 holds the run's record
                 check = kept[-1]
                 log_verified(check)
-            with recording_new_runs(check, policy=policy, repo=repo, requirements=requirements):
+            with recording_new_runs(check, options):
                 return body(*args, **kwargs)
 
         def body(*args: Any, **kwargs: Any) -> Any:
@@ -275,13 +271,7 @@ def guard(
 
 
 @contextmanager
-def recording_new_runs(
-    check: ResumeCheck | None,
-    *,
-    policy: Policy | str | None,
-    repo: str | Path,
-    requirements: Sequence[str | Path],
-) -> Iterator[None]:
+def recording_new_runs(check: ResumeCheck | None, options: Options) -> Iterator[None]:
     """While active, every run started through ``wandb.init`` is checked and carries a record
     (see :func:`resumeguard.decide.pipeline.ensure_recorded`)."""
     import wandb
@@ -291,7 +281,7 @@ def recording_new_runs(
     def init_and_record(*args: Any, **kwargs: Any) -> Any:
         run = original(*args, **kwargs)
         if run is not None:
-            ensure_recorded(run, check=check, policy=policy, repo=repo, requirements=requirements)
+            ensure_recorded(run, options, check=check)
         return run
 
     wandb.init = init_and_record

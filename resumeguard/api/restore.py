@@ -33,7 +33,7 @@ from resumeguard.checkpoint.state import (
 )
 from resumeguard.errors import CheckpointError, ResumeBlocked
 from resumeguard.io.archive import check_archive
-from resumeguard.options import disabled
+from resumeguard.options import Options, disabled
 from resumeguard.records.run import WANDB_STEP, CheckpointRecord, RunRecord
 from resumeguard.verdict.findings import Finding, Severity
 
@@ -289,7 +289,7 @@ def _verified(
         if record is None or label not in record.checkpoints:
             # A checkpoint this run did not save (or no run): the run it was saved in, named
             # by the record beside the file, must let this process resume from it.
-            other = check_checkpoint_run(Path(label.replace("{rank}", "0")), policy=policy)
+            other = check_checkpoint_run(Path(label.replace("{rank}", "0")), Options(policy=policy))
             if other is not None:
                 compared.append(other.run_id)
         if record is None:

@@ -129,6 +129,7 @@ def check(
     from resumeguard.decide.pipeline import ResumeIntent, decide, unchecked_from_outside
     from resumeguard.decide.verified import log_verified
     from resumeguard.errors import BadInput, Unverifiable
+    from resumeguard.options import Options
     from resumeguard.stores.interface import RunRef
     from resumeguard.verdict.report import unverified
 
@@ -142,16 +143,19 @@ def check(
     try:
         if checkpoint is not None:
             intent = _checkpoint_intent(checkpoint, run_id)
-        result = decide(
-            intent,
+        options = Options(
+            policy=policy,
+            repo=repo,
+            requirements=tuple(requirements or ()),
             project=project,
             entity=entity,
             offline=True if offline else None,
             wandb_dir=wandb_dir,
-            repo=repo,
-            requirements=requirements or (),
-            policy=policy,
             timeout=timeout,
+        )
+        result = decide(
+            intent,
+            options,
             digests="stat" if quick else "full",
             claim=False,  # a prediction from outside: it looks at the claim, never takes it
             files=True,

@@ -30,6 +30,7 @@ from resumeguard.checkpoint.reach import Digests, checkpoint_findings
 from resumeguard.decide import claims, runfiles
 from resumeguard.decide.jobshape import JobShape, as_the_job
 from resumeguard.errors import BadInput, ResumeBlocked, RunNotFound, Unverifiable
+from resumeguard.options import DEFAULT, Options
 from resumeguard.records.fingerprint import Fingerprint, take, user_config
 from resumeguard.records.run import (
     WANDB_STEP,
@@ -175,11 +176,7 @@ def checkpoint_intent(path: str | os.PathLike[str]) -> ResumeIntent | None:
 
 
 def check_checkpoint_run(
-    path: str | os.PathLike[str],
-    *,
-    policy: Policy | str | None = None,
-    repo: str | Path = ".",
-    requirements: Sequence[str | Path] = (),
+    path: str | os.PathLike[str], options: Options = DEFAULT
 ) -> ResumeCheck | None:
     """A resume from checkpoint ``path`` that no run check covered: check this process against
     the run the checkpoint was saved in (ResumeBlocked / Unverifiable as for any resume).
@@ -190,9 +187,7 @@ def check_checkpoint_run(
         return None
     check = decide(
         intent,
-        repo=repo,
-        requirements=requirements,
-        policy=policy,
+        Options(policy=options.policy, repo=options.repo, requirements=options.requirements),
         # That run is not continued here (a new run, or none, goes on from its checkpoint):
         # its claim and its step are not this process's.
         include_step=False,
@@ -229,14 +224,8 @@ def _autoresume_id(wandb_dir: str | Path | None) -> str | None:
 
 def decide(
     intent: ResumeIntent,
+    options: Options = DEFAULT,
     *,
-    project: str | None = None,
-    entity: str | None = None,
-    offline: bool | None = None,
-    wandb_dir: str | Path | None = None,
-    repo: str | Path = ".",
-    requirements: Sequence[str | Path] = (),
-    policy: Policy | str | None = None,
     preset_rules: Sequence[Rule] = (),
     config: Mapping[str, Any] | None = None,
     facts: Mapping[str, Any] | None = None,
@@ -245,12 +234,12 @@ def decide(
     include_live: bool = True,
     include_step: bool = True,
     digests: Digests = "stat",
-    timeout: float | None = None,
     claim: bool = True,
     files: bool = False,
     job: JobShape | None = None,
 ) -> ResumeCheck:
-    """Check this process against the record of the run ``intent`` names.
+    """Check this process against the record of the run ``intent`` names, with the settings
+    a front door was given (``options``: policy, repository, requirements, where the run is).
 
     A run id the store does not know is a new run (Unverifiable with mode "must"); a run that
     exists is compared whatever the mode (BadInput with mode "never"); one with nothing
@@ -268,12 +257,13 @@ def decide(
     With ``claim``, a resume that is not blocked holds the run's claim (see
     :mod:`resumeguard.decide.claims`) until its run finishes; without, the claim is only
     looked at."""
+    policy, repo = options.policy, options.repo
     runpolicy.validate(policy)
 
     def collect(config_now: Mapping[str, Any] | None) -> Fingerprint:
         return take(
             repo=repo,
-            requirements=requirements,
+            requirements=options.requirements,
             optimizer=optimizer,
             model=model,
             config=config_now,
@@ -282,13 +272,17 @@ def decide(
 
     if not intent.run_id:
         return _fresh(intent, collect(config), policy, "new run", preset_rules)
-    ref = RunRef.parse(
-        intent.run_id, project=project or intent.project, entity=entity or intent.entity
+    where = options.where(
+        project=intent.project,
+        entity=intent.entity,
+        offline=intent.offline,
+        wandb_dir=intent.wandb_dir,
     )
-    offline = offline if offline is not None else intent.offline
-    wandb_dir = wandb_dir or intent.wandb_dir
+    ref = RunRef.parse(intent.run_id, project=where.project, entity=where.entity)
     store = open_store(
-        offline=offline, wandb_dir=str(wandb_dir) if wandb_dir else None, timeout=timeout
+        offline=where.offline,
+        wandb_dir=str(where.wandb_dir) if where.wandb_dir else None,
+        timeout=where.timeout,
     )
     try:
         stored = store.fetch(ref)  # StoreError propagates: unreachable is never "new"
@@ -396,11 +390,9 @@ def _root(current: Fingerprint) -> str | None:
 
 def check_live_run(
     run: Any,
+    options: Options = DEFAULT,
     *,
     mode: str | None = None,
-    repo: str | Path = ".",
-    requirements: Sequence[str | Path] = (),
-    policy: Policy | str | None = None,
     preset_rules: Sequence[Rule] = (),
     facts: Mapping[str, Any] | None = None,
     include_step: bool = True,
@@ -416,19 +408,24 @@ def check_live_run(
                 f"run {run.id} was to be resumed (resume='must') but has no earlier data to "
                 "compare with"
             )
-        current = take(repo=repo, requirements=requirements, config=_user_config(run), facts=facts)
+        current = take(
+            repo=options.repo,
+            requirements=options.requirements,
+            config=_user_config(run),
+            facts=facts,
+        )
         intent = ResumeIntent(str(run.id), mode, "live run")
-        return _fresh(intent, current, policy, "new run", preset_rules)
+        return _fresh(intent, current, options.policy, "new run", preset_rules)
     offline = bool(getattr(run, "offline", False))
     return decide(
         ResumeIntent(str(run.id), mode if mode in RESUME_MODES else "allow", "live run"),
-        project=getattr(run, "project", None) or None,
-        entity=getattr(run, "entity", None) or None,
-        offline=True if offline else None,
-        wandb_dir=str(run.settings.root_dir) if offline else None,
-        repo=repo,
-        requirements=requirements,
-        policy=policy,
+        dataclasses.replace(
+            options,
+            project=getattr(run, "project", None) or None,
+            entity=getattr(run, "entity", None) or None,
+            offline=True if offline else None,
+            wandb_dir=str(run.settings.root_dir) if offline else None,
+        ),
         preset_rules=preset_rules,
         facts=facts,
         # Online, W&B shows the run running because of this very process: a live copy can no
@@ -647,11 +644,9 @@ def attach(run: Any, record: RunRecord, policy: Policy | None = None) -> None:
 
 def ensure_recorded(
     run: Any,
+    options: Options = DEFAULT,
     *,
     check: ResumeCheck | None = None,
-    policy: Policy | str | None = None,
-    repo: str | Path = ".",
-    requirements: Sequence[str | Path] = (),
     facts: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """The record of a live run, published first if this process has none for it yet: the
@@ -665,14 +660,7 @@ def ensure_recorded(
         return record
     if check is None or check.fresh or check.run_id != str(run.id):
         # Which checkpoint this resume restores is known only at the restore, which checks it.
-        check = check_live_run(
-            run,
-            repo=repo,
-            requirements=requirements,
-            policy=policy,
-            facts=facts,
-            include_step=False,
-        )
+        check = check_live_run(run, options, facts=facts, include_step=False)
         raise_if_blocked(check)
     record = record_for(check)
     attach(run, record, check.policy)

@@ -35,9 +35,9 @@ from resumeguard.decide.pipeline import (
 )
 from resumeguard.decide.runfiles import settle
 from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError
-from resumeguard.options import under_launcher
+from resumeguard.options import DEFAULT, Options, under_launcher
 from resumeguard.records.run import CheckpointRecord, RunRecord, now
-from resumeguard.verdict.policy import Policy, Rule
+from resumeguard.verdict.policy import Rule
 
 __all__ = ["FrameworkGuard", "ResumeCheck", "checkpoint_name", "run_label"]
 
@@ -59,19 +59,12 @@ def checkpoint_name(path: str | os.PathLike[str]) -> str:
 class FrameworkGuard:
     """The integrations' shared engine: one per callback, holding its options and its check."""
 
-    policy: Policy | str | None = None
-    """Preset name, TOML file or Policy; None: the repo's ``[tool.resumeguard]`` over strict."""
-    repo: str | Path = "."
-    """The repository whose code is fingerprinted."""
-    requirements: Sequence[str | Path] = ()
-    """Requirement files to fingerprint."""
+    options: Options = DEFAULT
+    """What the callback was given: policy, repository, requirements, storage."""
     raise_on_block: bool = True
     """Raise the error (True), or print it and exit with its status like ``@guard`` (False)."""
     keep_copies: bool = True
     """False: keep no copies, whatever ``storage`` says (digests only)."""
-    storage: Any = None
-    """What is kept of each checkpoint file (a Storage or its text, e.g. "latest+upload");
-    None: ``RESUMEGUARD_STORAGE``, else auto (see :class:`resumeguard.Storage`)."""
     checked: ResumeCheck | None = None
     """The allowed resume, once checked."""
 
@@ -102,10 +95,8 @@ class FrameworkGuard:
             # counter, which run.step in `resumeguard check` skips too) are not comparable.
             check = check_live_run(
                 run,
+                self.options,
                 mode=intent.mode,
-                repo=self.repo,
-                requirements=self.requirements,
-                policy=self.policy,
                 preset_rules=rules,
                 facts=facts,
                 include_step=False,
@@ -113,11 +104,7 @@ class FrameworkGuard:
         elif intent.run_id:
             check = decide(
                 intent,
-                project=project,
-                entity=entity,
-                repo=self.repo,
-                requirements=self.requirements,
-                policy=self.policy,
+                self.options.where(project=project, entity=entity),
                 preset_rules=rules,
                 facts=facts,
                 include_step=False,
@@ -140,9 +127,7 @@ class FrameworkGuard:
         if checkpoint_intent(path) is None:
             log.warning("resumeguard: %s", unknown_origin(path))
             return None
-        check = check_checkpoint_run(
-            path, policy=self.policy, repo=self.repo, requirements=self.requirements
-        )
+        check = check_checkpoint_run(path, self.options)
         if check is None or (run is not None and check.run_id == str(run.id)):
             return None
         self.checked = check
@@ -154,14 +139,7 @@ class FrameworkGuard:
         """Make sure ``run`` carries a record: the checked record with this resume in its audit
         trail, else the one it has, else a fresh fingerprint (with ``facts`` over the run's
         config)."""
-        return ensure_recorded(
-            run,
-            check=self.checked,
-            policy=self.policy,
-            repo=self.repo,
-            requirements=self.requirements,
-            facts=facts,
-        )
+        return ensure_recorded(run, self.options, check=self.checked, facts=facts)
 
     def known_record(self, run: Any) -> RunRecord | None:
         """The record checkpoints are verified against: the live run's, else the checked one."""
@@ -190,7 +168,7 @@ class FrameworkGuard:
         from resumeguard.checkpoint.storage import Storage, resolve
         from resumeguard.decide import runfiles
 
-        storage = resolve(self.storage) if self.keep_copies else Storage(copies="digest")
+        storage = resolve(self.options.storage) if self.keep_copies else Storage(copies="digest")
         record = self.adopt(run)
         recorded: list[CheckpointRecord] = []
         for name, path in files:
@@ -241,8 +219,11 @@ class FrameworkGuard:
         from resumeguard.verdict import runpolicy
 
         checked = self.checked
+        options = self.options
         policy = (
-            checked.policy if checked is not None else runpolicy.at_start(self.policy, self.repo)
+            checked.policy
+            if checked is not None
+            else runpolicy.at_start(options.policy, options.repo)
         )
         expectation = Expectation(name=label, held=held, step=step)
         expect_at_first_step(expectation, judging_with(label, policy))

@@ -38,7 +38,7 @@ from resumeguard.integrations import (
     find_group,
     run_label,
 )
-from resumeguard.options import disabled
+from resumeguard.options import Options, disabled
 from resumeguard.records.run import WANDB_STEP
 from resumeguard.verdict.policy import Policy
 
@@ -64,13 +64,8 @@ def attach(
     existing = getattr(accelerator, "_resumeguard", None)
     if isinstance(existing, AccelerateGuard):
         return existing
-    guard = FrameworkGuard(
-        policy=policy,
-        repo=repo,
-        requirements=requirements,
-        storage=storage,
-        raise_on_block=raise_on_block,
-    )
+    options = Options(policy=policy, repo=repo, requirements=tuple(requirements), storage=storage)
+    guard = FrameworkGuard(options, raise_on_block=raise_on_block)
     attached = AccelerateGuard(accelerator, guard)
     accelerator._resumeguard = attached
     return attached
@@ -202,7 +197,7 @@ class AccelerateGuard:
         group = find_group(record, folder) if record is not None else []
         if run is not None and record is not None and group:
             checkpoint = group[0][2]
-            step_check(run, record, checkpoint, checkpoint_name(folder), self.guard.policy)
+            step_check(run, record, checkpoint, checkpoint_name(folder), self.guard.options.policy)
         _check_weights(folder, [self.accelerator.unwrap_model(m) for m in models])
         if group:
             from resumeguard.decide.verified import say

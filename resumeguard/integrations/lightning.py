@@ -86,7 +86,7 @@ from resumeguard.integrations.training import (
     verified_line,
     with_batch,
 )
-from resumeguard.options import disabled
+from resumeguard.options import Options, disabled
 from resumeguard.verdict.policy import Policy
 
 try:
@@ -132,12 +132,9 @@ class ResumeGuardCallback(Callback):
     ) -> None:
         super().__init__()
         self.guard = FrameworkGuard(
-            policy=policy,
-            repo=repo,
-            requirements=requirements,
+            Options(policy=policy, repo=repo, requirements=tuple(requirements), storage=storage),
             raise_on_block=raise_on_block,
             keep_copies=keep_copies,
-            storage=storage,
         )
         self.run: Any = None
         """The W&B run this callback records into (None until a fit starts, or without one)."""

@@ -82,7 +82,7 @@ from resumeguard.integrations.training import (
     verified_line,
     with_batch,
 )
-from resumeguard.options import disabled
+from resumeguard.options import Options, disabled
 from resumeguard.verdict.policy import Policy
 
 try:
@@ -124,12 +124,9 @@ class ResumeGuardTrainerCallback(TrainerCallback):
         storage: Storage | str | None = None,
     ) -> None:
         self.guard = FrameworkGuard(
-            policy=policy,
-            repo=repo,
-            requirements=requirements,
+            Options(policy=policy, repo=repo, requirements=tuple(requirements), storage=storage),
             raise_on_block=raise_on_block,
             keep_copies=keep_copies,
-            storage=storage,
         )
         self._checked = False
         self._verified: Path | None = None
