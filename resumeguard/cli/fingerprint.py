@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resumeguard.cli._common import JsonOpt, RepoOpt, RequirementsOpt
+from resumeguard.cli._common import JsonOpt, takes_options
+from resumeguard.options import DEFAULT, Options
 
 if TYPE_CHECKING:
     from resumeguard.records.fingerprint import Fingerprint
 
 
-def fingerprint(
-    repo: RepoOpt = Path("."), requirements: RequirementsOpt = None, as_json: JsonOpt = False
-) -> int:
+@takes_options(where=False, code=True)
+def fingerprint(options: Options = DEFAULT, as_json: JsonOpt = False) -> int:
     """Print the fingerprint of the current environment (code, dependencies, devices)."""
     from resumeguard.records import fingerprint as fpmod
 
-    fp = fpmod.take(repo=repo, requirements=requirements or ())
+    fp = fpmod.take(repo=options.repo, requirements=options.requirements)
     if as_json:
         sys.stdout.write(fpmod.dumps(fp) + "\n")
     else:

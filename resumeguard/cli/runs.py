@@ -13,41 +13,26 @@ from typing import Annotated, Any
 
 import typer
 
-from resumeguard.cli._common import (
-    EntityOpt,
-    JsonOpt,
-    OfflineOpt,
-    PolicyOpt,
-    ProjectOpt,
-    RepoOpt,
-    RequirementsOpt,
-    RunIdOpt,
-    WandbDirOpt,
-    emit_report,
-)
+from resumeguard.cli._common import JsonOpt, RunIdOpt, emit_report, takes_options
+from resumeguard.options import DEFAULT, Options
 
 
-def _store_and_ref(
-    run_id: str, project: str | None, entity: str | None, offline: bool, wandb_dir: Path | None
-) -> tuple[Any, Any]:
+def _store_and_ref(run_id: str, options: Options) -> tuple[Any, Any]:
     from resumeguard.stores.choice import open_store
     from resumeguard.stores.interface import RunRef
 
-    ref = RunRef.parse(run_id, project=project, entity=entity)
-    store = open_store(
-        offline=True if offline else None, wandb_dir=str(wandb_dir) if wandb_dir else None
-    )
+    ref = RunRef.parse(run_id, project=options.project, entity=options.entity)
+    wandb_dir = options.wandb_dir
+    store = open_store(offline=options.offline, wandb_dir=str(wandb_dir) if wandb_dir else None)
     return store, ref
 
 
-def _recorded(
-    run_id: str, project: str | None, entity: str | None, offline: bool, wandb_dir: Path | None
-) -> tuple[Any, Any, Any, Any]:
+def _recorded(run_id: str, options: Options) -> tuple[Any, Any, Any, Any]:
     """Store, ref, stored run and its parsed record; Unverifiable when nothing is recorded."""
     from resumeguard.errors import Unverifiable
     from resumeguard.records.run import verified_record
 
-    store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
+    store, ref = _store_and_ref(run_id, options)
     stored = store.fetch(ref)
     record = verified_record(stored, source=f"record of run {ref}")
     if record is None:
@@ -58,6 +43,7 @@ def _recorded(
     return store, ref, stored, record
 
 
+@takes_options(code=True, policy=True)
 def check(
     run_id: Annotated[
         str | None,
@@ -72,13 +58,7 @@ def check(
             show_default=False,
         ),
     ] = None,
-    project: ProjectOpt = None,
-    entity: EntityOpt = None,
-    offline: OfflineOpt = False,
-    wandb_dir: WandbDirOpt = None,
-    repo: RepoOpt = Path("."),
-    requirements: RequirementsOpt = None,
-    policy: PolicyOpt = None,
+    options: Options = DEFAULT,
     allow_new: Annotated[
         bool,
         typer.Option(
@@ -129,7 +109,6 @@ def check(
     from resumeguard.decide.pipeline import ResumeIntent, decide, unchecked_from_outside
     from resumeguard.decide.verified import log_verified
     from resumeguard.errors import BadInput, Unverifiable
-    from resumeguard.options import Options
     from resumeguard.stores.interface import RunRef
     from resumeguard.verdict.report import unverified
 
@@ -138,24 +117,14 @@ def check(
         raise BadInput("give the run to check: --run-id ID, or --checkpoint PATH")
     if run_id is not None:
         # An empty --run-id (an unset $WANDB_RUN_ID in a job script) is bad input, never new.
-        RunRef.parse(run_id, project=project, entity=entity)
+        RunRef.parse(run_id, project=options.project, entity=options.entity)
     job = job_shape(world_size, nproc_per_node, nnodes)
     try:
         if checkpoint is not None:
             intent = _checkpoint_intent(checkpoint, run_id)
-        options = Options(
-            policy=policy,
-            repo=repo,
-            requirements=tuple(requirements or ()),
-            project=project,
-            entity=entity,
-            offline=True if offline else None,
-            wandb_dir=wandb_dir,
-            timeout=timeout,
-        )
         result = decide(
             intent,
-            options,
+            dataclasses.replace(options, timeout=timeout),
             digests="stat" if quick else "full",
             claim=False,  # a prediction from outside: it looks at the claim, never takes it
             files=True,
@@ -196,14 +165,10 @@ def _checkpoint_intent(path: Path, run_id: str | None) -> Any:
     return intent
 
 
+@takes_options(code=True)
 def record(
     run_id: RunIdOpt,
-    project: ProjectOpt = None,
-    entity: EntityOpt = None,
-    offline: OfflineOpt = False,
-    wandb_dir: WandbDirOpt = None,
-    repo: RepoOpt = Path("."),
-    requirements: RequirementsOpt = None,
+    options: Options = DEFAULT,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing record.")] = False,
 ) -> int:
     """Record this environment's fingerprint for an existing run that has none (adopt it)."""
@@ -211,7 +176,7 @@ def record(
     from resumeguard.records.fingerprint import take
     from resumeguard.records.run import new_record
 
-    store, ref = _store_and_ref(run_id, project, entity, offline, wandb_dir)
+    store, ref = _store_and_ref(run_id, options)
     stored = store.fetch(ref)
     if stored.state == "running":
         raise BadInput(
@@ -223,7 +188,8 @@ def record(
             f"run {ref} already has a resumeguard record; `resumeguard show --run-id {ref}` "
             "shows it (pass --force to replace it with this environment's)"
         )
-    fp = take(repo=repo, requirements=requirements or (), config=stored.config)
+    repo = options.repo
+    fp = take(repo=repo, requirements=options.requirements, config=stored.config)
     from resumeguard.verdict import runpolicy
 
     rec = new_record(fp, runpolicy.to_keep(runpolicy.at_start(None, repo), repo))
@@ -235,19 +201,17 @@ def record(
     return 0
 
 
+@takes_options()
 def show(
     run_id: RunIdOpt,
-    project: ProjectOpt = None,
-    entity: EntityOpt = None,
-    offline: OfflineOpt = False,
-    wandb_dir: WandbDirOpt = None,
+    options: Options = DEFAULT,
     as_json: JsonOpt = False,
 ) -> int:
     """Show what is recorded for a run: fingerprint summary, the policy kept with it,
     checkpoints, resumes, and how much it stores in checkpoint copies."""
     from resumeguard.checkpoint.copies import stored as stored_copies
 
-    _, ref, stored, rec = _recorded(run_id, project, entity, offline, wandb_dir)
+    _, ref, stored, rec = _recorded(run_id, options)
     storage = stored_copies(rec, stored.directories)
     if as_json:
         body = _shown(rec.to_json())
@@ -325,6 +289,7 @@ def _size(nbytes: int) -> str:
     return f"{nbytes} B"
 
 
+@takes_options()
 def restore(
     run_id: RunIdOpt,
     name: Annotated[str, typer.Argument(help="The checkpoint name as saved.")],
@@ -336,10 +301,7 @@ def restore(
             show_default=False,
         ),
     ] = None,
-    project: ProjectOpt = None,
-    entity: EntityOpt = None,
-    offline: OfflineOpt = False,
-    wandb_dir: WandbDirOpt = None,
+    options: Options = DEFAULT,
     rank: Annotated[
         int, typer.Option("--rank", help="The shard of a per-rank checkpoint.", min=0)
     ] = 0,
@@ -354,7 +316,7 @@ def restore(
     from resumeguard.errors import BadInput, CheckpointError
     from resumeguard.io.hashing import digest_file
 
-    store, ref, _, rec = _recorded(run_id, project, entity, offline, wandb_dir)
+    store, ref, _, rec = _recorded(run_id, options)
     checkpoint = lookup(rec, name, run_label=str(ref))
     if checkpoint.shards:
         if not 0 <= rank < len(checkpoint.shards):
