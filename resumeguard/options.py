@@ -9,7 +9,8 @@ process a plain pass-through (``init`` is ``wandb.init``, a save is ``torch.save
 is ``torch.load`` and ``load_state_dict``, the decorator and the callbacks do nothing): no
 check, no record, no collective. Said once on stderr.
 
-May import: :mod:`resumeguard.errors` only (the policy and storage types only for type hints).
+May import: the stages below the decision (it names the verdict's policy and the checkpoint
+storage option, for type hints only); imported by the decision and the front doors.
 """
 
 from __future__ import annotations

@@ -82,7 +82,8 @@ def test_extending_the_run_goes_ahead(project: Path) -> None:
 
 
 def test_run_control_keys_are_info_and_the_lr_still_blocks(project: Path) -> None:
-    from resumeguard.decide.pipeline import ResumeIntent, decide
+    from resumeguard.decide.intent import ResumeIntent
+    from resumeguard.decide.pipeline import decide
 
     record_run("rc2", project, config=NANOGPT)
     longer = {**NANOGPT, "max_iters": 10000, "init_from": "resume", "out_dir": "out-2"}
@@ -99,7 +100,8 @@ def test_run_control_keys_are_info_and_the_lr_still_blocks(project: Path) -> Non
 
 
 def test_nested_run_control_keys_are_info_and_nested_computation_blocks(project: Path) -> None:
-    from resumeguard.decide.pipeline import ResumeIntent, decide
+    from resumeguard.decide.intent import ResumeIntent
+    from resumeguard.decide.pipeline import decide
 
     cfg = {"trainer": {"max_epochs": 3, "log_every_n_steps": 10}, "optim": {"lr": 1e-3}}
     record_run("rc4", project, config=cfg)
@@ -118,7 +120,8 @@ def test_nested_run_control_keys_are_info_and_nested_computation_blocks(project:
 
 
 def test_a_rule_overrides_the_run_control_list(project: Path) -> None:
-    from resumeguard.decide.pipeline import ResumeIntent, decide
+    from resumeguard.decide.intent import ResumeIntent
+    from resumeguard.decide.pipeline import decide
 
     (project / "pyproject.toml").write_text('[tool.resumeguard]\nblock = ["config.max_iters"]\n')
     commit_all(project, "policy")

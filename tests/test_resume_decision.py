@@ -428,7 +428,8 @@ def test_a_torn_last_record_is_read_up_to_it(capsys, project: Path) -> None:
 def test_a_silent_restart_over_an_unreadable_log_is_unverifiable(project: Path) -> None:
     """The callbacks' restart check: with the log damaged, whether anything was logged before
     cannot be told, so a start at step 0 is unverifiable; a start past 0 is a resume."""
-    from resumeguard.decide.pipeline import ResumeIntent, decide
+    from resumeguard.decide.intent import ResumeIntent
+    from resumeguard.decide.pipeline import decide
     from resumeguard.integrations.training import restart
 
     start("dmg2", project).finish()  # nothing logged, nothing saved

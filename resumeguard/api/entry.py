@@ -17,8 +17,8 @@ from typing import Any, NoReturn
 from resumeguard.collect.configured import watch_optimizers
 from resumeguard.collect.env import rank_and_world
 from resumeguard.decide.distributed import agree
+from resumeguard.decide.intent import ResumeCheck
 from resumeguard.decide.pipeline import (
-    ResumeCheck,
     attach,
     decide,
     ensure_recorded,

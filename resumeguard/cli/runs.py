@@ -105,8 +105,9 @@ def check(
     says so."""
     import dataclasses
 
+    from resumeguard.decide.intent import ResumeIntent
     from resumeguard.decide.jobshape import job_shape
-    from resumeguard.decide.pipeline import ResumeIntent, decide, unchecked_from_outside
+    from resumeguard.decide.pipeline import decide, unchecked_from_outside
     from resumeguard.decide.verified import log_verified
     from resumeguard.errors import BadInput, Unverifiable
     from resumeguard.stores.interface import RunRef

@@ -15,16 +15,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from resumeguard.decide.intent import ResumeCheck
 from resumeguard.errors import BadInput
 from resumeguard.io import atomic
 from resumeguard.records.run import RunRecord, now
 from resumeguard.stores.layout import CONFIG_KEY, RECORD_FILE, STATE_FILE
 from resumeguard.verdict.policy import Policy
-
-if TYPE_CHECKING:
-    from resumeguard.decide.pipeline import ResumeCheck
 
 HEARTBEAT_SECONDS = 30.0
 """How often a guarded run refreshes its heartbeat (a live copy is one with a fresh heartbeat)."""

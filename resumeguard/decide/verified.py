@@ -5,12 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from resumeguard.decide.intent import ResumeCheck
 from resumeguard.verdict.findings import Severity, Verdict
-
-if TYPE_CHECKING:
-    from resumeguard.decide.pipeline import ResumeCheck
 
 log = logging.getLogger("resumeguard")
 

@@ -22,9 +22,8 @@ from typing import Any, NoReturn
 
 from resumeguard.api.entry import exit_now, exit_with
 from resumeguard.collect.components import Components
+from resumeguard.decide.intent import ResumeCheck, ResumeIntent
 from resumeguard.decide.pipeline import (
-    ResumeCheck,
-    ResumeIntent,
     check_checkpoint_run,
     check_live_run,
     checkpoint_intent,

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from resumeguard.decide.pipeline import ResumeCheck, raise_for, unknown_step
+from resumeguard.decide.intent import ResumeCheck
+from resumeguard.decide.pipeline import raise_for, unknown_step
 from resumeguard.decide.verified import say as say  # the one INFO line of each front door
 from resumeguard.verdict.findings import Finding, Severity
 from resumeguard.verdict.hints import explain
