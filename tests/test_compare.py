@@ -185,3 +185,52 @@ def test_a_mostly_changed_record_mapping_is_one_finding_per_key() -> None:
     assert sorted(paths(recorded, current)) == [
         f"deps.installed.{k}" for k in ["a", "b", "c", "d", "torch"]
     ]
+
+
+def with_params(*params: ParamRecord, groups: list | None = None) -> Fingerprint:
+    opt = base().optimizer
+    assert isinstance(opt, OptimizerRecord)
+    return dataclasses.replace(
+        base(),
+        optimizer=dataclasses.replace(
+            opt, params=list(params) or opt.params, groups=groups or opt.groups
+        ),
+    )
+
+
+def test_per_param_state_and_slot_names_count_only_where_both_sides_can_tell() -> None:
+    """A fresh optimizer has no per-param state yet (the restore compares it), and a record
+    without slot names cannot tell which parameter sits where: neither is a change. Names on
+    both sides that differ are one."""
+    w, b = ParamRecord((4, 2), "float32"), ParamRecord((4,), "float32")
+    moments = {"exp_avg": {"shape": [4, 2], "dtype": "float32"}}
+    stepped = with_params(dataclasses.replace(w, state=moments), b)
+    assert compare(stepped, with_params(w, b)) == []
+    named = with_params(
+        dataclasses.replace(w, name="fc.weight"), dataclasses.replace(b, name="fc.bias")
+    )
+    assert compare(named, with_params(w, b)) == []
+    swapped = with_params(
+        dataclasses.replace(w, name="fc.bias"), dataclasses.replace(b, name="fc.weight")
+    )
+    assert {f.path for f in compare(named, swapped)} == {
+        "optimizer.params.0.name",
+        "optimizer.params.1.name",
+    }
+
+
+def test_an_added_param_group_is_absent_on_the_recorded_side() -> None:
+    group = {"lr": 0.001, "betas": [0.9, 0.999], "params": 2}
+    two = with_params(groups=[group, {**group, "lr": 0.01}])
+    [added] = compare(base(), two)
+    assert (added.path, added.recorded, added.current) == (
+        "optimizer.groups.1",
+        None,
+        {**group, "lr": 0.01},
+    )
+    [changed] = compare(base(), with_params(groups=[{**group, "lr": 0.1}]))
+    assert (changed.path, changed.recorded, changed.current) == (
+        "optimizer.groups.0.lr",
+        0.001,
+        0.1,
+    )

@@ -109,7 +109,10 @@ def test_a_harmless_finding_says_which_families_and_a_length_names_the_block_rul
     [length] = mark_run_control([explain("config.max_iters", 1, 2)])
     assert length.downgrade == "run-control"
     assert length.detail == "run-control config key (how long the run lasts)"
-    assert 'block = ["config.max_iters"]' in length.hint
+    assert length.hint == (
+        "nothing to do: it steers the run, not what it computes (if this key also sets your LR "
+        'schedule\'s length, add a block rule for it: block = ["config.max_iters"])'
+    )
     [interval] = mark_run_control([explain("config.eval_interval", 1, 2)])
     assert interval.detail == "run-control config key (how often it evaluates, logs or saves)"
     assert interval.hint == "nothing to do: it steers the run, not what it computes"
@@ -135,6 +138,10 @@ def test_a_harmless_finding_says_which_families_and_a_length_names_the_block_rul
         "length, so it changes from the resume on"
     )
     assert scheduled.hint.startswith("go ahead if the stretched schedule is what you want")
+    # A flat key with dots is one key: neither its first nor its last part makes it run control.
+    for dotted in ("config.lr_schedule.max_steps", "config.max_steps.decay"):
+        [flat] = mark_run_control([explain(dotted, 1, 2)])
+        assert flat.downgrade == "", dotted
     [other] = mark_run_control([explain("code.commit", "a", "b")])
     assert other.downgrade == "" and other.detail == ""
 

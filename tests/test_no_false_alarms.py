@@ -156,6 +156,10 @@ def test_run_control_names_from_the_frameworks() -> None:
 def test_each_run_control_key_is_one_row_with_its_reason(row: RunControlKey) -> None:
     """The registry is data: one row per key, each saying what it steers and who names it."""
     assert run_control_key((row.name,)) is row
+    assert run_control_family(row.name) == row.family
+    assert run_control_family(f"trainer/{row.name}") == (
+        row.family if row.origin == SECTIONS["trainer"] else None
+    )
     assert row.family in {LENGTH, RESUME, INTERVALS, OUTPUTS} and row.origin
     in_section = run_control_key(("trainer", row.name))
     assert (in_section is row) == (row.origin == SECTIONS["trainer"])
@@ -168,6 +172,7 @@ def test_each_run_control_key_is_one_row_with_its_reason(row: RunControlKey) -> 
 def test_keys_that_change_the_data_or_the_schedule_are_not_run_control() -> None:
     for name in ("ignore_data_skip", "data_seed", "seed", "warmup_steps", "total_steps"):
         assert run_control_key((name,)) is None
+        assert run_control_family(name) is None
     assert len({r.name for r in KEYS}) == len(KEYS), "one row per key"
 
 
@@ -219,6 +224,10 @@ def test_a_transformers_run_length_with_a_decaying_schedule_is_a_warning_naming_
         [judged] = judge(None, mark_run_control([change], decaying), preset("strict")).findings
         assert judged.severity.value == "warn"
         assert "cosine (lr_scheduler_type) learning-rate schedule" in judged.finding.message
+        assert judged.finding.hint == (
+            "go ahead if the stretched schedule is what you want; to keep the recorded one, "
+            "resume with the recorded length (or set a constant schedule)"
+        )
         constant = {key: 200, "lr_scheduler_type": "constant"}
         [judged] = judge(None, mark_run_control([change], constant), preset("strict")).findings
         assert judged.severity.value == "info"

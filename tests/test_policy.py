@@ -138,3 +138,101 @@ def test_bad_policy_files_are_bad_input(tmp_path: Path, text: str, needle: str) 
 def test_unknown_preset_name() -> None:
     with pytest.raises(BadInput, match="unknown policy preset"):
         load_policy("paranoid")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('ignore = ["cod.files.x"]\n', "rule 'cod.files.x' matches no finding path; did you mean "
+         "'code.files.x'?"),
+        ('ignore = ["checkpoint.step"]\n', "rule 'checkpoint.step' matches no finding path; did "
+         "you mean 'run.step'?"),
+        ('warn = ["env.bogus_key"]\n', "rule 'env.bogus_key' matches no finding path; paths "
+         "there: env.unavailable, env.device_type, env.device_count, env.device_names, "
+         "env.world_size"),
+        ('block = ["zzz"]\n', "rule 'zzz' matches no finding path; paths start with code, deps, "
+         "env, optimizer, model, config, checkpoint, state, run, policy (e.g. "
+         "'code.files.docs/**')"),
+        ("tool = 1\n", "`tool` must be a table ([tool.resumeguard] holds the rules)"),
+        ("[tool]\nresumeguard = 1\n", "[tool.resumeguard] must be a table"),
+        ("ignore = [1]\n", "'ignore' must be a list of glob strings"),
+        ('bogus = ["x"]\nother = 1\n', "unknown policy key(s) bogus, other; allowed: preset, "
+         "ignore, info, warn, block"),
+    ],
+)  # fmt: skip
+def test_a_bad_policy_file_is_one_line_naming_the_file_and_the_fix(
+    tmp_path: Path, text: str, line: str
+) -> None:
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(text)
+    with pytest.raises(BadInput) as bad:
+        load_policy(str(policy_file))
+    assert str(bad.value) == f"policy.toml: {line}"
+
+
+def test_a_bad_repository_policy_names_its_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("tool = 1\n")
+    with pytest.raises(BadInput) as bad:
+        load_policy(None, repo=tmp_path)
+    assert str(bad.value) == (
+        f"{tmp_path / 'pyproject.toml'}: `tool` must be a table ([tool.resumeguard] holds "
+        "the rules)"
+    )
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(BadInput) as unread:
+        load_policy(str(missing))
+    assert str(unread.value) == f"cannot read policy file {missing}: No such file or directory"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[tool.resumeguard]\npreset = "lenient"\n', "lenient"),
+        ('preset = "lenient"\n', "lenient"),
+        ('[tool.other]\npreset = "lenient"\n', None),
+        ('ignore = ["code.root"]\n', None),
+    ],
+)
+def test_the_preset_a_policy_file_sets(tmp_path: Path, text: str, expected: str | None) -> None:
+    from resumeguard.verdict.policy import file_preset
+
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(text)
+    assert file_preset(str(policy_file)) == expected
+    policy_file.write_text("tool = 1\n")
+    with pytest.raises(BadInput) as bad:
+        file_preset(str(policy_file))
+    assert str(bad.value).startswith(f"{policy_file}: `tool` must be a table")
+
+
+def test_a_preset_is_its_rules_under_its_name_and_a_dead_rule_is_a_bug() -> None:
+    from resumeguard.verdict.policy import _preset
+
+    built = _preset("mine", Severity.WARN, {"code.root": Severity.INFO, "model.*": Severity.BLOCK})
+    assert (built.name, built.default, built.rules, built.overrides) == (
+        "mine",
+        Severity.WARN,
+        (),
+        (),
+    )
+    assert built.preset == (
+        Rule("code.root", Severity.INFO, "preset mine"),
+        Rule("model.*", Severity.BLOCK, "preset mine"),
+    )
+    with pytest.raises(AssertionError, match=r"^preset mine: rules \['cod.root'\] match no "):
+        _preset("mine", Severity.WARN, {"code.root": Severity.INFO, "cod.root": Severity.INFO})
+
+
+def test_a_rule_at_a_binding_downgrades_severity_decides_and_is_named() -> None:
+    """A binding downgrade caps only a rule above it: a rule at its severity is the rule that
+    judged, and a stricter one is capped."""
+    unrecorded = Finding("config.trainer", None, 3, "m", "h", downgrade="not-recorded")
+    at = preset("strict").with_rules([Rule("config.trainer", Severity.INFO, "pyproject.toml")])
+    judged = at.judge(unrecorded)
+    assert (judged.severity, judged.rule) == (
+        Severity.INFO,
+        'info "config.trainer" (pyproject.toml)',
+    )
+    above = preset("strict").with_rules([Rule("config.trainer", Severity.WARN, "pyproject.toml")])
+    assert above.judge(unrecorded).severity is Severity.INFO
+    assert above.judge(unrecorded).rule.startswith("not recorded when the run started")

@@ -174,3 +174,34 @@ def test_the_repositorys_preset_never_judges_a_recorded_run(tmp_path: Path) -> N
     assert [policy.judge(f).severity for f in findings] == [Severity.BLOCK]
     policy, findings = for_resume("lenient", kept, tmp_path)
     assert policy.name == "lenient" and "given explicitly" in policy.origin
+
+
+def test_for_resume_names_each_policy_it_picks_and_what_changed(tmp_path: Path) -> None:
+    """Each way of choosing the policy of a resume, with the origin the report names: the
+    kept one, a bare preset object, a policy object with rules of its own (it judges alone),
+    and an explicit preset for a record from before policies were kept."""
+    from resumeguard.verdict.policy import Policy
+    from resumeguard.verdict.runpolicy import for_resume
+
+    docs = [["ignore", "code.files.docs/**", "pyproject.toml"]]
+    kept = {"preset": "strict", "rules": docs, "repository": {"preset": "strict", "rules": docs}}
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.resumeguard]\nignore = ["code.files.docs/**"]\n'
+    )
+    policy, findings = for_resume(None, kept, tmp_path)
+    assert (policy.origin, findings) == ("recorded with the run", [])
+    policy, findings = for_resume(preset("lenient"), kept, tmp_path)
+    assert policy.origin == (
+        "preset lenient, given explicitly, with the rules recorded with the run"
+    )
+    assert findings == [], "the repository's policy is unchanged"
+    own = Policy("strict", Severity.BLOCK, rules=(Rule("config.lr", Severity.WARN, "mine"),))
+    policy, findings = for_resume(own, kept, tmp_path)
+    assert (policy.rules, policy.origin, findings) == (own.rules, "given as policy=", [])
+    assert for_resume("lenient", None, tmp_path)[0].name == "lenient"
+    (tmp_path / "pyproject.toml").write_text('[tool.resumeguard]\nignore = ["code.*"]\n')
+    [changed] = for_resume(None, kept, tmp_path)[1]
+    assert (changed.recorded, changed.current) == (
+        "strict; ignore code.files.docs/**",
+        "strict; ignore code.*",
+    )
