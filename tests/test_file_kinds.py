@@ -3,12 +3,17 @@ both ways on real files (the kind's rule, and the look-alike the rule does not c
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from resumeguard.collect import filekinds
+from resumeguard.collect.code import CodeRecord, read_head
 from resumeguard.collect.filekinds import is_log, new_file_reason, run_output_reason
+from resumeguard.verdict.codechange import mark_harmless_code
+from resumeguard.verdict.findings import Finding
+from resumeguard.verdict.hints import explain
 
 SOURCE = [".py", ".pyw", ".pyi", ".pyx", ".pxd", ".ipynb", ".so", ".pyd", ".dylib", ".dll"]
 SOURCE += [".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp", ".cu", ".cuh", ".sh", ".bash", ".zsh"]
@@ -108,3 +113,65 @@ def test_under_old_records_a_script_without_an_ending_is_code_and_a_log_is_not(
     assert run_output_reason("missing", tmp_path) == other
     assert run_output_reason("train.log", tmp_path) == other
     assert run_output_reason(".env", tmp_path) is None
+
+
+# --- what the code-change judge makes of them -------------------------------------------------
+
+
+def marked(root: Path, path: str, recorded: CodeRecord, *, current: str | None = "b") -> Finding:
+    [found] = mark_harmless_code(
+        [explain(path, "a", current)], recorded, CodeRecord(str(root), "c", "main"), None
+    )
+    return found
+
+
+def test_old_records_judge_untracked_files_by_their_names(tmp_path: Path) -> None:
+    """Schema 1-2 records (no log heads) sorted untracked files by name: a log or data file is
+    run output (info, with the reason); a Python file or configuration beside no checkpoint
+    is code."""
+    touch(tmp_path, "train.log", "train.py", "conf/train.yaml", "outputs/train.yaml")
+    old = CodeRecord(str(tmp_path), "c", "main", untracked={"train.log": "x"})
+    found = marked(tmp_path, "code.untracked.train.log", old)
+    assert (found.downgrade, found.detail, found.hint) == (
+        "run-output",
+        "not source or configuration (run output such as a log)",
+        "nothing to do: it is not code",
+    )
+    outputs = marked(tmp_path, "code.untracked.outputs/train.yaml", old)
+    assert outputs.detail == "configuration written into the run output folder outputs/"
+    for code in ("code.untracked.train.py", "code.untracked.conf/train.yaml"):
+        assert marked(tmp_path, code, old).downgrade == "", code
+    assert marked(tmp_path, "code.skipped.train.log", old).downgrade == "run-output"
+
+
+def test_new_records_leave_out_only_what_the_run_wrote_or_appended(tmp_path: Path) -> None:
+    touch(tmp_path, "outputs/metrics.csv", "notes.txt")
+    (tmp_path / "train.log").write_text("epoch 1\nepoch 2\n")
+    head = read_head(tmp_path / "train.log", len("epoch 1\n"))
+    assert head is not None
+    new = CodeRecord(
+        str(tmp_path), "c", "main", untracked={"train.log": "x", "notes.txt": "y"}, logs={}
+    )
+    wrote = marked(tmp_path, "code.untracked.outputs/metrics.csv", new)
+    assert (wrote.downgrade, wrote.hint) == ("run-output", "nothing to do: the run wrote it")
+    assert marked(tmp_path, "code.untracked.notes.txt", new).downgrade == "", "recorded: code"
+    appended = dataclasses.replace(new, logs={"train.log": head})
+    grew = marked(tmp_path, "code.untracked.train.log", appended)
+    assert (grew.downgrade, grew.detail, grew.hint) == (
+        "left-out-file",
+        "train.log only grew (from 8 bytes) by appending",
+        "nothing to do: its recorded bytes are unchanged",
+    )
+    # The look-alikes: a log whose first bytes changed, or that is gone, counts.
+    edited = dataclasses.replace(new, logs={"train.log": dataclasses.replace(head, digest="x")})
+    assert marked(tmp_path, "code.untracked.train.log", edited).downgrade == ""
+    assert marked(tmp_path, "code.untracked.train.log", appended, current=None).downgrade == ""
+
+
+def test_git_ignore_rules_are_info_with_their_reason(tmp_path: Path) -> None:
+    record = CodeRecord(str(tmp_path), "c", "main", logs={})
+    found = marked(tmp_path, "code.files.sub/.gitignore", record)
+    assert (found.downgrade, found.hint) == (
+        "git-ignore-rules",
+        "nothing to do: .gitignore only decides which files git lists",
+    )

@@ -338,6 +338,8 @@ def test_python_change_kinds() -> None:
         # The same codec spelled otherwise: the declaration still changed.
         (b"# -*- coding: utf-8 -*-\n", b"# vim: set fileencoding=utf-8 :\n", Change.CODE),
         (b"#!/bin/python\n# coding: utf-8\n", b"#!/bin/python\n# coding: utf8\n", Change.CODE),
+        # Dropping a declaration of the default codec (line 2) still changes the declaration.
+        (b"#!/bin/python\n# coding: utf-8\n", b"#!/bin/python\n", Change.CODE),
         # Their look-alikes are comments: a first-line comment, "#!" further down, a line 3
         # that mentions a coding (Python reads declarations on lines 1-2 only).
         (b"# train the model\n", b"# train the model, faster\n", Change.LAYOUT),
