@@ -234,3 +234,29 @@ def test_an_added_param_group_is_absent_on_the_recorded_side() -> None:
         0.001,
         0.1,
     )
+
+
+def test_a_file_deleted_in_the_working_tree_is_absent_now() -> None:
+    code = base().code
+    assert isinstance(code, CodeRecord)
+    current = dataclasses.replace(
+        base(), code=dataclasses.replace(code, changed={"train.py": "deleted"}, diff_digest="d")
+    )
+    [gone] = compare(base(), current)
+    assert (gone.path, gone.recorded, gone.current) == (
+        "code.files.train.py",
+        f"committed@{SHA}",
+        None,
+    )
+
+
+def test_without_the_recorded_commit_a_dirty_tree_is_reported_whole() -> None:
+    """The recorded commit missing locally: files cannot be attributed, so a working-tree diff
+    that changed is code.diff (it blocks); the same diff at another commit adds nothing."""
+    code = base().code
+    assert isinstance(code, CodeRecord)
+    moved = dataclasses.replace(code, commit="b" * 40)
+    dirty = dataclasses.replace(base(), code=dataclasses.replace(moved, diff_digest="blake3:d"))
+    assert paths(base(), dirty) == ["code.commit", "code.diff"]
+    assert judge(None, compare(base(), dirty), preset("strict")).verdict.value == "block"
+    assert paths(base(), dataclasses.replace(base(), code=moved)) == ["code.commit"]

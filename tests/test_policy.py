@@ -236,3 +236,43 @@ def test_a_rule_at_a_binding_downgrades_severity_decides_and_is_named() -> None:
     above = preset("strict").with_rules([Rule("config.trainer", Severity.WARN, "pyproject.toml")])
     assert above.judge(unrecorded).severity is Severity.INFO
     assert above.judge(unrecorded).rule.startswith("not recorded when the run started")
+
+
+def test_a_repository_without_a_tool_table_has_no_rules(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    policy = load_policy(None, repo=tmp_path)
+    assert (policy.name, policy.rules, policy.origin) == ("strict", (), "preset strict")
+
+
+def test_preset_level_rules_lose_to_the_users() -> None:
+    base = preset("strict").with_rules([Rule("config.lr", Severity.WARN, "pyproject.toml")])
+    framed = base.with_preset_rules(
+        [Rule("config.*", Severity.INFO, "lightning"), Rule("config.lr", Severity.IGNORE, "x")]
+    )
+    assert framed.judge(finding("config.epochs")).severity is Severity.INFO
+    assert framed.judge(finding("config.lr")).severity is Severity.WARN
+    assert framed.preset[-2:] == (
+        Rule("config.*", Severity.INFO, "lightning"),
+        Rule("config.lr", Severity.IGNORE, "x"),
+    )
+
+
+def test_a_kept_policy_round_trips_and_a_malformed_one_is_bad_input() -> None:
+    from resumeguard.verdict.policy import Policy
+
+    mine = preset("lenient").with_rules([Rule("config.lr", Severity.BLOCK, "mine.toml")])
+    back = Policy.from_kept(mine.to_kept())
+    assert (back.name, back.rules, back.origin) == ("lenient", mine.rules, "")
+    with pytest.raises(BadInput) as bad:
+        Policy.from_kept({"preset": "strict", "rules": [["loud", "config.lr", "x"]]})
+    assert str(bad.value) == (
+        "the policy recorded with the run is malformed ('loud' is not a valid Severity)"
+    )
+
+
+def test_a_policy_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_bytes(b'ignore = ["code.root"]\n\xff\n')
+    with pytest.raises(BadInput) as bad:
+        load_policy(str(policy_file))
+    assert str(bad.value) == f"cannot read policy file {policy_file}: not UTF-8 text (byte 23)"

@@ -205,3 +205,41 @@ def test_for_resume_names_each_policy_it_picks_and_what_changed(tmp_path: Path) 
         "strict; ignore code.files.docs/**",
         "strict; ignore code.*",
     )
+
+
+def test_a_policy_asked_for_outside_the_tree_is_checked_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from resumeguard.errors import BadInput
+    from resumeguard.verdict.runpolicy import validate
+
+    validate("lenient")
+    validate(None)
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(BadInput, match=r"^cannot read policy file .*missing\.toml"):
+        validate(str(missing))
+    with pytest.raises(BadInput, match=r"^unknown policy preset 'paranoid'"):
+        validate("paranoid")
+    monkeypatch.setenv(POLICY_ENV, "paranoid")
+    with pytest.raises(BadInput, match=r"^unknown policy preset 'paranoid'"):
+        validate(None)
+
+
+def test_only_a_repository_policy_is_kept_as_the_repositorys(tmp_path: Path) -> None:
+    from resumeguard.verdict.policy import load_policy
+    from resumeguard.verdict.runpolicy import for_resume, to_keep
+
+    (tmp_path / "pyproject.toml").write_text('[tool.resumeguard]\nignore = ["code.root"]\n')
+    from_tree = to_keep(load_policy(None, repo=tmp_path), tmp_path)
+    assert from_tree["repository"] == {
+        "preset": "strict",
+        "rules": [["ignore", "code.root", "pyproject.toml"]],
+    }
+    given = tmp_path / "mine.toml"
+    given.write_text('warn = ["config.lr"]\n')
+    assert to_keep(load_policy(str(given)), tmp_path)["repository"] is None
+    policy, findings = for_resume(str(given), from_tree, tmp_path)
+    assert policy.origin == (
+        f"policy file {given}, given explicitly, on top of the policy recorded with the run"
+    )
+    assert [r.pattern for r in policy.overrides] == ["config.lr"] and findings == []
