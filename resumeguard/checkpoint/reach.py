@@ -321,12 +321,18 @@ def _copy_finding(
                 path = store.fetch_file(ref, shard.file, Path(tmp))
             except CheckpointError:
                 return explain(f"checkpoint.{label}.missing", shard.file, None)
-        if digests == "stat":
-            size = path.stat().st_size
-            if size != shard.size:
-                return explain(f"checkpoint.{label}.size", shard.size, size)
-            return None
-        digest, size = digest_file(path)
+        try:
+            if digests == "stat":
+                size = path.stat().st_size
+                if size != shard.size:
+                    return explain(f"checkpoint.{label}.size", shard.size, size)
+                return None
+            digest, size = digest_file(path)
+        except OSError as e:  # as for an unreadable record: the user can fix it
+            raise BadInput(
+                f"cannot read the run's copy {path}: {e.strerror or e}; make it readable by "
+                "this user (or check as the user that ran the job)"
+            ) from None
     if size != shard.size:
         return explain(f"checkpoint.{label}.size", shard.size, size)
     if digest != shard.digest:

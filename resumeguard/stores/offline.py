@@ -81,7 +81,7 @@ class OfflineStore(RunStore):
         broken: list[str] = []
         for directory in reversed(dirs):
             source = directory / "files" / rel
-            if source.is_file():
+            if _readable_file(source):
                 return atomic.copy(_inside(directory, source, name), Path(dest) / rel)
             if source.is_symlink():  # wandb.save's link to a file that has since gone
                 broken.append(str(source))
@@ -99,7 +99,7 @@ class OfflineStore(RunStore):
         folder = layout.LOCAL_COPIES if local else "files"
         for directory in reversed(self.dirs(ref)):
             source = directory / folder / rel
-            if source.is_file():
+            if _readable_file(source):
                 return _inside(directory, source, name, folder)
         return None
 
@@ -162,6 +162,18 @@ class OfflineStore(RunStore):
         if _dead_here(state.host, state.pid):
             return "crashed"
         return "running"
+
+
+def _readable_file(source: Path) -> bool:
+    """True when ``source`` is a file, False when it is not there; BadInput when the folder
+    holding it cannot be read (permissions, a name too long), as for an unreadable record."""
+    try:
+        return source.is_file()
+    except OSError as e:
+        raise BadInput(
+            f"cannot read the run's copy {source}: {e.strerror or e}; make its folder readable "
+            "by this user (or check as the user that ran the job)"
+        ) from None
 
 
 def _inside(directory: Path, source: Path, name: str, folder: str = "files") -> Path:

@@ -39,6 +39,20 @@ def field(*path: str, value: Any) -> Edit:
     return record(change)
 
 
+def vouched(change: Callable[[dict[str, Any]], None]) -> Edit:
+    """Change the record and the run config's digest of it alike: a record the run vouches for."""
+
+    def edit(case: Case) -> None:
+        from resumeguard.records.run import record_from_json
+        from resumeguard.stores.layout import CONFIG_KEY
+
+        case.edit_record(change)
+        compact = record_from_json(json.loads(case.record.read_text())).compact()
+        case.edit_json(case.sidecar, lambda data: data["config"][CONFIG_KEY].update(compact))
+
+    return edit
+
+
 def raw_field(*path: str, literal: str) -> Edit:
     """Set one field to a raw JSON literal (numbers JSON parsers read differently)."""
     marker = "__RAW__"
@@ -68,6 +82,16 @@ def _fifo_as(case: Case, path: Path) -> None:
 
 
 CKPT = ("checkpoints", "ckpt.pt")
+LONG_NAME = "resumeguard/checkpoints/" + "x" * 300 + "/ckpt.pt"
+
+
+def _copy_in(folder: str) -> Callable[[dict[str, Any]], None]:
+    def change(data: dict[str, Any]) -> None:
+        data["checkpoints"]["ckpt.pt"]["file"] = folder
+
+    return change
+
+
 FP = ("fingerprint",)
 
 RECORD_CASES: list[tuple[str, Edit, int]] = [
@@ -228,6 +252,10 @@ def test_show_refuses(case: Case, edit: Edit, code: int) -> None:
         pytest.param(_swap_copy_and_record, 3, "check", id="check-swapped"),
         pytest.param(_swap_copy_and_record, 3, "restore", id="restore-swapped"),
         pytest.param(field(*CKPT, "size", value=-1), 2, "restore", id="restore-size-negative"),
+        # A copy whose folder cannot be read (as root, a name too long to look up stands in
+        # for a folder without permissions): bad input, as for an unreadable record.
+        pytest.param(vouched(_copy_in(LONG_NAME)), 2, "check", id="check-copy-unreadable"),
+        pytest.param(vouched(_copy_in(LONG_NAME)), 2, "restore", id="restore-copy-unreadable"),
     ],
 )
 def test_check_and_restore_refuse(case: Case, edit: Edit, code: int, command: str) -> None:
