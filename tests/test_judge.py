@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from resumeguard.verdict.findings import Finding, Judged, Severity, Verdict
@@ -163,3 +165,11 @@ def test_the_run_output_folders_its_config_names() -> None:
     assert output_dirs(config, "/srv/r") == ["out", "results"]
     assert output_dirs(config, None) == ["out"]
     assert output_dirs({"out_dir": "a", "ckpt_dir": "a"}, "/r") == ["a"]
+
+
+def test_the_report_names_the_run_and_the_policy_that_judged() -> None:
+    report = judge("run-1", [], preset("lenient"))
+    assert (report.run, report.policy, report.verdict) == ("run-1", "", Verdict.OK)
+    named = dataclasses.replace(preset("lenient"), origin="policy file mine.toml")
+    assert judge("run-1", [], named).policy == "policy file mine.toml"
+    assert report_of("run-2", []).policy == ""

@@ -272,6 +272,9 @@ def test_comment_only_edit_is_info_and_a_token_change_blocks(
     assert code == 0
     edit = found["code.files.train.py"]
     assert edit["severity"] == "info" and "comments/whitespace only" in edit["message"]
+    assert edit["message"] == "train.py: comments/whitespace only (the same Python tokens)"
+    assert edit["hint"] == "nothing to do: Python runs the same code"
+    assert edit["rule"].startswith("comments/whitespace only: comments/whitespace only: the same")
     # The harmful look-alike: one token differs.
     write(project, {"train.py": COMMENT_ONLY.replace("LR = 1e-3", "LR = 1e-4")})
     code, found = diff(capsys, project, a, snapshot(capsys, project, "c"))
@@ -309,7 +312,15 @@ def test_docstring_edit_blocks_and_says_so(capsys, project: Path) -> None:
     write(project, {"train.py": TRAIN.replace('"""One step."""', '"""Double the input."""')})
     code, found = diff(capsys, project, a, snapshot(capsys, project, "b"))
     assert code == 1
-    assert "docstrings only" in found["code.files.train.py"]["message"]
+    edit = found["code.files.train.py"]
+    assert edit["message"] == (
+        "train.py: docstrings only; a docstring is a value the program can read (__doc__, "
+        "argparse or docopt help), so it counts as code"
+    )
+    assert edit["hint"] == (
+        "restore the docstrings of train.py, or accept this once with a rule "
+        '(info = ["code.files.train.py"]) if nothing reads them'
+    )
 
 
 def test_python_change_kinds() -> None:

@@ -276,3 +276,20 @@ def test_a_policy_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(BadInput) as bad:
         load_policy(str(policy_file))
     assert str(bad.value) == f"cannot read policy file {policy_file}: not UTF-8 text (byte 23)"
+
+
+def test_a_preset_rule_that_needs_an_unrecorded_fact_is_void() -> None:
+    """A factor's warn relies on the product being compared: where the record could not hold
+    the product, the factor's change keeps the preset's block; where it could, it warns."""
+    factor = Rule("config.batch_size", Severity.WARN, "batch factors", needs="config.effective")
+    policy = preset("strict").with_preset_rules([factor])
+    changed = finding("config.batch_size")
+    unrecorded = Finding("config.effective", None, 64, "m", "h", downgrade="not-recorded")
+    [judged] = policy.judge_all([changed])
+    assert (judged.severity, judged.rule) == (Severity.WARN, str(factor))
+    void = policy.judge_all([changed, unrecorded])
+    assert [(j.finding.path, j.severity) for j in void] == [
+        ("config.batch_size", Severity.BLOCK),
+        ("config.effective", Severity.INFO),
+    ]
+    assert policy.preset[-1] == factor, "the policy itself is unchanged"
