@@ -175,3 +175,27 @@ def test_git_ignore_rules_are_info_with_their_reason(tmp_path: Path) -> None:
         "git-ignore-rules",
         "nothing to do: .gitignore only decides which files git lists",
     )
+
+
+def test_a_content_git_no_longer_holds_is_never_comment_only(tmp_path: Path) -> None:
+    """The recorded blob gone from the object database: the blob digests decide (a change),
+    even when the current file holds only comments; both contents present, it is comment-only."""
+    from helpers import git, make_repo
+
+    from resumeguard.collect.code import open_history
+
+    repo = make_repo(tmp_path / "repo", {"train.py": "# the trainer\n"})
+    (repo / "train.py").write_text("# the trainer, annotated\n")
+    new = git(repo, "hash-object", "-w", "train.py").strip()
+    old = git(repo, "rev-parse", "HEAD:train.py").strip()
+    history = open_history(repo)
+    assert history is not None
+    record = CodeRecord(str(repo), "c", "main", logs={})
+    [layout] = mark_harmless_code(
+        [explain("code.files.train.py", old, new)], record, record, history
+    )
+    assert layout.downgrade == "comment-only"
+    [lost] = mark_harmless_code(
+        [explain("code.files.train.py", "0" * 40, new)], record, record, history
+    )
+    assert lost.downgrade == ""
