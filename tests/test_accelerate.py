@@ -1,0 +1,98 @@
+"""Accelerate adopted in one line, in process (``attach(accelerator)``, no ``resumeguard run``):
+``init_trackers`` checks the resume, ``save_state`` folders are recorded, ``load_state``
+verifies every file before Accelerate reads it. Each refusal beside its harmless look-alike."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import commit_all, make_repo
+
+pytest.importorskip("accelerate")
+
+SCRIPT = Path(__file__).resolve().parent / "scripts" / "accel_attached.py"
+RUN = ("--max_train_steps", "6")
+RESUME = (*RUN, "--resume_from_checkpoint", "out/step_4")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    repo = make_repo(tmp_path / "proj", {".gitignore": "out/\nwandb/\n"})
+    shutil.copy(SCRIPT, repo / "train.py")
+    commit_all(repo, "script")
+    return repo
+
+
+def train(repo: Path, *args: str) -> tuple[int, str]:
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(repo),
+        "WANDB_RUN_ID": "att1",
+        "WANDB_RESUME": "allow",
+    }
+    env.pop("PYTHONPATH", None)
+    env.pop("RESUMEGUARD_REPORT", None)
+    done = subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_an_attached_accelerator_records_and_an_unchanged_resume_goes_ahead(
+    project: Path,
+) -> None:
+    code, out = train(project, *RUN)
+    assert code == 0, out
+    assert (project / "out" / "step_4" / ".model.safetensors.resumeguard.json").is_file()
+    code, out = train(project, *RESUME)
+    assert code == 0 and "step 6" in out, out
+    assert "out/step_4 (4 files) matches its record" in out, out
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_folder_file_is_refused_before_accelerate_reads_it(
+    project: Path, damage: str
+) -> None:
+    code, out = train(project, *RUN)
+    assert code == 0, out
+    path = (
+        project / "out" / "step_4" / ("model.safetensors" if damage == "flip" else "optimizer.bin")
+    )
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 1
+    else:
+        del data[len(data) // 2 :]
+    path.write_bytes(bytes(data))
+    code, out = train(project, *RESUME)
+    assert code == 1 and path.name in out and "step 5" not in out, out
+    assert "CheckpointError" in out, out
+
+
+def test_a_changed_model_or_code_is_refused_and_a_comment_goes_ahead(project: Path) -> None:
+    code, out = train(project, *RUN)
+    assert code == 0, out
+    code, out = train(project, *RESUME, "--width", "16")  # the weights do not fit
+    assert code == 1 and "step 5" not in out, out
+    script = project / "train.py"
+    original = script.read_text()
+    script.write_text(original + "# a note about the learning rate\n")
+    commit_all(project, "comment")
+    code, out = train(project, *RESUME)
+    assert code == 0 and "step 6" in out, out
+    script.write_text(original.replace("torch.ones(2, 4)", "torch.ones(2, 4) * 2"))
+    commit_all(project, "loss")
+    code, out = train(project, *RESUME)
+    assert code == 1 and "code.files.train.py" in out and "step 5" not in out, out
