@@ -5,7 +5,6 @@ verifies every file before Accelerate reads it. Each refusal beside its harmless
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,21 @@ from helpers import commit_all, make_repo
 
 pytest.importorskip("accelerate")
 
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "accel_attached.py"
+STOCK = Path(__file__).resolve().parent / "scripts" / "unmodified" / "accel.py"
+ATTACH = 'accelerator = Accelerator(log_with="wandb", cpu=True)\n'
+
+
+def attached() -> str:
+    """The stock Accelerate script adopting resumeguard in one line, as README shows."""
+    script = STOCK.read_text()
+    assert ATTACH in script
+    return script.replace(
+        ATTACH,
+        ATTACH + "import resumeguard.integrations.accelerate\n"
+        "resumeguard.integrations.accelerate.attach(accelerator)\n",
+    )
+
+
 RUN = ("--max_train_steps", "6")
 RESUME = (*RUN, "--resume_from_checkpoint", "out/step_4")
 
@@ -23,7 +36,7 @@ RESUME = (*RUN, "--resume_from_checkpoint", "out/step_4")
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     repo = make_repo(tmp_path / "proj", {".gitignore": "out/\nwandb/\n"})
-    shutil.copy(SCRIPT, repo / "train.py")
+    (repo / "train.py").write_text(attached())
     commit_all(repo, "script")
     return repo
 
