@@ -4,13 +4,18 @@ verifies every file before Accelerate reads it. Each refusal beside its harmless
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from helpers import commit_all, make_repo
+from wandb_server import ENTITY, WandbServer
+
+from resumeguard.stores.layout import RECORD_FILE
 
 pytest.importorskip("accelerate")
 
@@ -41,15 +46,15 @@ def project(tmp_path: Path) -> Path:
     return repo
 
 
-def train(repo: Path, *args: str) -> tuple[int, str]:
+def train(repo: Path, *args: str, run_id: str = "att1", online: bool = False) -> tuple[int, str]:
     env = {
         **os.environ,
-        "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
-        "WANDB_DIR": str(repo),
-        "WANDB_RUN_ID": "att1",
+        "WANDB_RUN_ID": run_id,
         "WANDB_RESUME": "allow",
     }
+    if not online:  # online: the test server's client environment, set by the fixture
+        env.update(WANDB_MODE="offline", WANDB_DIR=str(repo))
     env.pop("PYTHONPATH", None)
     env.pop("RESUMEGUARD_REPORT", None)
     done = subprocess.run(
@@ -109,3 +114,22 @@ def test_a_changed_model_or_code_is_refused_and_a_comment_goes_ahead(project: Pa
     commit_all(project, "loss")
     code, out = train(project, *RESUME)
     assert code == 1 and "code.files.train.py" in out and "step 5" not in out, out
+
+
+def test_an_attached_accelerator_online_keeps_its_record_on_the_server(
+    online: WandbServer, project: Path
+) -> None:
+    run_id = f"att-{uuid.uuid4().hex[:8]}"
+    code, out = train(project, *RUN, run_id=run_id, online=True)
+    assert code == 0, out
+    stored = online.store.get(f"{ENTITY}/clm_no_trainer/{run_id}")
+    record = json.loads(stored.files[RECORD_FILE].data)
+    assert any(name.startswith("out/step_4") for name in record["checkpoints"]), record
+    code, out = train(project, *RESUME, run_id=run_id, online=True)
+    assert code == 0 and "step 6" in out and "matches its record" in out, out
+    weights = project / "out" / "step_4" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 1
+    weights.write_bytes(bytes(data))
+    code, out = train(project, *RESUME, run_id=run_id, online=True)
+    assert code == 1 and "model.safetensors" in out and "step 5" not in out, out
