@@ -120,6 +120,31 @@ def test_nano_harmful_resumes_end_before_the_first_step(project: Path) -> None:
     assert code == 0, out
 
 
+def test_nano_as_a_module_with_a_full_unpickling_load(project: Path) -> None:
+    """``python -m nano`` (a module, not a script path) whose load unpickles everything
+    (``weights_only=False``): the unchanged resume goes ahead, and the whole file is verified
+    before a byte of it is unpickled, so an altered one is refused."""
+    script = project / "nano.py"
+    source = script.read_text()
+    assert 'map_location="cpu")' in source
+    script.write_text(
+        source.replace('map_location="cpu")', 'map_location="cpu", weights_only=False)')
+    )
+    commit_all(project, "full unpickling")
+    code, out, _ = guarded(project, sys.executable, "-m", "nano", "--max_iters=3")
+    assert code == 0, out
+    assert (project / "out" / ".ckpt.pt.resumeguard.json").is_file(), "torch.save was recorded"
+    code, out, _ = guarded(project, sys.executable, "-m", "nano", "--init_from=resume")
+    assert code == 0 and "iter 4" in out and "matches its recorded digest" in out, out
+    ckpt = project / "out" / "ckpt.pt"
+    altered = bytearray(ckpt.read_bytes())
+    altered[len(altered) // 2] ^= 1
+    ckpt.write_bytes(bytes(altered))
+    code, out, report = guarded(project, sys.executable, "-m", "nano", "--init_from=resume")
+    assert code == 1 and "does not match its record" in out and "iter 4" not in out, out
+    assert report["verdict"] == "block"
+
+
 def test_nano_compiled_checkpoint_resumes(project: Path) -> None:
     code, out, _ = guarded(project, *python("nano.py", "--max_iters=3", "--compile=True"))
     assert code == 0, out
