@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Any
 
-from resumeguard.collect.code import CodeRecord
+from helpers import git, make_repo
+
+from resumeguard.collect.code import CodeRecord, collect_code, open_history
 from resumeguard.collect.deps import DepsRecord
 from resumeguard.collect.env import EnvRecord
 from resumeguard.collect.optimizer import ModelRecord, OptimizerRecord, ParamRecord
@@ -260,3 +264,89 @@ def test_without_the_recorded_commit_a_dirty_tree_is_reported_whole() -> None:
     assert paths(base(), dirty) == ["code.commit", "code.diff"]
     assert judge(None, compare(base(), dirty), preset("strict")).verdict.value == "block"
     assert paths(base(), dataclasses.replace(base(), code=moved)) == ["code.commit"]
+
+
+def code_of(root: Path, **kw: int) -> CodeRecord:
+    found = collect_code(root, **kw)
+    assert isinstance(found, CodeRecord)
+    return found
+
+
+def with_code(code: CodeRecord, config: dict | None = None) -> Fingerprint:
+    return dataclasses.replace(base(), code=code, config=config or {})
+
+
+def code_findings(recorded: CodeRecord, current: CodeRecord, root: Path) -> dict[str, Any]:
+    found = compare(with_code(recorded), with_code(current), open_history(root))
+    return {f.path: f for f in found}
+
+
+def test_an_oversize_untracked_file_is_compared_by_its_stamp(tmp_path: Path) -> None:
+    """A file too large to hash is left out of the digest but not of the comparison: one that
+    appears, changes, or moves between hashed and left out is code.skipped (it blocks); the
+    same stamp again is nothing."""
+    repo = make_repo(tmp_path / "repo", {"train.py": "x = 1\n"})
+    (repo / "small.dat").write_bytes(b"a" * 10)
+    before = code_of(repo, max_untracked_bytes=100)
+    (repo / "big.dat").write_bytes(b"b" * 200)
+    appeared = code_of(repo, max_untracked_bytes=100)
+    found = code_findings(before, appeared, repo)
+    assert set(found) == {"code.skipped.big.dat"}
+    assert (found["code.skipped.big.dat"].recorded, found["code.skipped.big.dat"].current) == (
+        None,
+        appeared.stamps["big.dat"],
+    )
+    assert code_findings(appeared, code_of(repo, max_untracked_bytes=100), repo) == {}
+    (repo / "small.dat").write_bytes(b"c" * 200)  # now too large to hash
+    grown = code_of(repo, max_untracked_bytes=100)
+    moved = code_findings(appeared, grown, repo)["code.skipped.small.dat"]
+    assert (moved.recorded, moved.current) == (
+        appeared.untracked["small.dat"],
+        grown.stamps["small.dat"],
+    )
+    assert "code.untracked.small.dat" not in code_findings(appeared, grown, repo)
+    verdict = judge(None, compare(with_code(before), with_code(appeared)), preset("strict"))
+    assert verdict.verdict.value == "block"
+    # A record of schema 1-2 left such a file out without a stamp: nothing to compare with.
+    old = dataclasses.replace(appeared, stamps={}, skipped={"big.dat": "too large"})
+    assert "code.skipped.big.dat" not in code_findings(old, appeared, repo)
+
+
+def test_committing_what_was_dirty_is_no_change_and_an_added_file_is_a_file(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"train.py": "x = 1\n", "conf.yaml": "lr: 1\n"})
+    (repo / "conf.yaml").write_text("lr: 2\n")
+    (repo / "extra.yaml").write_text("a: 1\n")
+    dirty = code_of(repo)
+    git(repo, "add", "conf.yaml", "extra.yaml")
+    added = code_of(repo)
+    assert set(code_findings(dirty, added, repo)) == set(), "staging changes no bytes"
+    git(repo, "commit", "-qm", "config")
+    committed = code_of(repo)
+    assert set(code_findings(dirty, committed, repo)) == {"code.commit"}
+    (repo / "extra.yaml").write_text("a: 2\n")
+    assert set(code_findings(dirty, code_of(repo), repo)) == {
+        "code.commit",
+        "code.files.extra.yaml",
+    }
+
+
+def test_the_runs_output_folder_is_found_from_an_absolute_path_in_its_config(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo", {"train.py": "x = 1\n"})
+    before = code_of(repo)
+    (repo / "out").mkdir()
+    (repo / "out" / "metrics.csv").write_text("1\n")
+    after = code_of(repo)
+    config = {"output_dir": str(repo / "out")}
+    found = compare(with_code(before, config), with_code(after, config), open_history(repo))
+    [written] = [f for f in found if f.path == "code.untracked.out/metrics.csv"]
+    assert written.downgrade == "run-output"
+    # The look-alike: without the run's folder in its config the new file counts.
+    [counted] = compare(with_code(before), with_code(after), open_history(repo))
+    assert counted.downgrade == ""
+    # Nothing recorded of the code: nothing to compare it with.
+    unrecorded = dataclasses.replace(with_code(after), code=Unavailable("no git"))
+    assert compare(unrecorded, with_code(after)) == []
