@@ -218,6 +218,26 @@ def test_accelerate_save_and_load_state_folders_are_guarded(project: Path) -> No
     assert code == 1 and "saved by run acc1" in out and "WANDB_RUN_ID=acc1" in out, out
 
 
+def test_accelerate_launch_is_guarded(project: Path) -> None:
+    """``accelerate launch`` starts the script in a process of its own: it is guarded too."""
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--cpu"]
+    launch += ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no"]
+    launch += ["--dynamo_backend", "no", "accel.py", "--max_train_steps", "6"]
+    env = {"WANDB_RUN_ID": "acl1", "WANDB_RESUME": "allow"}
+    code, out, _ = guarded(project, *launch, env=env)
+    assert code == 0, out
+    assert (project / "out" / "step_4" / ".model.safetensors.resumeguard.json").is_file()
+    resume = [*launch, "--resume_from_checkpoint", "out/step_4"]
+    code, out, _ = guarded(project, *resume, env=env)
+    assert code == 0 and "step 6" in out, out
+    weights = project / "out" / "step_4" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 1
+    weights.write_bytes(bytes(data))
+    code, out, report = guarded(project, *resume, env=env)
+    assert code == 1 and report["verdict"] == "block" and "step 5" not in out, out
+
+
 def test_lightning_trainer_gets_the_callback(project: Path) -> None:
     code, out, _ = guarded(project, *python("lit.py", "1"))
     assert code == 0, out
