@@ -145,6 +145,19 @@ def test_nano_as_a_module_with_a_full_unpickling_load(project: Path) -> None:
     assert report["verdict"] == "block"
 
 
+def test_a_save_resumeguard_cannot_record_is_still_saved(project: Path) -> None:
+    """The script's checkpoint is never lost over resumeguard: when the record beside it cannot
+    be written (a folder planted at its name), torch.save writes the file alone, said once."""
+    (project / "out" / ".ckpt.pt.resumeguard.json").mkdir(parents=True)
+    code, out, _ = guarded(project, *python("nano.py", "--max_iters=3"))
+    assert code == 0 and "iter 3" in out, out
+    assert "out/ckpt.pt was not recorded" in out and "saved by torch.save alone" in out, out
+    import torch
+
+    saved = torch.load(project / "out" / "ckpt.pt", map_location="cpu", weights_only=False)
+    assert {"model", "optimizer", "iter_num"} <= set(saved)
+
+
 def test_nano_compiled_checkpoint_resumes(project: Path) -> None:
     code, out, _ = guarded(project, *python("nano.py", "--max_iters=3", "--compile=True"))
     assert code == 0, out
