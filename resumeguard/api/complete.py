@@ -123,11 +123,9 @@ def judging_with(label: str, policy: Policy) -> Callable[[list[Finding]], None]:
         try:
             raise_for(report)
         except ResumeGuardError as e:
-            from resumeguard.api.entry import exit_now
-            from resumeguard.options import under_launcher
+            from resumeguard.api.entry import end_if_launched
 
-            if under_launcher():
-                exit_now(e)  # under `resumeguard run`, whatever the script would catch
+            end_if_launched(e)
             raise
         for judged in report.findings:
             if judged.severity is Severity.INFO:

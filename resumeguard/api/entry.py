@@ -30,7 +30,7 @@ from resumeguard.decide.pipeline import (
 )
 from resumeguard.decide.verified import log_verified
 from resumeguard.errors import BadInput, ResumeBlocked, ResumeGuardError
-from resumeguard.options import REPORT_ENV, Options, disabled
+from resumeguard.options import REPORT_ENV, Options, disabled, under_launcher
 from resumeguard.stores.layout import CONFIG_KEY
 from resumeguard.verdict.findings import Verdict
 from resumeguard.verdict.policy import Policy
@@ -144,6 +144,13 @@ def exit_with(error: ResumeGuardError) -> NoReturn:
     else:
         sys.stderr.write(f"resumeguard: {error}\n")
     sys.exit(error.exit_code)
+
+
+def end_if_launched(error: ResumeGuardError) -> None:
+    """Under ``resumeguard run``: end the process with ``error`` (:func:`exit_now`), whatever
+    the script would catch; otherwise return, and the caller raises or exits as it would."""
+    if under_launcher():
+        exit_now(error)
 
 
 def exit_now(error: ResumeGuardError) -> NoReturn:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from resumeguard.api.entry import exit_now, exit_with
+from resumeguard.api.entry import end_if_launched, exit_with
 from resumeguard.collect.components import Components
 from resumeguard.decide.intent import ResumeCheck, ResumeIntent
 from resumeguard.decide.pipeline import (
@@ -34,7 +34,7 @@ from resumeguard.decide.pipeline import (
 )
 from resumeguard.decide.runfiles import settle
 from resumeguard.errors import CheckpointError, ResumeBlocked, ResumeGuardError
-from resumeguard.options import DEFAULT, Options, under_launcher
+from resumeguard.options import DEFAULT, Options
 from resumeguard.records.run import CheckpointRecord, RunRecord, now
 from resumeguard.verdict.policy import Rule
 
@@ -309,8 +309,7 @@ class FrameworkGuard:
         checkpoint is recorded in ``run``'s audit trail."""
         if run is not None and isinstance(error, (CheckpointError, ResumeBlocked)):
             settle(run, "refused", str(error))
-        if under_launcher():
-            exit_now(error)  # under `resumeguard run`, whatever the script would catch
+        end_if_launched(error)
         if self.raise_on_block:
             raise error
         exit_with(error)
