@@ -350,3 +350,35 @@ def test_the_runs_output_folder_is_found_from_an_absolute_path_in_its_config(
     # Nothing recorded of the code: nothing to compare it with.
     unrecorded = dataclasses.replace(with_code(after), code=Unavailable("no git"))
     assert compare(unrecorded, with_code(after)) == []
+
+
+def test_env_and_deps_compare_by_their_fields_and_a_part_gone_now_is_named() -> None:
+    """The process's rank is not the job's shape (no finding); a device list is one finding;
+    a part recorded then and unavailable now is ``<part>.unavailable`` with the reason; a
+    rotated token in a requirement's URL is no change, another host is."""
+    env = base().env
+    deps = base().deps
+    assert isinstance(env, EnvRecord) and isinstance(deps, DepsRecord)
+    ranked = dataclasses.replace(base(), env=dataclasses.replace(env, rank=3))
+    assert compare(base(), ranked) == []
+    named = dataclasses.replace(base(), env=dataclasses.replace(env, device_names=("H100",)))
+    [names] = compare(base(), named)
+    assert (names.path, names.recorded, names.current) == ("env.device_names", [], ["H100"])
+    gone = dataclasses.replace(base(), deps=Unavailable("pip cannot be run"))
+    [unavailable] = compare(base(), gone)
+    assert (unavailable.path, unavailable.recorded, unavailable.current) == (
+        "deps.unavailable",
+        "deps",
+        "pip cannot be run",
+    )
+
+    def pinned(url: str) -> Fingerprint:
+        return dataclasses.replace(
+            base(), deps=dataclasses.replace(deps, requirements={"pkg": f"pkg @ {url}"})
+        )
+
+    old = pinned("https://user:token1@git.example.com/pkg.git")
+    assert compare(old, pinned("https://user:token2@git.example.com/pkg.git")) == []
+    assert paths(old, pinned("https://user:token1@other.example.com/pkg.git")) == [
+        "deps.requirements.pkg"
+    ]

@@ -293,3 +293,18 @@ def test_a_preset_rule_that_needs_an_unrecorded_fact_is_void() -> None:
         ("config.effective", Severity.INFO),
     ]
     assert policy.preset[-1] == factor, "the policy itself is unchanged"
+
+
+def test_a_policy_names_where_it_came_from(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.resumeguard]\nignore = ["code.root"]\n')
+    assert load_policy(None, repo=tmp_path).origin == "preset strict + pyproject.toml"
+    assert load_policy("lenient", repo=tmp_path).origin == "preset lenient + pyproject.toml"
+    assert load_policy("lenient").origin == "preset lenient"
+    given = tmp_path / "mine.toml"
+    given.write_text('preset = "lenient"\n')
+    assert load_policy(str(given)).origin == f"policy file {given}"
+    with pytest.raises(BadInput) as bad:
+        load_policy("paranoid")
+    assert str(bad.value) == (
+        "unknown policy preset 'paranoid': use one of strict, lenient or a TOML file"
+    )
