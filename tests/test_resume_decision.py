@@ -309,8 +309,8 @@ def test_a_bad_step_counter_is_bad_input_and_writes_nothing(project: Path, count
 def test_a_checkpoint_recorded_before_step_counters_counts_w_and_bs_step() -> None:
     """Records made before the counter was kept load as W&B's step and are compared as then;
     an empty counter is no record's."""
-    from resumeguard.decide.pipeline import step_finding
     from resumeguard.records.run import CheckpointRecord
+    from resumeguard.verdict.step import step_finding
 
     old = CheckpointRecord.from_json({"file": "", "digest": "blake3:0", "size": 1, "step": 2})
     assert old.step_counter == "_step"

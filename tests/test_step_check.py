@@ -4,17 +4,17 @@ another counter is not compared, and a last step that cannot be read is unverifi
 
 from __future__ import annotations
 
-from resumeguard.decide.pipeline import (
+from resumeguard.records.fingerprint import NOT_GIVEN, Fingerprint
+from resumeguard.records.run import CheckpointRecord, RunRecord
+from resumeguard.verdict.judge import judge
+from resumeguard.verdict.policy import preset
+from resumeguard.verdict.step import (
     counts_wandb_steps,
     newest_checkpoint,
     step_finding,
     step_findings,
     unknown_step,
 )
-from resumeguard.records.fingerprint import NOT_GIVEN, Fingerprint
-from resumeguard.records.run import CheckpointRecord, RunRecord
-from resumeguard.verdict.judge import judge
-from resumeguard.verdict.policy import preset
 
 NOTHING = Fingerprint(code=NOT_GIVEN, deps=NOT_GIVEN, env=NOT_GIVEN)
 

@@ -106,7 +106,7 @@ def _noted(by_section: dict[str, list[Severity]], section: str) -> str:
 
 def _latest(check: ResumeCheck) -> str:
     """The checkpoint a resume most likely loads: the newest recorded one."""
-    from resumeguard.decide.pipeline import newest_checkpoint
+    from resumeguard.verdict.step import newest_checkpoint
 
     newest = newest_checkpoint(check.stored) if check.stored is not None else None
     if newest is None:

@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from resumeguard.decide.intent import ResumeCheck
-from resumeguard.decide.pipeline import raise_for, unknown_step
+from resumeguard.decide.pipeline import raise_for
 from resumeguard.decide.verified import say as say  # the one INFO line of each front door
 from resumeguard.verdict.findings import Finding, Severity
 from resumeguard.verdict.hints import explain
 from resumeguard.verdict.judge import judge as verdict
 from resumeguard.verdict.policy import Rule
+from resumeguard.verdict.step import unknown_step
 
 if TYPE_CHECKING:
     import torch
