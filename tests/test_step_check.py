@@ -85,6 +85,10 @@ def test_the_newest_checkpoint_by_step_then_save_time_is_the_one_compared() -> N
     assert newest is not None and newest[0] == "late-again.pt"
     [found] = step_findings(record, 9, run_id="r1")
     assert (found.recorded, found.current) == (9, 5)
+    # The hint rewinds this run, with nothing before it: no newer checkpoint was named.
+    assert found.hint.startswith(
+        'rewind the run to the checkpoint: wandb.init(resume_from="r1?_step=5")'
+    )
     assert step_findings(record, 5, run_id="r1") == []
     unstepped = RunRecord(fingerprint=NOTHING, checkpoints={"u.pt": ckpt(None)})
     assert newest_checkpoint(unstepped) is None
