@@ -24,14 +24,9 @@ from resumeguard.errors import (
 from resumeguard.redact import install_log_filter
 
 if TYPE_CHECKING:
-    from resumeguard.api import (
-        check_fit,
-        guard,
-        init,
-        load_checkpoint,
-        restore_checkpoint,
-        save_checkpoint,
-    )
+    from resumeguard.api.entry import guard, init
+    from resumeguard.api.restore import check_fit, load_checkpoint, restore_checkpoint
+    from resumeguard.api.save import save_checkpoint
     from resumeguard.checkpoint import CheckpointOrigin, Storage, checkpoint_origin
     from resumeguard.decide.distributed import RankFailed
     from resumeguard.records.fingerprint import Fingerprint
@@ -41,12 +36,12 @@ if TYPE_CHECKING:
 install_log_filter(logging.getLogger("resumeguard"))  # no log line carries a credential
 
 _LAZY = {
-    "init": "resumeguard.api",
-    "guard": "resumeguard.api",
-    "save_checkpoint": "resumeguard.api",
-    "restore_checkpoint": "resumeguard.api",
-    "load_checkpoint": "resumeguard.api",
-    "check_fit": "resumeguard.api",
+    "init": "resumeguard.api.entry",
+    "guard": "resumeguard.api.entry",
+    "save_checkpoint": "resumeguard.api.save",
+    "restore_checkpoint": "resumeguard.api.restore",
+    "load_checkpoint": "resumeguard.api.restore",
+    "check_fit": "resumeguard.api.restore",
     "checkpoint_origin": "resumeguard.checkpoint",
     "CheckpointOrigin": "resumeguard.checkpoint",
     "Storage": "resumeguard.checkpoint",

@@ -106,3 +106,15 @@ def test_every_package_says_what_it_does_and_may_import(package: str) -> None:
     assert "May import:" in doc, (
         f"resumeguard.{package}'s docstring does not say what it may import"
     )
+
+
+def test_a_front_door_loads_only_what_it_uses() -> None:
+    """``resumeguard.init`` (the check before a resume) does not load the checkpoint API, and
+    ``import resumeguard`` loads neither."""
+    code = (
+        "import sys, resumeguard; assert 'resumeguard.api.entry' not in sys.modules;"
+        "resumeguard.init;"
+        "loaded = {m for m in sys.modules if m.startswith('resumeguard.api.')};"
+        "assert loaded == {'resumeguard.api.entry'}, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)

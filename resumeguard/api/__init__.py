@@ -5,26 +5,3 @@
 May import: every stage below it (:mod:`resumeguard.decide` and down). Imported only by the
 other front doors (integrations, launcher, CLI).
 """
-
-from __future__ import annotations
-
-from resumeguard.api.entry import guard, init
-from resumeguard.api.restore import (
-    check_fit,
-    load_checkpoint,
-    load_state,
-    lookup,
-    restore_checkpoint,
-)
-from resumeguard.api.save import save_checkpoint
-
-__all__ = [
-    "check_fit",
-    "guard",
-    "init",
-    "load_checkpoint",
-    "load_state",
-    "lookup",
-    "restore_checkpoint",
-    "save_checkpoint",
-]

@@ -21,6 +21,7 @@ from resumeguard.io.disks import this_host
 from resumeguard.io.hashing import digest_file
 from resumeguard.records.run import CheckpointRecord, RunRecord, older_save
 from resumeguard.stores.interface import RunRef, RunStore
+from resumeguard.stores.layout import unreadable_copy
 from resumeguard.verdict.findings import Finding
 from resumeguard.verdict.hints import explain
 
@@ -328,11 +329,10 @@ def _copy_finding(
                     return explain(f"checkpoint.{label}.size", shard.size, size)
                 return None
             digest, size = digest_file(path)
-        except OSError as e:  # as for an unreadable record: the user can fix it
-            raise BadInput(
-                f"cannot read the run's copy {path}: {e.strerror or e}; make it readable by "
-                "this user (or check as the user that ran the job)"
-            ) from None
+        except FileNotFoundError:  # gone since it was looked up
+            return explain(f"checkpoint.{label}.missing", shard.file, None)
+        except OSError as e:
+            raise unreadable_copy(path, e) from None
     if size != shard.size:
         return explain(f"checkpoint.{label}.size", shard.size, size)
     if digest != shard.digest:

@@ -312,7 +312,7 @@ def restore(
     file) is replaced, said loudly, and kept beside it; anything else there is never touched."""
     import tempfile
 
-    from resumeguard.api import lookup
+    from resumeguard.api.restore import lookup
     from resumeguard.checkpoint import verify_file
     from resumeguard.errors import BadInput, CheckpointError
     from resumeguard.io.hashing import digest_file

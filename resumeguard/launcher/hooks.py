@@ -152,7 +152,7 @@ def _save(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) ->
             "with a model or optimizer state dict, saved to a path); saved as is, not guarded",
         )
         return wrapped(*args, **kwargs)
-    from resumeguard.api import save_checkpoint
+    from resumeguard.api.save import save_checkpoint
 
     with ours():
         try:

@@ -248,3 +248,12 @@ def parse_time(value: object) -> dt.datetime | None:
 def save_run_file(run: Any, path: Path) -> None:
     """Hand a file that lies inside the live run's files directory to W&B for upload."""
     run.save(str(path), base_path=run.dir, policy="now")
+
+
+def unreadable_copy(path: Path, error: OSError) -> BadInput:
+    """The one line for a run's copy that cannot be read (permissions, a name too long to look
+    up): bad input, as for an unreadable record."""
+    return BadInput(
+        f"cannot read the run's copy {path}: {error.strerror or error}; make it and its folder "
+        "readable by this user (or check as the user that ran the job)"
+    )

@@ -170,10 +170,7 @@ def _readable_file(source: Path) -> bool:
     try:
         return source.is_file()
     except OSError as e:
-        raise BadInput(
-            f"cannot read the run's copy {source}: {e.strerror or e}; make its folder readable "
-            "by this user (or check as the user that ran the job)"
-        ) from None
+        raise layout.unreadable_copy(source, e) from None
 
 
 def _inside(directory: Path, source: Path, name: str, folder: str = "files") -> Path:
