@@ -12,6 +12,7 @@ BENCHMARKS = (
     "bench_file_digest.py",
     "bench_code.py",
     "bench_skipped.py",
+    "bench_requirements.py",
     "bench_check.py",
     "bench_online_costs.py",
     "bench_checkpoint.py",

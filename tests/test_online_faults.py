@@ -23,7 +23,9 @@ import resumeguard
 
 TIMEOUT = 1.0
 TRIES = 5  # the CLI's documented 4 retries
-BOUND = TRIES * TIMEOUT + 7.5 + 6  # backoff caps 0.5 + 1 + 2 + 4, plus starting wandb-core
+# backoff caps 0.5 + 1 + 2 + 4, plus room for a loaded machine; the default 10 s timeout would
+# take at least TRIES * 10 + 7.5 s, so the bound still shows RESUMEGUARD_TIMEOUT is honoured.
+BOUND = TRIES * TIMEOUT + 7.5 + 15
 
 
 @dataclass(frozen=True)
