@@ -148,8 +148,20 @@ class WandbServer:
         return env
 
     def _log(self, request: Request) -> None:
+        """Log ``request`` on arrival, before any answer: a client that has its answer finds
+        its request counted (:meth:`_answered` adds the answer)."""
         with self._lock:
             self.requests.append(request)
+
+    def _answered(self, request: Request, status: int, bytes_out: int) -> None:
+        """Set the status and size of the answer to ``request``, if not cleared since."""
+        with self._lock:
+            for i in range(len(self.requests) - 1, -1, -1):
+                if self.requests[i] is request:
+                    self.requests[i] = dataclasses.replace(
+                        request, status=status, bytes_out=bytes_out
+                    )
+                    return
 
     # -- the store, as tests shape it ----------------------------------------------------
 
@@ -226,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault(self, fault: Fault, payload: bytes | None = None) -> int:
         if fault.hang:
-            self.wandb._stopping.wait(120)  # logged on arrival, see _serve
+            self.wandb._stopping.wait(120)
             self._reset()
             return 0
         if fault.reset:
@@ -263,23 +275,18 @@ class _Handler(BaseHTTPRequestHandler):
         keys = (f"{operation}:{detail}", operation) if detail else (operation,)
         fault = self.wandb._next_fault(*keys)
         seen = Request(operation, self.command, self.path, 0, len(body), 0)
-        if fault is not None and fault.hang:
-            self.wandb._log(seen)  # now: the answer never comes
-            self._fault(fault)
-            return
-        status, sent = 0, 0
-        try:
-            if fault is not None:
-                payload = self._stored() if fault.reset and operation == "download" else None
-                status = self._fault(fault, payload)
-            elif auth and not self._authorized():
-                status = self._json(401, {"errors": [{"message": "user is not logged in"}]})
-            else:
-                status, data, headers = answer()
-                sent = len(data)
-                self._send(status, data, headers)
-        finally:
-            self.wandb._log(dataclasses.replace(seen, status=status, bytes_out=sent))
+        self.wandb._log(seen)
+        if fault is not None:
+            payload = self._stored() if fault.reset and operation == "download" else None
+            self.wandb._answered(seen, fault.status or (200 if fault.malformed else 0), 0)
+            self._fault(fault, payload)
+        elif auth and not self._authorized():
+            self.wandb._answered(seen, 401, 0)
+            self._json(401, {"errors": [{"message": "user is not logged in"}]})
+        else:
+            status, data, headers = answer()
+            self.wandb._answered(seen, status, len(data))
+            self._send(status, data, headers)
 
     # -- routes ----------------------------------------------------------------------------
 
