@@ -277,11 +277,6 @@ def test_a_sharded_checkpoint_of_2_ranks_loads_verified_and_a_flipped_byte_stops
     assert files == {".metadata": 0, "__0_0.distcp": 0, "__1_0.distcp": 1}
 
     code, _, out = torchrun(repo, wandb_dir, "load", "must", script=SHARDED)
-    if code != 0 and "SIGABRT" in out and "matches its record" in out:
-        # Known, intermittent: a rank aborts ("terminate called without an active exception")
-        # as it exits after a verified load, about once in ten runs on a loaded machine; under
-        # investigation. The load itself is what this test checks: run it once more.
-        code, _, out = torchrun(repo, wandb_dir, "load", "must", script=SHARDED)
     assert code == 0, out
     assert (repo / "loaded-0").read_text() == (repo / "saved-0").read_text()
     assert (repo / "loaded-1").read_text() == (repo / "saved-1").read_text()
@@ -322,32 +317,20 @@ def two_nodes(repo: Path, wandb_dir: Path, phase: str, resume: str | None) -> tu
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
     command += ["--nproc_per_node", "1", "--rdzv_backend", "c10d"]
     command += ["--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", phase, str(SHARDED)]
-    for attempt in (1, 2):
-        agents = [
-            subprocess.Popen(
-                command,
-                cwd=repo,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for _ in range(2)
-        ]
-        try:
-            outs = [agent.communicate(timeout=TIMEOUT)[0] for agent in agents]
-            return max(agent.returncode for agent in agents), "\n".join(outs)
-        except subprocess.TimeoutExpired:
-            for agent in agents:
-                agent.kill()
-            out = "\n".join(agent.communicate()[0] for agent in agents)
-        # The known intermittent abort at exit after a sharded load (see the test above) ends
-        # one node's worker; the other node's agent then waits at torchrun's exit barrier
-        # (300 s) past this bound. Run the phase once more; any other timeout is a hang.
-        aborted = "SIGABRT" in out or "terminate called without an active exception" in out
-        if attempt == 2 or not aborted:
-            raise AssertionError(f"two-node {phase} did not end within {TIMEOUT} s:\n{out}")
-    raise AssertionError("unreachable")
+    agents = [
+        subprocess.Popen(
+            command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    try:
+        outs = [agent.communicate(timeout=TIMEOUT)[0] for agent in agents]
+    except subprocess.TimeoutExpired:
+        for agent in agents:
+            agent.kill()
+        out = "\n".join(agent.communicate()[0] for agent in agents)
+        raise AssertionError(f"two-node {phase} did not end within {TIMEOUT} s:\n{out}") from None
+    return max(agent.returncode for agent in agents), "\n".join(outs)
 
 
 def test_two_nodes_share_a_sharded_checkpoint_and_a_flipped_byte_of_node_1_stops_both(

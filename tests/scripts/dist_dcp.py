@@ -5,6 +5,7 @@ PHASE "save" starts run WANDB_RUN_ID and saves to ckpt-dcp; PHASE "load" resumes
 the checkpoint into a fresh model, writing loaded-<rank> with the weights' sum."""
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -60,3 +61,12 @@ if __name__ == "__main__":
         main()
     except resumeguard.ResumeGuardError as e:
         exit_with(e)
+    # Everything is written and the run finished: leave without finalizing the interpreter.
+    # A gloo worker thread can still be releasing the last collective's tensors (the model
+    # still holds the process group, so destroy_process_group does not stop its threads);
+    # the release takes the GIL, a finalizing interpreter ends any thread that asks for it,
+    # and ending a C++ thread that way aborts the process ("terminate called without an
+    # active exception", SIGABRT). A race of torch's, seen under load, not of this job's.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
