@@ -179,7 +179,8 @@ def test_ddp_recipe_under_torchrun_every_rank_calls_init(tmp_path: Path) -> None
     resume verified on both ranks, a rank that skips restore_checkpoint, a code change (one
     report, every rank stops) and 2 -> 1 processes (the global batch changes)."""
     repo = make_repo(
-        tmp_path / "proj", {"hidden.txt": "8\n", ".gitignore": "trained-*\nstopped-*\n*.pt\n"}
+        tmp_path / "proj",
+        {"hidden.txt": "8\n", ".gitignore": "trained-*\nstopped-*\ngave-up-*\n*.pt\n"},
     )
     wandb_dir = tmp_path / "wb"
     wandb_dir.mkdir()
@@ -202,6 +203,15 @@ def test_ddp_recipe_under_torchrun_every_rank_calls_init(tmp_path: Path) -> None
     assert "rank 1 did not reach restore_checkpoint within 3 s" in out
     assert not (repo / "trained-0-skipped").exists()
     assert seconds < 90, f"every rank ended in {seconds:.0f} s"  # a hang would be minutes
+
+    # Rank 1 arrives after rank 0 gave up (its values there, nobody waiting): it stops too.
+    late = {"INIT": "every", "FAULT": "late", "RESUMEGUARD_COLLECTIVE_TIMEOUT": WAIT}
+    code, seconds, out = launch(repo, wandb_dir, "late", "must", "torchrun", **late)
+    assert code != 0, out
+    assert "rank 1 did not reach" in (repo / "gave-up-0").read_text()
+    assert "rank 1 reached restore_checkpoint after another rank stopped waiting for it" in out
+    assert not list(repo.glob("trained-*-late")), "no rank trained"
+    assert seconds < 50, f"every rank ended in {seconds:.0f} s"  # not rank 0's 60 s linger
 
     write(repo, {"hidden.txt": "16\n"})
     commit_all(repo, "wider")

@@ -12,6 +12,7 @@ decides for itself (the same files give the same answer).
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -102,17 +103,34 @@ def all_ranks(value: Any, *, tag: str, call: str | None = None, part: float = 0.
     """Every rank's ``value`` (JSON-able), in rank order; ``[value]`` on one rank or without a
     channel. Waits for the others at most :func:`collective_timeout` of ``part``, the longest
     the slowest rank may need to get here after the others; then :class:`RankFailed` names the
-    ranks that did not arrive."""
+    ranks that did not arrive. A rank that gives up says so in the store, so that one arriving
+    after it (its values all there, but nobody waiting any more) raises too, not goes on alone."""
     rank, world = rank_and_world()
-    channel = _channel(rank, world) if world > 1 else None
-    if channel is None:
+    store = _store() if world > 1 else None
+    if store is None:
         return [value]
     timeout = collective_timeout(part)
+    key = _key(tag)
+    gave_up = f"{key}/gave-up"
     try:
-        gathered = channel.all_gather(_key(tag), json.dumps(value), _delta(timeout))
+        gathered = _collectives(store, rank, world).all_gather(
+            key, json.dumps(value), _delta(timeout)
+        )
     except RuntimeError as e:
         missing = _missing_ranks(str(e), rank, world)
+        with contextlib.suppress(RuntimeError):  # the store is gone: no late rank reaches it
+            store.set(gave_up, str(rank))
         raise RankFailed(_absent_line(missing, call or tag, timeout)) from None
+    try:
+        late = store.check([gave_up])
+    except RuntimeError:  # the store is gone: the rank that held it has ended
+        late = True
+    if late:
+        raise RankFailed(
+            f"rank {rank} reached {call or tag} after another rank stopped waiting for it "
+            f"({timeout:g} s), so the resume cannot be decided; every rank must call "
+            f"{call or tag} at the same point ({TIMEOUT_ENV} sets the wait in seconds)"
+        )
     return [json.loads(b) for b in gathered]
 
 
@@ -145,15 +163,20 @@ def _failure_line(error: BaseException) -> str:
 
 
 def _channel(rank: int, world: int) -> Any:
-    """torch's store collectives over the process group's store, else the torchrun agent's;
-    None without either."""
+    """torch's store collectives over :func:`_store`; None without a store."""
+    store = _store()
+    return None if store is None else _collectives(store, rank, world)
+
+
+def _store() -> Any:
+    """The process group's key-value store, else the torchrun agent's; None without either."""
     dist = process_group()
     if dist is not None:
-        store = dist.distributed_c10d._get_default_store()
-    else:
-        store = _agent_store(os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT"))
-        if store is None:
-            return None
+        return dist.distributed_c10d._get_default_store()
+    return _agent_store(os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT"))
+
+
+def _collectives(store: Any, rank: int, world: int) -> Any:
     import torch.distributed as tdist
 
     return tdist._StoreCollectives(store, rank, world)  # type: ignore[attr-defined]

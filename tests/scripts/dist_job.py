@@ -4,13 +4,16 @@ the argument ``spawn``, by ``mp.spawn`` (the recipe's ``--multiprocessing-distri
 
 Environment: REPO, PHASE, NPROC (spawn), INIT ("rank0" or "every": who calls
 resumeguard.init), FAULT ("skip": rank 1 skips restore_checkpoint; "stop": rank 1 stops itself
-with SIGSTOP before it, after writing its pid to stopped-1). Every rank that trains writes
-trained-<rank>-<PHASE> with the step it reached; a resumeguard error exits as the guard would.
+with SIGSTOP before it, after writing its pid to stopped-1; "late": rank 1 calls it only once
+rank 0 has given up waiting for it, which rank 0 says in gave-up-0 and then lingers). Every rank
+that trains writes trained-<rank>-<PHASE> with the step it reached; a resumeguard error exits as
+the guard would.
 """
 
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -39,6 +42,10 @@ def train(rank: int) -> None:
         if fault == "stop":
             Path("stopped-1").write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGSTOP)
+        if fault == "late":
+            deadline = time.monotonic() + 120
+            while not Path("gave-up-0").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
         if fault != "skip":
             state = resumeguard.restore_checkpoint(run, "ckpt.pt", model=model, optimizer=opt)
             start = state["step"]
@@ -60,6 +67,9 @@ def worker(rank: int, world: int) -> None:
     try:
         train(rank)
     except resumeguard.ResumeGuardError as e:
+        if rank == 0 and os.environ.get("FAULT") == "late":
+            Path("gave-up-0").write_text(str(e))
+            time.sleep(60)  # alive, with the store, while rank 1 arrives; the launcher ends it
         exit_with(e)
     dist.destroy_process_group()
 
