@@ -382,3 +382,115 @@ def test_env_and_deps_compare_by_their_fields_and_a_part_gone_now_is_named() -> 
     assert paths(old, pinned("https://user:token1@other.example.com/pkg.git")) == [
         "deps.requirements.pkg"
     ]
+
+
+def code_changed(**changes: Any) -> Fingerprint:
+    code = base().code
+    assert isinstance(code, CodeRecord)
+    return dataclasses.replace(base(), code=dataclasses.replace(code, **changes))
+
+
+def test_branch_remote_root_and_submodules_each_compare_on_their_own() -> None:
+    """Each repository fact is its own finding, recorded and current values kept; the same
+    remote with other credentials is no change, another host or a remote gone is."""
+    for field, value in [("branch", "dev"), ("root", "/src/other"), ("remote", "https://h/r")]:
+        [found] = compare(base(), code_changed(**{field: value}))
+        assert (found.path, found.current) == (f"code.{field}", value)
+    [detached] = compare(base(), code_changed(branch=None))
+    assert (detached.path, detached.recorded, detached.current) == ("code.branch", "main", None)
+    remote = code_changed(remote="https://user:one@git.example.com/r.git")
+    assert compare(remote, code_changed(remote="https://user:two@git.example.com/r.git")) == []
+    assert paths(remote, code_changed(remote="https://user:one@other.example.com/r.git")) == [
+        "code.remote"
+    ]
+    assert paths(remote, code_changed(remote=None)) == ["code.remote"]
+    assert paths(code_changed(remote=None), remote) == ["code.remote"]
+    subs = code_changed(submodules={"vendor/lib": "1" * 40, "vendor/two": "2" * 40})
+    assert compare(subs, subs) == []
+    moved = code_changed(submodules={"vendor/lib": "3" * 40, "vendor/two": "2" * 40})
+    [sub] = compare(subs, moved)
+    assert (sub.path, sub.recorded, sub.current) == (
+        "code.submodules.vendor/lib",
+        "1" * 40,
+        "3" * 40,
+    )
+    assert paths(subs, code_changed()) == [
+        "code.submodules.vendor/lib",
+        "code.submodules.vendor/two",
+    ]
+
+
+def test_a_shallow_clone_now_is_said_and_one_recorded_shallow_is_not() -> None:
+    [shallow] = compare(base(), code_changed(shallow=True))
+    assert (shallow.path, shallow.recorded, shallow.current, shallow.context) == (
+        "code.shallow",
+        False,
+        True,
+        True,
+    )
+    assert compare(code_changed(shallow=True), base()) == []
+    assert paths(code_changed(shallow=True), code_changed(shallow=True)) == ["code.shallow"]
+
+
+def test_a_new_commit_with_both_commits_here_is_compared_per_file(tmp_path: Path) -> None:
+    """Both commits present: code.commit is resolved (context) and each file that differs is its
+    own finding, the diff digest is not compared; one commit missing: unresolved, and a changed
+    working-tree diff is code.diff."""
+    repo = make_repo(tmp_path / "repo", {"train.py": "x = 1\n", "notes.md": "a\n"})
+    before = code_of(repo)
+    (repo / "train.py").write_text("x = 2\n")
+    git(repo, "commit", "-qam", "two")
+    after = code_of(repo)
+    found = code_findings(before, after, repo)
+    assert set(found) == {"code.commit", "code.files.train.py"}
+    assert found["code.commit"].context is True
+    assert found["code.files.train.py"].recorded != found["code.files.train.py"].current
+    missing = dataclasses.replace(before, commit="f" * 40, diff_digest="blake3:then")
+    unresolved = code_findings(missing, dataclasses.replace(after, diff_digest="blake3:now"), repo)
+    assert set(unresolved) == {"code.commit", "code.diff"}
+    assert unresolved["code.commit"].context is False
+    assert (unresolved["code.diff"].recorded, unresolved["code.diff"].current) == (
+        "blake3:then",
+        "blake3:now",
+    )
+    same_diff = dataclasses.replace(after, diff_digest="blake3:then")
+    assert set(code_findings(missing, same_diff, repo)) == {"code.commit"}
+
+
+def model_of(*names: str) -> ModelRecord:
+    return ModelRecord(
+        params={n: {"shape": [4, 4], "dtype": "float32"} for n in names}, digest="blake3:m"
+    )
+
+
+def named_optimizer(*names: str | None) -> OptimizerRecord:
+    optimizer = base().optimizer
+    assert isinstance(optimizer, OptimizerRecord)
+    params = [ParamRecord((4, 4), "float32", name=n) for n in names]
+    return dataclasses.replace(optimizer, params=params)
+
+
+def test_parameters_registered_in_another_order_name_the_moved_ones() -> None:
+    """Two equal-shaped layers swapped: model.order names the moved parameters on both sides;
+    added or removed parameters are their own findings, never an order change; the context says
+    whether both optimizers name every slot (then the names decide, not the order)."""
+    recorded = dataclasses.replace(base(), model=model_of("a", "b", "c"))
+    swapped = dataclasses.replace(base(), model=model_of("a", "c", "b"))
+    [order] = compare(recorded, swapped)
+    assert (order.path, order.recorded, order.current) == ("model.order", ["b", "c"], ["c", "b"])
+    assert order.context is False
+    assert compare(recorded, recorded) == []
+    grown = dataclasses.replace(base(), model=model_of("a", "b", "x", "c"))
+    assert paths(recorded, grown) == ["model.params.x"]
+    shrunk = dataclasses.replace(base(), model=model_of("a", "c"))
+    assert paths(recorded, shrunk) == ["model.params.b"]
+
+    def with_optimizer(fp: Fingerprint, *names: str | None) -> Fingerprint:
+        return dataclasses.replace(fp, optimizer=named_optimizer(*names))
+
+    named = compare(with_optimizer(recorded, "a", "b", "c"), with_optimizer(swapped, "a", "c", "b"))
+    assert [f.context for f in named if f.path == "model.order"] == [True]
+    half = compare(with_optimizer(recorded, "a", "b", "c"), with_optimizer(swapped, "a", None, "b"))
+    assert [f.context for f in half if f.path == "model.order"] == [False]
+    none = compare(with_optimizer(recorded), with_optimizer(swapped))
+    assert [f.context for f in none if f.path == "model.order"] == [False]
