@@ -366,3 +366,37 @@ def test_two_nodes_share_a_sharded_checkpoint_and_a_flipped_byte_of_node_1_stops
     assert out.count("__1_0.distcp (written by rank 1) does not match its record") == 2, out
     assert "(rank 0, 1)" in out, "every rank of both nodes refused it"
     assert not list(repo.glob("loaded-*"))
+
+
+def test_a_store_call_waits_at_most_its_bound_when_the_store_host_is_stopped() -> None:
+    """The gathering's own store calls (its "gave up" marker) are bounded: a stopped rank that
+    holds the store leaves the store's own 30-minute timeout unanswered, never waited out."""
+    import datetime as dt
+
+    import torch.distributed as tdist
+
+    from resumeguard.decide.distributed import _within
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    host = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, datetime as dt, torch.distributed as d; "
+         f"s = d.TCPStore('127.0.0.1', {port}, None, True, dt.timedelta(seconds=60)); "
+         "print('up', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert host.stdout is not None and host.stdout.readline().strip() == "up"
+        store = tdist.TCPStore("127.0.0.1", port, None, False, dt.timedelta(minutes=30))
+        assert _within(5, store.check, ["absent"]) is False, "an answering store answers"
+        store.set("present", "1")
+        assert _within(5, store.check, ["present"]) is True
+        os.kill(host.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        assert _within(1, store.check, ["present"]) is None, "no answer: not 'not given up'"
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(host.pid, signal.SIGCONT)
+        host.kill()
+        host.wait()

@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -118,20 +119,32 @@ def all_ranks(value: Any, *, tag: str, call: str | None = None, part: float = 0.
         )
     except RuntimeError as e:
         missing = _missing_ranks(str(e), rank, world)
-        with contextlib.suppress(RuntimeError):  # the store is gone: no late rank reaches it
-            store.set(gave_up, str(rank))
+        _within(timeout, store.set, gave_up, str(rank))  # best effort: late ranks read it
         raise RankFailed(_absent_line(missing, call or tag, timeout)) from None
-    try:
-        late = store.check([gave_up])
-    except RuntimeError:  # the store is gone: the rank that held it has ended
-        late = True
-    if late:
+    late = _within(timeout, store.check, [gave_up])
+    if late is not False:  # given up, or the store is gone or silent: nobody is waiting
         raise RankFailed(
             f"rank {rank} reached {call or tag} after another rank stopped waiting for it "
             f"({timeout:g} s), so the resume cannot be decided; every rank must call "
             f"{call or tag} at the same point ({TIMEOUT_ENV} sets the wait in seconds)"
         )
     return [json.loads(b) for b in gathered]
+
+
+def _within(seconds: float, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` on a store, waited for at most ``seconds``: a store call waits as long as
+    the process group's own timeout (30 minutes by default) when the rank holding the store is
+    stopped. None when it failed or did not answer in time."""
+    answer: list[Any] = []
+
+    def ask() -> None:
+        with contextlib.suppress(RuntimeError):  # the store is gone
+            answer.append(call(*args))
+
+    asking = threading.Thread(target=ask, name="resumeguard-store", daemon=True)
+    asking.start()
+    asking.join(seconds)
+    return answer[0] if answer else None
 
 
 def _send(channel: Any, key: str, payload: dict[str, Any]) -> None:
