@@ -393,6 +393,11 @@ def test_a_store_call_waits_at_most_its_bound_when_the_store_host_is_stopped() -
         store.set("present", "1")
         assert _within(5, store.check, ["present"]) is True
         os.kill(host.pid, signal.SIGSTOP)
+        stat = Path(f"/proc/{host.pid}/stat")
+        deadline = time.monotonic() + 30
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":  # the signal is asynchronous
+            assert time.monotonic() < deadline, "the store host did not stop"
+            time.sleep(0.01)
         started = time.monotonic()
         assert _within(1, store.check, ["present"]) is None, "no answer: not 'not given up'"
         assert time.monotonic() - started < 5
